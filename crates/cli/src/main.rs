@@ -1,0 +1,62 @@
+//! `mco`: muster's one binary — client applications, node daemon and
+//! embedded broker. This file only parses arguments and dispatches; the
+//! work lives in the library crates and in `cmd/`.
+
+mod args;
+mod cmd;
+mod render;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "mco", version, about = "muster: fleet orchestration in the tradition of MCollective")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Ping every matching node and show its round-trip time
+    Ping(cmd::ping::Args),
+    /// Run an agent's action on matching nodes: mco rpc AGENT ACTION [key=value ...]
+    Rpc(cmd::rpc::Args),
+    /// Run the node daemon
+    Server(cmd::server::Args),
+    /// Run the embedded NATS-protocol broker
+    Broker(cmd::broker::Args),
+    /// Run many simulated nodes in this process against a broker
+    Fleet(cmd::fleet::Args),
+    /// Start a broker and a simulated fleet, and take a short tour
+    Demo(cmd::demo::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("mco: cannot start the async runtime: {e}");
+            return ExitCode::from(cmd::EXIT_ERROR);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Ping(args) => cmd::ping::run(args).await,
+            Command::Rpc(args) => cmd::rpc::run(args).await,
+            Command::Server(args) => cmd::server::run(args).await,
+            Command::Broker(args) => cmd::broker::run(args).await,
+            Command::Fleet(args) => cmd::fleet::run(args).await,
+            Command::Demo(args) => cmd::demo::run(args).await,
+        }
+    });
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("mco: {e:#}");
+            ExitCode::from(cmd::EXIT_ERROR)
+        }
+    }
+}

@@ -1,0 +1,388 @@
+//! The muster client library: what `mco` and custom applications use to
+//! find nodes and run actions on them.
+//!
+//! A [`Client`] holds one broker connection and the caller's signing key.
+//! A [`Call`] says which agent and action to run, with which inputs, on
+//! which nodes; [`Client::call`] signs it, sends it, and collects the
+//! replies into an [`Outcome`] that knows who answered, who did not, and
+//! how long it took. This crate knows nothing about terminals.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use muster_client::{Call, Client, ClientConfig};
+//!
+//! let config = ClientConfig::load(None)?;
+//! let client = Client::connect(config).await?;
+//! let outcome = client.call(&Call::new("rpcutil", "ping"), |_| {}).await?;
+//! for response in &outcome.responses {
+//!     println!("{} {:?}", response.identity(), response.rtt);
+//! }
+//! # Ok(()) }
+//! ```
+
+mod config;
+pub mod keys;
+mod window;
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use muster_protocol::{subject, Filter, KeyPair, Reply, Request};
+use serde_json::{Map, Value};
+
+pub use config::{default_dir, user_name, ClientConfig, CONFIG_ENV};
+pub use window::{Arrivals, QuietWindow};
+
+/// What went wrong talking to the fleet.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(transparent)]
+    Connect(#[from] muster_connector::ConnectError),
+    #[error(transparent)]
+    Key(#[from] keys::KeyError),
+    #[error("cannot sign the request: {0}")]
+    Sign(String),
+    #[error("broker error while {doing}: {reason}")]
+    Broker { doing: String, reason: String },
+    #[error("{0:?} cannot be addressed: names must not contain spaces, '*' or '>'")]
+    BadName(String),
+}
+
+/// Which nodes a call goes to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Targets {
+    /// Send once to every node matching the filter; collect replies until
+    /// they go quiet. Used by ping and by discovery itself.
+    Broadcast,
+    /// Discover the matching nodes first, then address each directly and
+    /// wait for exactly those.
+    Discover,
+    /// Address these nodes directly.
+    Nodes(Vec<String>),
+}
+
+/// One action to run on many nodes.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub agent: String,
+    pub action: String,
+    pub data: Map<String, Value>,
+    pub filter: Filter,
+    /// Defaults to the config's main collective.
+    pub collective: Option<String>,
+    pub targets: Targets,
+    /// How long to wait for replies to the action.
+    pub timeout: Duration,
+    /// The upper bound for discovery.
+    pub discovery_timeout: Duration,
+    pub window: QuietWindow,
+}
+
+impl Call {
+    /// A call to every node, discovering them first, with MCollective's
+    /// default timeouts (the action's, and 2 s for discovery).
+    pub fn new(agent: &str, action: &str) -> Call {
+        Call {
+            agent: agent.to_string(),
+            action: action.to_string(),
+            data: Map::new(),
+            filter: Filter::default(),
+            collective: None,
+            targets: Targets::Discover,
+            timeout: Duration::from_secs(10),
+            discovery_timeout: Duration::from_secs(2),
+            window: QuietWindow::default(),
+        }
+    }
+
+    pub fn with_filter(mut self, filter: Filter) -> Call {
+        self.filter = filter;
+        self
+    }
+
+    pub fn with_data(mut self, data: Map<String, Value>) -> Call {
+        self.data = data;
+        self
+    }
+
+    pub fn with_targets(mut self, targets: Targets) -> Call {
+        self.targets = targets;
+        self
+    }
+
+    pub fn with_timeout(mut self, timeout: Duration) -> Call {
+        self.timeout = timeout;
+        self
+    }
+}
+
+/// One node's reply and how long it took.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub reply: Reply,
+    pub rtt: Duration,
+}
+
+impl Response {
+    pub fn identity(&self) -> &str {
+        &self.reply.sender
+    }
+}
+
+/// Everything a call produced.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub request_id: String,
+    /// Replies in arrival order, one per node.
+    pub responses: Vec<Response>,
+    /// The nodes that should have answered, when known.
+    pub expected: Option<Vec<String>>,
+    /// Expected nodes that did not answer, sorted.
+    pub missing: Vec<String>,
+    /// Messages on the reply subject that were not valid replies.
+    pub bad_replies: usize,
+    /// How long discovery took, when there was one.
+    pub discovery: Option<Duration>,
+    /// From sending the request to the end of collection.
+    pub elapsed: Duration,
+}
+
+impl Outcome {
+    /// Replies whose status is not OK.
+    pub fn failed(&self) -> impl Iterator<Item = &Response> {
+        self.responses.iter().filter(|r| !r.reply.statuscode.is_ok())
+    }
+
+    /// Min, max and average round trip, if anyone answered.
+    pub fn rtt_stats(&self) -> Option<(Duration, Duration, Duration)> {
+        let rtts: Vec<Duration> = self.responses.iter().map(|r| r.rtt).collect();
+        let min = *rtts.iter().min()?;
+        let max = *rtts.iter().max()?;
+        let avg = rtts.iter().sum::<Duration>() / rtts.len() as u32;
+        Some((min, max, avg))
+    }
+}
+
+/// A connected client.
+pub struct Client {
+    nats: async_nats::Client,
+    keys: KeyPair,
+    config: ClientConfig,
+    id: String,
+}
+
+impl Client {
+    /// Loads (or creates) the signing key and connects within 5 seconds.
+    pub async fn connect(config: ClientConfig) -> Result<Client, ClientError> {
+        let (keys, _) = keys::load_or_create(&config.key_file)?;
+        Client::connect_with(config, keys, Duration::from_secs(5)).await
+    }
+
+    /// Connects with an explicit key and connect timeout.
+    pub async fn connect_with(
+        config: ClientConfig,
+        keys: KeyPair,
+        timeout: Duration,
+    ) -> Result<Client, ClientError> {
+        let id = format!("{}-{}", user_name(), &muster_protocol::new_id()[..12]);
+        let nats = muster_connector::connect_client(&config.servers, &format!("mco {id}"), timeout).await?;
+        Ok(Client {
+            nats,
+            keys,
+            config,
+            id,
+        })
+    }
+
+    pub fn config(&self) -> &ClientConfig {
+        &self.config
+    }
+
+    /// This connection's id, the `sender` of its requests.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Finds the nodes matching `filter` (a broadcast rpcutil ping that
+    /// stops when replies go quiet), sorted by identity.
+    pub async fn discover(
+        &self,
+        filter: &Filter,
+        collective: Option<&str>,
+        timeout: Duration,
+        window: QuietWindow,
+    ) -> Result<Vec<String>, ClientError> {
+        let mut ping = Call::new("rpcutil", "ping")
+            .with_filter(filter.clone())
+            .with_targets(Targets::Broadcast)
+            .with_timeout(timeout);
+        ping.collective = collective.map(str::to_string);
+        ping.window = window;
+        let outcome = self.send(&ping, &mut |_| {}).await?;
+        let mut identities: Vec<String> = outcome.responses.into_iter().map(|r| r.reply.sender).collect();
+        identities.sort();
+        Ok(identities)
+    }
+
+    /// Runs `call`, reporting each reply to `on_reply` as it arrives.
+    pub async fn call(
+        &self,
+        call: &Call,
+        mut on_reply: impl FnMut(&Response),
+    ) -> Result<Outcome, ClientError> {
+        match &call.targets {
+            Targets::Discover => {
+                let started = Instant::now();
+                let nodes = match call.filter.exact_identities() {
+                    Some(nodes) => nodes,
+                    None => {
+                        self.discover(&call.filter, call.collective.as_deref(), call.discovery_timeout, call.window)
+                            .await?
+                    }
+                };
+                let discovery = started.elapsed();
+                let directed = call.clone().with_targets(Targets::Nodes(nodes));
+                let mut outcome = self.send(&directed, &mut on_reply).await?;
+                outcome.discovery = Some(discovery);
+                Ok(outcome)
+            }
+            _ => self.send(call, &mut on_reply).await,
+        }
+    }
+
+    /// Signs and publishes one request, then collects its replies.
+    async fn send(&self, call: &Call, on_reply: &mut dyn FnMut(&Response)) -> Result<Outcome, ClientError> {
+        let collective = call.collective.clone().unwrap_or_else(|| self.config.main_collective.clone());
+        for name in [&collective, &call.agent] {
+            if !subject::is_valid_name(name) || name.contains('.') {
+                return Err(ClientError::BadName(name.clone()));
+            }
+        }
+        let request = Request::new(&self.id, &self.config.caller, &collective, &call.agent, &call.action)
+            .with_filter(call.filter.clone())
+            .with_data(call.data.clone())
+            .with_ttl(self.config.ttl);
+        let payload: bytes::Bytes = self
+            .keys
+            .sign(&request)
+            .map_err(|e| ClientError::Sign(e.to_string()))?
+            .to_bytes()
+            .into();
+        let reply_to = subject::reply(&collective, &self.id, &request.id);
+        let broker = |doing: &str| {
+            let doing = doing.to_string();
+            move |e: &dyn std::fmt::Display| ClientError::Broker {
+                doing,
+                reason: e.to_string(),
+            }
+        };
+        let mut replies = self
+            .nats
+            .subscribe(reply_to.clone())
+            .await
+            .map_err(|e| broker("subscribing for replies")(&e))?;
+
+        let expected = match &call.targets {
+            Targets::Nodes(nodes) => Some(nodes.clone()),
+            _ => None,
+        };
+        let sent = Instant::now();
+        match &expected {
+            Some(nodes) => {
+                for node in nodes {
+                    if !subject::is_valid_name(node) {
+                        return Err(ClientError::BadName(node.clone()));
+                    }
+                    self.nats
+                        .publish_with_reply(subject::node(&collective, node), reply_to.clone(), payload.clone())
+                        .await
+                        .map_err(|e| broker("sending the request")(&e))?;
+                }
+            }
+            None => {
+                self.nats
+                    .publish_with_reply(subject::broadcast(&collective, &call.agent), reply_to.clone(), payload)
+                    .await
+                    .map_err(|e| broker("sending the request")(&e))?;
+            }
+        }
+        self.nats.flush().await.map_err(|e| broker("sending the request")(&e))?;
+
+        let hard = sent + call.timeout;
+        let wanted: Option<HashSet<&str>> = expected.as_ref().map(|n| n.iter().map(String::as_str).collect());
+        let mut arrivals = Arrivals::new(sent);
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut responses = Vec::new();
+        let mut bad_replies = 0;
+        let mut no_responders = 0;
+        loop {
+            if let Some(wanted) = &wanted {
+                if seen.len() + no_responders >= wanted.len() {
+                    break;
+                }
+            }
+            let deadline = match wanted {
+                Some(_) => hard,
+                None => call.window.deadline(&arrivals, hard),
+            };
+            let message = match tokio::time::timeout_at(deadline.into(), replies.next()).await {
+                Ok(Some(message)) => message,
+                Ok(None) | Err(_) => break,
+            };
+            let now = Instant::now();
+            if message.status == Some(async_nats::StatusCode::NO_RESPONDERS) {
+                // Nobody listens on that subject: for a broadcast, nobody
+                // at all; for directed requests, one absent node.
+                no_responders += 1;
+                if wanted.is_none() && responses.is_empty() {
+                    break;
+                }
+                continue;
+            }
+            let reply: Reply = match serde_json::from_slice(&message.payload) {
+                Ok(reply) => reply,
+                Err(e) => {
+                    bad_replies += 1;
+                    tracing::warn!(error = %e, "ignoring a malformed reply");
+                    continue;
+                }
+            };
+            if reply.request_id != request.id || !seen.insert(reply.sender.clone()) {
+                bad_replies += 1;
+                continue;
+            }
+            if let Some(wanted) = &wanted {
+                if !wanted.contains(reply.sender.as_str()) {
+                    tracing::debug!(node = %reply.sender, "reply from a node that was not addressed");
+                }
+            }
+            arrivals.record(now);
+            let response = Response {
+                reply,
+                rtt: now.saturating_duration_since(sent),
+            };
+            on_reply(&response);
+            responses.push(response);
+        }
+        let elapsed = sent.elapsed();
+        let _ = replies.unsubscribe().await;
+        let missing = match &expected {
+            Some(nodes) => {
+                let mut missing: Vec<String> = nodes.iter().filter(|n| !seen.contains(*n)).cloned().collect();
+                missing.sort();
+                missing
+            }
+            None => Vec::new(),
+        };
+        Ok(Outcome {
+            request_id: request.id,
+            responses,
+            expected,
+            missing,
+            bad_replies,
+            discovery: None,
+            elapsed,
+        })
+    }
+}

@@ -1,0 +1,201 @@
+//! Requests and replies.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::Filter;
+
+/// The protocol version this build speaks. Every message carries it.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// A request for one action of one agent, as every addressed node sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Request {
+    pub protocol: u32,
+    /// Unique per request; nodes refuse an id they have already seen.
+    pub id: String,
+    /// The client connection that sent it; replies go to its reply subject.
+    pub sender: String,
+    /// Who asked, e.g. `user=alice`; the key that signed it is authoritative.
+    pub caller: String,
+    pub collective: String,
+    pub agent: String,
+    pub action: String,
+    /// The action's inputs.
+    #[serde(default)]
+    pub data: Map<String, Value>,
+    /// Which nodes should act; each node evaluates it itself.
+    #[serde(default)]
+    pub filter: Filter,
+    /// When the request was made, in milliseconds since the Unix epoch.
+    pub time: u64,
+    /// Seconds after `time` during which nodes accept the request.
+    pub ttl: u64,
+}
+
+impl Request {
+    /// A request made now with a fresh id, an empty filter and a 60 s ttl.
+    pub fn new(sender: &str, caller: &str, collective: &str, agent: &str, action: &str) -> Self {
+        Request {
+            protocol: PROTOCOL_VERSION,
+            id: new_id(),
+            sender: sender.to_string(),
+            caller: caller.to_string(),
+            collective: collective.to_string(),
+            agent: agent.to_string(),
+            action: action.to_string(),
+            data: Map::new(),
+            filter: Filter::default(),
+            time: now_ms(),
+            ttl: 60,
+        }
+    }
+
+    pub fn with_filter(mut self, filter: Filter) -> Self {
+        self.filter = filter;
+        self
+    }
+
+    pub fn with_data(mut self, data: Map<String, Value>) -> Self {
+        self.data = data;
+        self
+    }
+
+    pub fn with_ttl(mut self, ttl: u64) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// The last moment (Unix ms) a node may act on this request.
+    pub fn expires_at(&self) -> u64 {
+        self.time.saturating_add(self.ttl.saturating_mul(1000))
+    }
+}
+
+/// MCollective's reply status codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "u8", try_from = "u8")]
+pub enum StatusCode {
+    Ok = 0,
+    Aborted = 1,
+    UnknownAction = 2,
+    MissingData = 3,
+    InvalidData = 4,
+    UnknownError = 5,
+}
+
+impl StatusCode {
+    pub fn is_ok(self) -> bool {
+        self == StatusCode::Ok
+    }
+}
+
+impl From<StatusCode> for u8 {
+    fn from(code: StatusCode) -> u8 {
+        code as u8
+    }
+}
+
+impl TryFrom<u8> for StatusCode {
+    type Error = String;
+    fn try_from(code: u8) -> Result<Self, String> {
+        Ok(match code {
+            0 => StatusCode::Ok,
+            1 => StatusCode::Aborted,
+            2 => StatusCode::UnknownAction,
+            3 => StatusCode::MissingData,
+            4 => StatusCode::InvalidData,
+            5 => StatusCode::UnknownError,
+            other => return Err(format!("unknown status code {other}")),
+        })
+    }
+}
+
+/// One node's answer to a request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reply {
+    pub protocol: u32,
+    pub request_id: String,
+    /// The identity of the node that answered.
+    pub sender: String,
+    pub statuscode: StatusCode,
+    pub statusmsg: String,
+    /// The action's outputs.
+    #[serde(default)]
+    pub data: Value,
+    /// When the reply was made, Unix ms.
+    pub time: u64,
+}
+
+impl Reply {
+    pub fn ok(request_id: &str, sender: &str, data: Value) -> Self {
+        Reply::new(request_id, sender, StatusCode::Ok, "OK", data)
+    }
+
+    pub fn error(request_id: &str, sender: &str, code: StatusCode, message: impl Into<String>) -> Self {
+        Reply::new(request_id, sender, code, message, Value::Object(Map::new()))
+    }
+
+    fn new(request_id: &str, sender: &str, code: StatusCode, message: impl Into<String>, data: Value) -> Self {
+        Reply {
+            protocol: PROTOCOL_VERSION,
+            request_id: request_id.to_string(),
+            sender: sender.to_string(),
+            statuscode: code,
+            statusmsg: message.into(),
+            data,
+            time: now_ms(),
+        }
+    }
+}
+
+/// A random 128-bit id as 32 hex digits.
+pub fn new_id() -> String {
+    use rand_core::RngCore;
+    let mut bytes = [0u8; 16];
+    rand_core::OsRng.fill_bytes(&mut bytes);
+    crate::envelope::hex_encode(&bytes)
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_codes_travel_as_numbers() {
+        let reply = Reply::error("r1", "node1", StatusCode::UnknownAction, "no such action");
+        let json = serde_json::to_value(&reply).unwrap();
+        assert_eq!(json["statuscode"], 2);
+        let back: Reply = serde_json::from_value(json).unwrap();
+        assert_eq!(back.statuscode, StatusCode::UnknownAction);
+    }
+
+    #[test]
+    fn unknown_status_code_is_an_error() {
+        let text = r#"{"protocol":1,"request_id":"r","sender":"n","statuscode":9,"statusmsg":"","time":0}"#;
+        let err = serde_json::from_str::<Reply>(text).unwrap_err();
+        assert!(err.to_string().contains("unknown status code 9"), "{err}");
+    }
+
+    #[test]
+    fn ids_are_unique_hex() {
+        let a = new_id();
+        assert_eq!(a.len(), 32);
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, new_id());
+    }
+
+    #[test]
+    fn expiry_does_not_overflow() {
+        let request = Request::new("c", "u", "m", "a", "b").with_ttl(u64::MAX);
+        assert_eq!(request.expires_at(), u64::MAX);
+    }
+}

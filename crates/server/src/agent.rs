@@ -1,0 +1,78 @@
+//! Agents: named sets of typed actions a node runs for callers.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use muster_protocol::{Request, StatusCode};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::Node;
+
+/// What an action returns: its output data, or a status and message.
+pub type ActionResult = Result<Value, ActionError>;
+
+/// A running action.
+pub type ActionFuture = Pin<Box<dyn Future<Output = ActionResult> + Send>>;
+
+/// An action that did not succeed, with MCollective's status code.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{message}")]
+pub struct ActionError {
+    pub code: StatusCode,
+    pub message: String,
+}
+
+impl ActionError {
+    pub fn new(code: StatusCode, message: impl Into<String>) -> ActionError {
+        ActionError {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn missing(input: &str) -> ActionError {
+        ActionError::new(StatusCode::MissingData, format!("missing required input {input:?}"))
+    }
+
+    pub fn invalid(message: impl Into<String>) -> ActionError {
+        ActionError::new(StatusCode::InvalidData, message)
+    }
+
+    pub fn unknown_action(agent: &str, action: &str) -> ActionError {
+        ActionError::new(
+            StatusCode::UnknownAction,
+            format!("unknown action {action:?} for agent {agent:?}"),
+        )
+    }
+}
+
+/// An agent's description, as `agent_inventory` reports it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AgentMetadata {
+    pub name: String,
+    pub description: String,
+    pub author: String,
+    pub version: String,
+    pub license: String,
+    pub url: String,
+    /// Seconds an action may run.
+    pub timeout: u64,
+}
+
+/// A set of actions a node can run.
+pub trait Agent: Send + Sync + 'static {
+    fn metadata(&self) -> AgentMetadata;
+
+    /// The names of its actions.
+    fn actions(&self) -> Vec<String>;
+
+    /// Runs one action. Quick actions answer from `node` directly; slow
+    /// ones move what they need into the returned future.
+    fn call(&self, node: &Node, action: &str, request: &Request) -> ActionFuture;
+}
+
+/// An already-finished action.
+pub fn ready(result: ActionResult) -> ActionFuture {
+    Box::pin(std::future::ready(result))
+}

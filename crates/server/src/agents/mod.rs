@@ -1,0 +1,5 @@
+//! The agents built into every node.
+
+mod rpcutil;
+
+pub use rpcutil::Rpcutil;

@@ -1,0 +1,97 @@
+//! `rpcutil`: what a node knows about itself.
+
+use muster_protocol::Request;
+use serde_json::{json, Map, Value};
+
+use crate::agent::{ready, ActionError, ActionFuture, Agent, AgentMetadata};
+use crate::facts::lookup;
+use crate::Node;
+
+/// MCollective's rpcutil agent.
+pub struct Rpcutil;
+
+const ACTIONS: &[&str] = &[
+    "agent_inventory",
+    "collective_info",
+    "daemon_stats",
+    "get_fact",
+    "get_facts",
+    "inventory",
+    "ping",
+];
+
+impl Agent for Rpcutil {
+    fn metadata(&self) -> AgentMetadata {
+        AgentMetadata {
+            name: "rpcutil".into(),
+            description: "General helpful actions that expose stats and internals to SimpleRPC clients".into(),
+            author: "muster".into(),
+            version: crate::VERSION.into(),
+            license: "Apache-2.0".into(),
+            url: "https://github.com/muster".into(),
+            timeout: 10,
+        }
+    }
+
+    fn actions(&self) -> Vec<String> {
+        ACTIONS.iter().map(|a| a.to_string()).collect()
+    }
+
+    fn call(&self, node: &Node, action: &str, request: &Request) -> ActionFuture {
+        ready(match action {
+            "ping" => Ok(json!({ "pong": muster_protocol::now_ms() / 1000 })),
+            "inventory" => Ok(json!({
+                "agents": node.agent_names(),
+                "facts": *node.facts(),
+                "classes": *node.classes(),
+                "collectives": node.collectives(),
+                "main_collective": node.main_collective(),
+                "version": crate::VERSION,
+                "data_plugins": Vec::<String>::new(),
+            })),
+            "get_fact" => get_fact(node, &request.data),
+            "get_facts" => get_facts(node, &request.data),
+            "agent_inventory" => Ok(json!({ "agents": node.agent_metadata() })),
+            "collective_info" => Ok(json!({
+                "main_collective": node.main_collective(),
+                "collectives": node.collectives(),
+            })),
+            "daemon_stats" => {
+                let mut stats = node.stats().to_json();
+                if let Value::Object(map) = &mut stats {
+                    map.insert("version".into(), json!(crate::VERSION));
+                    map.insert("pid".into(), json!(std::process::id()));
+                    map.insert("agents".into(), json!(node.agent_names()));
+                    map.insert("configfile".into(), json!(node.config_file()));
+                }
+                Ok(stats)
+            }
+            other => Err(ActionError::unknown_action("rpcutil", other)),
+        })
+    }
+}
+
+fn string_input<'a>(data: &'a Map<String, Value>, name: &str) -> Result<&'a str, ActionError> {
+    match data.get(name) {
+        None | Some(Value::Null) => Err(ActionError::missing(name)),
+        Some(Value::String(s)) if !s.trim().is_empty() => Ok(s),
+        Some(_) => Err(ActionError::invalid(format!("input {name:?} must be a non-empty string"))),
+    }
+}
+
+fn get_fact(node: &Node, data: &Map<String, Value>) -> Result<Value, ActionError> {
+    let fact = string_input(data, "fact")?;
+    Ok(json!({ "fact": fact, "value": lookup(&node.facts(), fact) }))
+}
+
+fn get_facts(node: &Node, data: &Map<String, Value>) -> Result<Value, ActionError> {
+    let wanted = string_input(data, "facts")?;
+    let facts = node.facts();
+    let values: Map<String, Value> = wanted
+        .split(',')
+        .map(str::trim)
+        .filter(|f| !f.is_empty())
+        .map(|f| (f.to_string(), lookup(&facts, f).unwrap_or(Value::Null)))
+        .collect();
+    Ok(json!({ "values": values }))
+}

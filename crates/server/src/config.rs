@@ -1,0 +1,179 @@
+//! `server.cfg`: what a node is and where it connects.
+
+use std::path::{Path, PathBuf};
+
+use muster_protocol::config::{Config, ConfigError};
+use muster_protocol::subject;
+
+/// Everything `mco server` reads from its config file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    /// The file this came from, reported by `daemon_stats`.
+    pub file: Option<PathBuf>,
+    pub identity: String,
+    /// Every collective the node belongs to; includes `main_collective`.
+    pub collectives: Vec<String>,
+    pub main_collective: String,
+    /// Fact files (YAML or JSON), merged in order.
+    pub fact_files: Vec<PathBuf>,
+    pub classes_file: Option<PathBuf>,
+    pub servers: Vec<String>,
+    pub logfile: Option<PathBuf>,
+    pub loglevel: String,
+    /// A directory with one trusted caller public key per file.
+    pub trusted_keys: Option<PathBuf>,
+    /// The longest ttl a request may ask for; bounds the replay memory.
+    pub max_ttl: u64,
+}
+
+impl ServerConfig {
+    /// Reads and checks a config file.
+    pub fn load(path: &Path) -> Result<ServerConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.display().to_string(),
+            line: None,
+            message: format!("cannot read: {e}"),
+        })?;
+        let config = Config::parse_named(&text, &path.display().to_string())?;
+        let mut server = ServerConfig::from_config(&config)?;
+        server.file = Some(path.to_path_buf());
+        Ok(server)
+    }
+
+    /// Interprets parsed settings; paths are taken as written.
+    pub fn from_config(config: &Config) -> Result<ServerConfig, ConfigError> {
+        let identity = match config.get("identity") {
+            Some(identity) => identity.to_string(),
+            None => hostname(),
+        };
+        if !subject::is_valid_name(&identity) {
+            return Err(config.error(
+                "identity",
+                format!("identity {identity:?} cannot contain spaces, '*', '>' or empty dot-separated parts"),
+            ));
+        }
+        let main_collective = config.get("main_collective").unwrap_or("mcollective").to_string();
+        let mut collectives = config.list("collectives");
+        if collectives.is_empty() {
+            collectives.push(main_collective.clone());
+        }
+        for collective in &collectives {
+            if !subject::is_valid_name(collective) || collective.contains('.') {
+                return Err(config.error(
+                    "collectives",
+                    format!("collective {collective:?} must be one word without dots or wildcards"),
+                ));
+            }
+        }
+        if !collectives.contains(&main_collective) {
+            return Err(config.error(
+                if config.get("main_collective").is_some() { "main_collective" } else { "collectives" },
+                format!("main_collective {main_collective:?} is not one of collectives {collectives:?}"),
+            ));
+        }
+        let fact_files = match config.get("factsource").unwrap_or("yaml") {
+            "yaml" | "json" => config.list("plugin.yaml").into_iter().map(PathBuf::from).collect(),
+            other => {
+                return Err(config.error(
+                    "factsource",
+                    format!("unknown factsource {other:?} (this build knows: yaml)"),
+                ))
+            }
+        };
+        let loglevel = config.get("loglevel").unwrap_or("info").to_ascii_lowercase();
+        if !["trace", "debug", "info", "warn", "error", "fatal"].contains(&loglevel.as_str()) {
+            return Err(config.error(
+                "loglevel",
+                format!("loglevel must be one of debug, info, warn, error, fatal; found {loglevel:?}"),
+            ));
+        }
+        let mut servers = config.list("plugin.nats.servers");
+        if servers.is_empty() {
+            servers.push(muster_connector::DEFAULT_SERVER.to_string());
+        }
+        muster_connector::parse_servers(&servers)
+            .map_err(|e| config.error("plugin.nats.servers", e.to_string()))?;
+        Ok(ServerConfig {
+            file: None,
+            identity,
+            collectives,
+            main_collective,
+            fact_files,
+            classes_file: config.get("classesfile").map(PathBuf::from),
+            servers,
+            logfile: config.get("logfile").map(PathBuf::from),
+            loglevel,
+            trusted_keys: config.get("plugin.security.trusted_keys").map(PathBuf::from),
+            max_ttl: config.number("plugin.security.max_ttl")?.unwrap_or(86_400),
+        })
+    }
+}
+
+/// The machine's host name, the default identity.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<ServerConfig, ConfigError> {
+        ServerConfig::from_config(&Config::parse(text)?)
+    }
+
+    #[test]
+    fn full_config() {
+        let config = parse(
+            "identity = web1\ncollectives = mcollective, compute\nmain_collective = mcollective\n\
+             factsource = yaml\nplugin.yaml = /a.yaml, /b.json\nclassesfile = /c.txt\n\
+             plugin.nats.servers = nats://127.0.0.1:4222, nats://127.0.0.1:4223\n\
+             loglevel = DEBUG\nplugin.security.trusted_keys = /keys\n",
+        )
+        .unwrap();
+        assert_eq!(config.identity, "web1");
+        assert_eq!(config.collectives, vec!["mcollective", "compute"]);
+        assert_eq!(config.fact_files, vec![PathBuf::from("/a.yaml"), PathBuf::from("/b.json")]);
+        assert_eq!(config.servers.len(), 2);
+        assert_eq!(config.loglevel, "debug");
+        assert_eq!(config.trusted_keys, Some(PathBuf::from("/keys")));
+    }
+
+    #[test]
+    fn defaults() {
+        let config = parse("").unwrap();
+        assert_eq!(config.identity, hostname());
+        assert_eq!(config.collectives, vec!["mcollective"]);
+        assert_eq!(config.main_collective, "mcollective");
+        assert_eq!(config.servers, vec![muster_connector::DEFAULT_SERVER]);
+        assert_eq!(config.trusted_keys, None);
+    }
+
+    #[test]
+    fn mistakes_name_their_line() {
+        let cases = [
+            ("identity = web 1", 1, "identity"),
+            ("collectives = a, b\nmain_collective = c", 2, "not one of"),
+            ("\n\nfactsource = puppetdb", 3, "unknown factsource"),
+            ("loglevel = loud", 1, "loglevel must be"),
+            ("plugin.nats.servers = nats://[::1", 1, "invalid broker URL"),
+            ("collectives = a.b", 1, "one word"),
+        ];
+        for (text, line, message) in cases {
+            let err = parse(text).unwrap_err();
+            assert_eq!(err.line, Some(line), "{text}: {err}");
+            assert!(err.message.contains(message), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn unreadable_file_is_named() {
+        let err = ServerConfig::load(Path::new("/nonexistent/server.cfg")).unwrap_err();
+        assert!(err.to_string().starts_with("/nonexistent/server.cfg: cannot read"), "{err}");
+    }
+}

@@ -1,0 +1,74 @@
+//! Serving nodes over the broker.
+
+use std::sync::Arc;
+
+use async_nats::Client;
+use futures::StreamExt;
+use tokio::task::JoinHandle;
+
+use crate::node::Outcome;
+use crate::{Node, ServerConfig};
+
+/// Why a daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("{0}")]
+    Node(String),
+    #[error(transparent)]
+    Connect(#[from] muster_connector::ConnectError),
+    #[error("cannot subscribe to {subject}: {reason}")]
+    Subscribe { subject: String, reason: String },
+}
+
+/// Subscribes `node` to its subjects on `client` and answers requests in
+/// a background task until the connection closes. Returns once the
+/// subscriptions are sent; flush the client to know the broker has them.
+pub async fn serve(node: Arc<Node>, client: Client) -> Result<JoinHandle<()>, DaemonError> {
+    let mut subscriptions = Vec::new();
+    for subject in node.subjects() {
+        let subscription = client
+            .subscribe(subject.clone())
+            .await
+            .map_err(|e| DaemonError::Subscribe {
+                subject,
+                reason: e.to_string(),
+            })?;
+        subscriptions.push(subscription);
+    }
+    let mut messages = futures::stream::select_all(subscriptions);
+    Ok(tokio::spawn(async move {
+        while let Some(message) = messages.next().await {
+            let node = node.clone();
+            let client = client.clone();
+            tokio::spawn(async move {
+                if let Outcome::Reply { subject, reply } = node.handle(&message.payload).await {
+                    let bytes = serde_json::to_vec(&reply).unwrap_or_default();
+                    if let Err(e) = client.publish(subject, bytes.into()).await {
+                        tracing::warn!(error = %e, "could not send a reply");
+                    }
+                }
+            });
+        }
+    }))
+}
+
+/// Runs `mco server` until `shutdown` completes.
+pub async fn run(
+    config: ServerConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), DaemonError> {
+    let node = Arc::new(Node::from_config(&config).map_err(DaemonError::Node)?);
+    let client = muster_connector::connect_daemon(&config.servers, &format!("mco server {}", config.identity)).await?;
+    let task = serve(node.clone(), client.clone()).await?;
+    tracing::info!(
+        identity = %config.identity,
+        collectives = ?config.collectives,
+        agents = ?node.agent_names(),
+        "serving"
+    );
+    shutdown.await;
+    tracing::info!("shutting down");
+    task.abort();
+    let _ = client.flush().await;
+    Ok(())
+}

@@ -1,0 +1,163 @@
+//! The fleet simulator: many real nodes in one process.
+//!
+//! Each simulated node is a full [`Node`] with its own identity, facts,
+//! classes, collectives and subscriptions, so the broker and the client do
+//! the same work as for a real fleet; only the processes are shared. Nodes
+//! share broker connections in groups to keep file descriptors in check.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use muster_server::{fleet::{Fleet, FleetSpec}, TrustStore};
+//! let spec = FleetSpec::new(vec!["nats://127.0.0.1:4222".into()], 1000, Arc::new(TrustStore::nobody()));
+//! let fleet = Fleet::start(spec).await?;
+//! assert_eq!(fleet.identities().len(), 1000);
+//! fleet.stop().await;
+//! # Ok(()) }
+//! ```
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::task::JoinHandle;
+
+use crate::daemon::{serve, DaemonError};
+use crate::facts::{Classes, Facts};
+use crate::watched::Source;
+use crate::{Node, TrustStore};
+
+/// What to simulate.
+pub struct FleetSpec {
+    pub servers: Vec<String>,
+    pub nodes: usize,
+    /// Identities are `<prefix><n>`, numbered from 1 and zero-padded.
+    pub prefix: String,
+    pub nodes_per_connection: usize,
+    pub trust: Arc<TrustStore>,
+}
+
+impl FleetSpec {
+    pub fn new(servers: Vec<String>, nodes: usize, trust: Arc<TrustStore>) -> FleetSpec {
+        FleetSpec {
+            servers,
+            nodes,
+            prefix: "node".into(),
+            nodes_per_connection: 100,
+            trust,
+        }
+    }
+}
+
+/// A running simulated fleet.
+pub struct Fleet {
+    nodes: Vec<Arc<Node>>,
+    clients: Vec<async_nats::Client>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Fleet {
+    /// Starts every node and returns once the broker has all their
+    /// subscriptions, so a request sent next reaches all of them.
+    pub async fn start(spec: FleetSpec) -> Result<Fleet, DaemonError> {
+        let width = spec.nodes.max(1).to_string().len().max(2);
+        let nodes: Vec<Arc<Node>> = (1..=spec.nodes)
+            .map(|n| Arc::new(simulated_node(&format!("{}{n:0width$}", spec.prefix), n, spec.trust.clone())))
+            .collect();
+        let mut clients = Vec::new();
+        let mut tasks = Vec::new();
+        for (group, chunk) in nodes.chunks(spec.nodes_per_connection.max(1)).enumerate() {
+            let client = muster_connector::connect_client(
+                &spec.servers,
+                &format!("muster fleet {group}"),
+                Duration::from_secs(10),
+            )
+            .await?;
+            for node in chunk {
+                tasks.push(serve(node.clone(), client.clone()).await?);
+            }
+            client.flush().await.map_err(|e| DaemonError::Subscribe {
+                subject: "(flush)".into(),
+                reason: e.to_string(),
+            })?;
+            clients.push(client);
+        }
+        Ok(Fleet { nodes, clients, tasks })
+    }
+
+    pub fn nodes(&self) -> &[Arc<Node>] {
+        &self.nodes
+    }
+
+    pub fn identities(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.identity().to_string()).collect()
+    }
+
+    /// Stops every node and closes its connections.
+    pub async fn stop(mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        for client in std::mem::take(&mut self.clients) {
+            let _ = client.drain().await;
+        }
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+const ROLES: &[(&str, &[&str])] = &[
+    ("web", &["httpd", "php"]),
+    ("db", &["mysql"]),
+    ("cache", &["redis"]),
+    ("app", &["httpd", "java"]),
+    ("lb", &["haproxy"]),
+];
+const OSES: &[(&str, &str, &str, &str)] = &[
+    ("Debian", "Debian", "12", "12.8"),
+    ("Debian", "Ubuntu", "24", "24.04"),
+    ("RedHat", "Rocky", "9", "9.4"),
+    ("RedHat", "AlmaLinux", "8", "8.10"),
+];
+const DATACENTERS: &[&str] = &["ams1", "fra2", "nyc3"];
+
+/// A varied but deterministic node: the same `n` always gives the same facts.
+pub fn simulated_node(identity: &str, n: usize, trust: Arc<TrustStore>) -> Node {
+    let (role, role_classes) = ROLES[n % ROLES.len()];
+    let (family, name, major, full) = OSES[(n / ROLES.len()) % OSES.len()];
+    let memory_mb = [2048, 4096, 8192, 16384, 32768][(n * 7) % 5];
+    let ip = format!("10.{}.{}.{}", 10 + n / 65536, (n / 256) % 256, n % 256);
+    let datacenter = DATACENTERS[n % DATACENTERS.len()];
+    let collectives = if n % 2 == 0 {
+        vec!["mcollective".to_string(), "compute".to_string()]
+    } else {
+        vec!["mcollective".to_string(), "storage".to_string()]
+    };
+    let facts: Value = json!({
+        "identity": identity,
+        "hostname": identity,
+        "fqdn": format!("{identity}.example.net"),
+        "role": role,
+        "datacenter": datacenter,
+        "osfamily": family,
+        "operatingsystem": name,
+        "os": {"family": family, "name": name, "release": {"major": major, "full": full}},
+        "memorysize_mb": memory_mb,
+        "processorcount": 2 + (n % 4) * 2,
+        "ipaddress": ip,
+        "ipaddress_eth0": ip,
+        "networking": {"hostname": identity, "ip": ip, "interfaces": {"eth0": {"ip": ip}}},
+        "virtual": "simulated",
+    });
+    let mut classes: Vec<String> = vec!["base".into(), format!("role::{role}")];
+    classes.extend(role_classes.iter().map(|c| c.to_string()));
+    let facts: Facts = Source::fixed(facts);
+    let classes: Classes = Source::fixed(classes);
+    Node::new(identity, collectives, "mcollective", facts, classes, trust)
+}

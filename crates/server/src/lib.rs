@@ -1,0 +1,47 @@
+//! The muster node daemon, `mco server`.
+//!
+//! A [`Node`] knows its identity, facts, classes and collectives, hosts
+//! [`Agent`]s, and decides for every incoming message whether to act:
+//! the envelope must be signed by a trusted caller ([`TrustStore`]), not
+//! expired, not a replay, for one of its collectives, and its filter must
+//! select the node. [`daemon::serve`] connects a node to the broker;
+//! [`fleet`] runs thousands of simulated nodes in one process.
+//!
+//! This crate knows nothing about terminals or command-line flags.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use muster_protocol::{KeyPair, Request};
+//! use muster_server::{fleet::simulated_node, node::Outcome, TrustStore};
+//!
+//! let caller = KeyPair::generate();
+//! let trust = Arc::new(TrustStore::fixed([(caller.public(), "alice".to_string())]));
+//! let node = simulated_node("node01", 1, trust);
+//! let request = Request::new("client", "user=alice", "mcollective", "rpcutil", "ping");
+//! let envelope = caller.sign(&request).unwrap();
+//! let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+//! match rt.block_on(node.handle(&envelope.to_bytes())) {
+//!     Outcome::Reply { reply, .. } => assert!(reply.statuscode.is_ok()),
+//!     other => panic!("{other:?}"),
+//! }
+//! ```
+
+pub mod agent;
+pub mod agents;
+mod config;
+pub mod daemon;
+pub mod facts;
+pub mod fleet;
+pub mod node;
+mod replay;
+pub mod stats;
+mod trust;
+pub mod watched;
+
+pub use agent::{Agent, AgentMetadata};
+pub use config::{hostname, ServerConfig};
+pub use node::Node;
+pub use trust::TrustStore;
+
+/// This build's version, reported by `inventory` and `daemon_stats`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,263 @@
+//! One node: the checks every request passes and the dispatch to agents.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use muster_protocol::{subject, Envelope, EnvelopeError, NodeView, Reply, Request, StatusCode};
+use serde_json::Value;
+
+use crate::agent::{Agent, AgentMetadata};
+use crate::agents::Rpcutil;
+use crate::facts::{lookup, Classes, Facts};
+use crate::replay::ReplayGuard;
+use crate::stats::{Rejection, Stats};
+use crate::trust::TrustStore;
+use crate::ServerConfig;
+
+/// How far in the future a request may be dated (clock skew between hosts).
+pub const MAX_CLOCK_SKEW_MS: u64 = 60_000;
+
+/// What became of one incoming message.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Publish `reply` on `subject`.
+    Reply { subject: String, reply: Reply },
+    /// A valid request whose filter does not select this node.
+    Filtered,
+    /// Refused without a reply; counted and logged.
+    Rejected(Rejection, String),
+}
+
+/// A node: who it is, what it knows, which agents it runs, whom it trusts.
+pub struct Node {
+    identity: String,
+    collectives: Vec<String>,
+    main_collective: String,
+    facts: Facts,
+    classes: Classes,
+    agents: BTreeMap<String, Arc<dyn Agent>>,
+    trust: Arc<TrustStore>,
+    replay: Mutex<ReplayGuard>,
+    stats: Stats,
+    max_ttl: u64,
+    config_file: Option<PathBuf>,
+}
+
+impl Node {
+    /// A node with the built-in agents. `collectives` must include
+    /// `main_collective`.
+    pub fn new(
+        identity: &str,
+        collectives: Vec<String>,
+        main_collective: &str,
+        facts: Facts,
+        classes: Classes,
+        trust: Arc<TrustStore>,
+    ) -> Node {
+        let mut node = Node {
+            identity: identity.to_string(),
+            collectives,
+            main_collective: main_collective.to_string(),
+            facts,
+            classes,
+            agents: BTreeMap::new(),
+            trust,
+            replay: Mutex::new(ReplayGuard::default()),
+            stats: Stats::default(),
+            max_ttl: 86_400,
+            config_file: None,
+        };
+        node.add_agent(Arc::new(Rpcutil));
+        node
+    }
+
+    /// A node as `server.cfg` describes it.
+    pub fn from_config(config: &ServerConfig) -> Result<Node, String> {
+        let facts = crate::facts::fact_files(config.fact_files.clone())?;
+        let classes = crate::facts::classes_file(config.classes_file.clone())?;
+        let trust = match &config.trusted_keys {
+            Some(dir) => TrustStore::from_dir(dir.clone())?,
+            None => {
+                tracing::warn!("plugin.security.trusted_keys is not set: every request will be refused");
+                TrustStore::nobody()
+            }
+        };
+        if trust.is_empty() {
+            tracing::warn!("no trusted caller keys yet: requests are refused until one is added");
+        }
+        let mut node = Node::new(
+            &config.identity,
+            config.collectives.clone(),
+            &config.main_collective,
+            facts,
+            classes,
+            Arc::new(trust),
+        );
+        node.max_ttl = config.max_ttl;
+        node.config_file = config.file.clone();
+        Ok(node)
+    }
+
+    pub fn add_agent(&mut self, agent: Arc<dyn Agent>) {
+        self.agents.insert(agent.metadata().name, agent);
+    }
+
+    pub fn identity(&self) -> &str {
+        &self.identity
+    }
+
+    pub fn collectives(&self) -> &[String] {
+        &self.collectives
+    }
+
+    pub fn main_collective(&self) -> &str {
+        &self.main_collective
+    }
+
+    pub fn facts(&self) -> Arc<Value> {
+        self.facts.get()
+    }
+
+    pub fn classes(&self) -> Arc<Vec<String>> {
+        self.classes.get()
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    pub fn config_file(&self) -> Option<&std::path::Path> {
+        self.config_file.as_deref()
+    }
+
+    pub fn agent_names(&self) -> Vec<String> {
+        self.agents.keys().cloned().collect()
+    }
+
+    pub fn agent_metadata(&self) -> Vec<AgentMetadata> {
+        self.agents.values().map(|a| a.metadata()).collect()
+    }
+
+    /// The subjects this node listens on: its own, and a broadcast
+    /// subject per agent, in each of its collectives.
+    pub fn subjects(&self) -> Vec<String> {
+        let mut subjects = Vec::new();
+        for collective in &self.collectives {
+            subjects.push(subject::node(collective, &self.identity));
+            for agent in self.agents.keys() {
+                subjects.push(subject::broadcast(collective, agent));
+            }
+        }
+        subjects
+    }
+
+    /// Checks one message and runs the action it asks for.
+    pub async fn handle(&self, payload: &[u8]) -> Outcome {
+        Stats::count(&self.stats.total);
+        let request = match self.admit(payload) {
+            Ok(request) => request,
+            Err((reason, message)) => {
+                let first = self.stats.rejected(reason) == 0;
+                self.stats.reject(reason);
+                if first {
+                    tracing::warn!(reason = reason.as_str(), %message, "refused a request (further ones of this kind are logged at debug)");
+                } else {
+                    tracing::debug!(reason = reason.as_str(), %message, "refused a request");
+                }
+                return Outcome::Rejected(reason, message);
+            }
+        };
+        if !request.filter.matches(self) {
+            Stats::count(&self.stats.filtered);
+            return Outcome::Filtered;
+        }
+        Stats::count(&self.stats.passed);
+        let reply = match self.agents.get(&request.agent) {
+            None => Reply::error(
+                &request.id,
+                &self.identity,
+                StatusCode::UnknownAction,
+                format!("unknown agent {:?}", request.agent),
+            ),
+            Some(agent) => match agent.call(self, &request.action, &request).await {
+                Ok(data) => Reply::ok(&request.id, &self.identity, data),
+                Err(e) => Reply::error(&request.id, &self.identity, e.code, e.message),
+            },
+        };
+        Stats::count(&self.stats.replies);
+        Outcome::Reply {
+            // The reply subject comes from the signed request, never from
+            // the unsigned NATS reply field.
+            subject: subject::reply(&request.collective, &request.sender, &request.id),
+            reply,
+        }
+    }
+
+    /// The security checks, in order of cost.
+    fn admit(&self, payload: &[u8]) -> Result<Request, (Rejection, String)> {
+        let envelope = Envelope::from_bytes(payload).map_err(|e| match e {
+            EnvelopeError::Version(_) => (Rejection::Version, e.to_string()),
+            _ => (Rejection::Malformed, e.to_string()),
+        })?;
+        let signer = envelope
+            .signer()
+            .map_err(|e| (Rejection::Signature, e.to_string()))?;
+        let caller = self.trust.caller(&signer).ok_or_else(|| {
+            (Rejection::Untrusted, format!("signer key {signer} is not in the trusted keys"))
+        })?;
+        let (request, _) = envelope.open().map_err(|e| match e {
+            EnvelopeError::Signature(_) => (Rejection::Signature, format!("{e} (caller {caller})")),
+            EnvelopeError::Version(_) => (Rejection::Version, e.to_string()),
+            _ => (Rejection::Malformed, e.to_string()),
+        })?;
+        if !self.collectives.contains(&request.collective) {
+            return Err((
+                Rejection::Collective,
+                format!("request for collective {:?}", request.collective),
+            ));
+        }
+        if request.ttl > self.max_ttl {
+            return Err((
+                Rejection::TtlTooLong,
+                format!("ttl {}s is longer than the {}s this node accepts", request.ttl, self.max_ttl),
+            ));
+        }
+        let now = muster_protocol::now_ms();
+        if now > request.expires_at() {
+            return Err((
+                Rejection::Expired,
+                format!("request {} from {caller} expired {} ms ago", request.id, now - request.expires_at()),
+            ));
+        }
+        if request.time > now + MAX_CLOCK_SKEW_MS {
+            return Err((
+                Rejection::Expired,
+                format!("request {} from {caller} is dated {} ms in the future", request.id, request.time - now),
+            ));
+        }
+        let mut replay = self.replay.lock().unwrap_or_else(|p| p.into_inner());
+        if !replay.first_sighting(&request.id, request.expires_at(), now) {
+            return Err((Rejection::Replay, format!("request id {} from {caller} was already seen", request.id)));
+        }
+        Ok(request)
+    }
+}
+
+impl NodeView for Node {
+    fn identity(&self) -> &str {
+        &self.identity
+    }
+
+    fn has_class(&self, matches: &dyn Fn(&str) -> bool) -> bool {
+        self.classes.get().iter().any(|c| matches(c))
+    }
+
+    fn has_agent(&self, matches: &dyn Fn(&str) -> bool) -> bool {
+        self.agents.keys().any(|a| matches(a))
+    }
+
+    fn fact(&self, path: &str) -> Option<Value> {
+        lookup(&self.facts.get(), path)
+    }
+}

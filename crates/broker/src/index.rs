@@ -354,30 +354,6 @@ impl Index {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn subject_validation() {
-        for ok in ["a", "a.b.c", "_INBOX.x", "foo*", "a-b.c_d"] {
-            assert!(valid_publish_subject(ok.as_bytes()), "{ok}");
-            assert!(valid_subscribe_subject(ok.as_bytes()), "{ok}");
-        }
-        for bad in ["", ".", "a.", ".a", "a..b", "a b", "a\tb"] {
-            assert!(!valid_publish_subject(bad.as_bytes()), "{bad:?}");
-            assert!(!valid_subscribe_subject(bad.as_bytes()), "{bad:?}");
-        }
-        for wild in ["*", ">", "a.*.b", "a.>", "*.*"] {
-            assert!(!valid_publish_subject(wild.as_bytes()), "{wild}");
-            assert!(valid_subscribe_subject(wild.as_bytes()), "{wild}");
-        }
-        for bad in [">.a", "a.>.b"] {
-            assert!(!valid_subscribe_subject(bad.as_bytes()), "{bad}");
-        }
-    }
-}
-
-#[cfg(test)]
-mod index_tests {
-    use super::*;
     use crate::stats::Counters;
 
     struct Fixture {
@@ -487,5 +463,24 @@ mod index_tests {
         assert_eq!(sub.claim(), Claim::DeliverLast);
         assert_eq!(sub.claim(), Claim::Exhausted);
         assert!(sub.set_max(2));
+    }
+
+    #[test]
+    fn subject_validation() {
+        for ok in ["a", "a.b.c", "_INBOX.x", "foo*", "a-b.c_d"] {
+            assert!(valid_publish_subject(ok.as_bytes()), "{ok}");
+            assert!(valid_subscribe_subject(ok.as_bytes()), "{ok}");
+        }
+        for bad in ["", ".", "a.", ".a", "a..b", "a b", "a\tb"] {
+            assert!(!valid_publish_subject(bad.as_bytes()), "{bad:?}");
+            assert!(!valid_subscribe_subject(bad.as_bytes()), "{bad:?}");
+        }
+        for wild in ["*", ">", "a.*.b", "a.>", "*.*"] {
+            assert!(!valid_publish_subject(wild.as_bytes()), "{wild}");
+            assert!(valid_subscribe_subject(wild.as_bytes()), "{wild}");
+        }
+        for bad in [">.a", "a.>.b"] {
+            assert!(!valid_subscribe_subject(bad.as_bytes()), "{bad}");
+        }
     }
 }

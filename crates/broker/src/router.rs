@@ -222,7 +222,11 @@ impl Tally {
         message: &[u8],
     ) -> bool {
         let last = match sub.claim() {
-            Claim::Exhausted => return false,
+            Claim::Exhausted => {
+                // A limit set while a delivery raced past it: make sure it goes.
+                self.finished.push(sub.clone());
+                return false;
+            }
             Claim::Deliver => false,
             Claim::DeliverLast => true,
         };

@@ -18,7 +18,7 @@ pub struct Selectors {
     pub class: Vec<String>,
     /// Agent the node must run: exact name or /regex/ (repeatable)
     #[arg(short = 'A', long = "with-agent", visible_alias = "wa", value_name = "AGENT")]
-    pub agent: Vec<String>,
+    pub with_agent: Vec<String>,
     /// Collective to address (default: main_collective)
     #[arg(short = 'T', long = "target", value_name = "COLLECTIVE")]
     pub target: Option<String>,
@@ -34,7 +34,7 @@ impl Selectors {
         for c in &self.class {
             filter = filter.class(c).context("bad -C class filter")?;
         }
-        for a in &self.agent {
+        for a in &self.with_agent {
             filter = filter.agent(a).context("bad -A agent filter")?;
         }
         Ok(filter)

@@ -1,1 +1,330 @@
-fn main() {}
+//! How long `mco ping` takes until every reply is in (DESIGN §9).
+//!
+//! For each broker (the embedded one, and a real `nats-server` when it is on
+//! PATH) and each fleet size, this starts a simulated fleet in-process,
+//! pings it the way `mco ping` does (one signed broadcast, collection ends
+//! when replies go quiet) and reports two times: the last reply's arrival
+//! and the end of collection. A bare NATS fan-out on the same broker — N
+//! plain subscribers answering one publish — is the baseline the design
+//! compares against.
+//!
+//! ```text
+//! cargo bench -p muster-cli --bench ping [-- --nodes 100,1000,5000 --runs 5]
+//! ```
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use futures::StreamExt;
+use muster_client::{Call, Client, ClientConfig, Targets};
+use muster_server::fleet::{Fleet, FleetSpec};
+use muster_server::TrustStore;
+use muster_testkit::{nats_server_available, BrokerKind, Caller, TestBroker};
+
+const RERUN: &str = "cargo bench -p muster-cli --bench ping [-- --nodes 100,1000,5000 --runs 5]";
+/// How the fleet simulator groups nodes on connections; the baseline does the same.
+const PER_CONNECTION: usize = 100;
+const PING_TIMEOUT: Duration = Duration::from_secs(10);
+
+struct Options {
+    nodes: Vec<usize>,
+    runs: usize,
+}
+
+impl Options {
+    fn parse() -> anyhow::Result<Options> {
+        let mut options = Options {
+            nodes: vec![100, 1000, 5000],
+            runs: 5,
+        };
+        let mut args = std::env::args().skip(1);
+        while let Some(arg) = args.next() {
+            match arg.as_str() {
+                "--nodes" => {
+                    let list = args.next().context("--nodes needs a list, e.g. 100,1000")?;
+                    options.nodes = list
+                        .split(',')
+                        .map(|n| n.trim().replace('_', "").parse::<usize>())
+                        .collect::<Result<_, _>>()
+                        .with_context(|| format!("--nodes {list:?}: expected numbers separated by commas"))?;
+                }
+                "--runs" => {
+                    let runs = args.next().context("--runs needs a number")?;
+                    options.runs = runs.parse().with_context(|| format!("--runs {runs:?}"))?;
+                }
+                // cargo passes `--bench` to every bench target.
+                "--bench" => {}
+                other => bail!("unknown argument {other:?}; usage: {RERUN}"),
+            }
+        }
+        if options.runs == 0 || options.nodes.contains(&0) {
+            bail!("--runs and every --nodes size must be at least 1");
+        }
+        Ok(options)
+    }
+}
+
+/// Median and minimum of some timings.
+#[derive(Clone, Copy)]
+struct Spread {
+    median: Duration,
+    min: Duration,
+}
+
+impl Spread {
+    fn of(mut samples: Vec<Duration>) -> Option<Spread> {
+        samples.sort();
+        Some(Spread {
+            median: *samples.get(samples.len() / 2)?,
+            min: *samples.first()?,
+        })
+    }
+}
+
+impl std::fmt::Display for Spread {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = format!("{} / {}", ms(self.median), ms(self.min));
+        f.pad(&text)
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// One table row: a broker and a fleet size.
+struct Row {
+    broker: &'static str,
+    nodes: usize,
+    /// Fewest replies any timed run got.
+    replies: usize,
+    last_reply: Option<Spread>,
+    finished: Option<Spread>,
+    bare: Result<Spread, String>,
+    problem: Option<String>,
+}
+
+fn broker_name(kind: BrokerKind) -> &'static str {
+    match kind {
+        BrokerKind::Embedded => "embedded",
+        BrokerKind::NatsServer => "nats-server",
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let options = Options::parse()?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot build the tokio runtime")?;
+
+    let mut kinds = vec![BrokerKind::Embedded];
+    if nats_server_available() {
+        kinds.push(BrokerKind::NatsServer);
+    } else {
+        eprintln!("nats-server is not on PATH: measuring the embedded broker only");
+    }
+
+    println!("muster ping benchmark ({cores} cores) — re-run: {RERUN}");
+    println!("{} runs per row after one warm-up; times are median / min", options.runs);
+    println!();
+    println!(
+        "{:<12} {:>6} {:>8}  {:<23}  {:<23}  {:<22}  {:>6}  {}",
+        "broker", "nodes", "replies", "last reply (median/min)", "finished (median/min)", "bare fan-out (med/min)", "x bare", "notes"
+    );
+    for kind in kinds {
+        for &nodes in &options.nodes {
+            let row = runtime.block_on(measure(kind, nodes, options.runs));
+            print_row(&row);
+        }
+    }
+    println!();
+    println!(
+        "last reply = when the Nth reply arrived; finished = when `mco ping` stopped collecting \
+         (quiet window, floor 50 ms); x bare = last reply / bare fan-out median."
+    );
+    if let Some(peak) = peak_rss_kb() {
+        println!(
+            "peak resident memory of this process (client + fleet + embedded broker): {:.1} MB",
+            peak as f64 / 1024.0
+        );
+    }
+    Ok(())
+}
+
+fn print_row(row: &Row) {
+    let dash = || "-".to_string();
+    let last = row.last_reply.map_or_else(dash, |s| s.to_string());
+    let finished = row.finished.map_or_else(dash, |s| s.to_string());
+    let bare = match &row.bare {
+        Ok(s) => s.to_string(),
+        Err(_) => dash(),
+    };
+    let ratio = match (&row.last_reply, &row.bare) {
+        (Some(last), Ok(bare)) if !bare.median.is_zero() => {
+            format!("{:.1}", last.median.as_secs_f64() / bare.median.as_secs_f64())
+        }
+        _ => dash(),
+    };
+    let mut notes = Vec::new();
+    if row.replies < row.nodes && row.problem.is_none() {
+        notes.push(format!("WARNING: only {} of {} replies", row.replies, row.nodes));
+    }
+    notes.extend(row.problem.clone());
+    if let Err(e) = &row.bare {
+        notes.push(format!("bare: {e}"));
+    }
+    println!(
+        "{:<12} {:>6} {:>8}  {:<23}  {:<23}  {:<22}  {:>6}  {}",
+        row.broker,
+        row.nodes,
+        row.replies,
+        last,
+        finished,
+        bare,
+        ratio,
+        notes.join("; ")
+    );
+}
+
+/// Everything for one row, from a fresh broker to its teardown.
+async fn measure(kind: BrokerKind, nodes: usize, runs: usize) -> Row {
+    let mut row = Row {
+        broker: broker_name(kind),
+        nodes,
+        replies: 0,
+        last_reply: None,
+        finished: None,
+        bare: Err("not run".into()),
+        problem: None,
+    };
+    let mut broker = TestBroker::start(kind).await;
+    let url = broker.url();
+    match ping_fleet(&url, nodes, runs).await {
+        Ok((replies, last, finished)) => {
+            row.replies = replies;
+            row.last_reply = Spread::of(last);
+            row.finished = Spread::of(finished);
+        }
+        Err(e) => row.problem = Some(format!("mco ping: {e:#}")),
+    }
+    row.bare = bare_fan_out(&url, nodes, runs).await.map_err(|e| format!("{e:#}"));
+    broker.stop().await;
+    row
+}
+
+/// Starts the fleet, pings it once to warm up and `runs` times for real.
+/// Returns the fewest replies seen and the per-run last-reply and finish times.
+async fn ping_fleet(url: &str, nodes: usize, runs: usize) -> anyhow::Result<(usize, Vec<Duration>, Vec<Duration>)> {
+    let caller = Caller::new("bench");
+    let trust = TrustStore::from_dir(caller.trusted_keys())
+        .map_err(|e| anyhow::anyhow!("reading the caller's trusted_keys: {e}"))?;
+    let fleet = Fleet::start(FleetSpec::new(vec![url.to_string()], nodes, Arc::new(trust)))
+        .await
+        .with_context(|| format!("starting {nodes} simulated nodes"))?;
+    let result = async {
+        let config = ClientConfig::load(Some(&caller.client_config(url))).context("loading the client config")?;
+        let client = Client::connect_with(config, caller.keys.clone(), Duration::from_secs(5))
+            .await
+            .context("connecting the client")?;
+        let ping = Call::new("rpcutil", "ping")
+            .with_targets(Targets::Broadcast)
+            .with_timeout(PING_TIMEOUT);
+        client.call(&ping, |_| {}).await.context("warm-up ping")?;
+        let mut fewest = usize::MAX;
+        let (mut last, mut finished) = (Vec::new(), Vec::new());
+        for _ in 0..runs {
+            let outcome = client.call(&ping, |_| {}).await.context("ping")?;
+            fewest = fewest.min(outcome.responses.len());
+            if let Some((_, max, _)) = outcome.rtt_stats() {
+                last.push(max);
+            }
+            finished.push(outcome.elapsed);
+        }
+        anyhow::Ok((fewest, last, finished))
+    }
+    .await;
+    fleet.stop().await;
+    result
+}
+
+/// The baseline: N plain subscribers on one subject, grouped on connections
+/// like the fleet, each answering at once; one publish, then time until N
+/// replies are in.
+async fn bare_fan_out(url: &str, nodes: usize, runs: usize) -> anyhow::Result<Spread> {
+    const SUBJECT: &str = "bench.bare.fanout";
+    let servers = vec![url.to_string()];
+    let mut connections = Vec::new();
+    let mut responders = Vec::new();
+    let started = async {
+        for (group, start) in (0..nodes).step_by(PER_CONNECTION).enumerate() {
+            let connection =
+                muster_connector::connect_client(&servers, &format!("bare responders {group}"), Duration::from_secs(10))
+                    .await?;
+            for _ in start..(start + PER_CONNECTION).min(nodes) {
+                let mut subscription = connection.subscribe(SUBJECT).await?;
+                let connection = connection.clone();
+                responders.push(tokio::spawn(async move {
+                    let payload = bytes::Bytes::from_static(&[b'x'; 64]);
+                    while let Some(message) = subscription.next().await {
+                        if let Some(reply) = message.reply {
+                            let _ = connection.publish(reply, payload.clone()).await;
+                        }
+                    }
+                }));
+            }
+            connection.flush().await?;
+            connections.push(connection);
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    let result = async {
+        started.context("starting the bare responders")?;
+        let client = muster_connector::connect_client(&servers, "bare requester", Duration::from_secs(5)).await?;
+        let mut samples = Vec::new();
+        // The first round is the warm-up.
+        for round in 0..=runs {
+            let inbox = client.new_inbox();
+            let mut replies = client.subscribe(inbox.clone()).await?;
+            client.flush().await?;
+            let sent = Instant::now();
+            client.publish_with_reply(SUBJECT, inbox, "ping".into()).await?;
+            client.flush().await?;
+            let mut got = 0;
+            let deadline = tokio::time::Instant::from_std(sent + PING_TIMEOUT);
+            while got < nodes {
+                match tokio::time::timeout_at(deadline, replies.next()).await {
+                    Ok(Some(_)) => got += 1,
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            let took = sent.elapsed();
+            let _ = replies.unsubscribe().await;
+            if got < nodes {
+                bail!("only {got} of {nodes} replies within {PING_TIMEOUT:?}");
+            }
+            if round > 0 {
+                samples.push(took);
+            }
+        }
+        Spread::of(samples).context("no runs")
+    }
+    .await;
+    for responder in &responders {
+        responder.abort();
+    }
+    for connection in connections {
+        let _ = connection.drain().await;
+    }
+    result
+}
+
+/// The process's peak resident set (VmHWM), in KiB, where /proc has it.
+fn peak_rss_kb() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}

@@ -2,14 +2,31 @@
 //!
 //! The filter travels inside the request and every node evaluates it
 //! against itself; a node that does not match stays silent. The semantics
-//! are MCollective's: identities are OR-ed, classes and agents are AND-ed,
-//! and every kind given must hold.
+//! are MCollective's: identities are OR-ed; facts, classes, agents and
+//! compound expressions are AND-ed; every kind given must hold.
+//!
+//! ```
+//! use muster_protocol::Filter;
+//! let filter = Filter::default()
+//!     .identity("/^web/").unwrap()
+//!     .fact("os.family=Debian").unwrap()
+//!     .class("httpd").unwrap()
+//!     .compound("process('redis-server').exists=true or not redis").unwrap();
+//! assert!(filter.uses_data());
+//! ```
+
+mod compound;
+mod fact;
+mod pattern;
 
 use std::fmt;
 
-use regex::Regex;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use serde_json::Value;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+pub use compound::{parse_with, Compound, DataQuery, Expr, DATA_PLUGINS};
+pub use fact::{Comparison, FactFilter, Op};
+pub use pattern::Pattern;
 
 /// What a filter can ask of a node.
 pub trait NodeView {
@@ -18,6 +35,11 @@ pub trait NodeView {
     fn has_agent(&self, matches: &dyn Fn(&str) -> bool) -> bool;
     /// A fact by dotted path (`os.family`).
     fn fact(&self, path: &str) -> Option<Value>;
+    /// A data plugin's answer for `argument`; an error when the plugin
+    /// fails here (or cannot run here at all).
+    fn data(&self, plugin: &str, _argument: &str) -> Result<Map<String, Value>, String> {
+        Err(format!("data plugin {plugin} cannot be evaluated here"))
+    }
 }
 
 /// Filter text that cannot be used.
@@ -27,84 +49,44 @@ pub enum FilterError {
     Regex { pattern: String, reason: String },
     #[error("empty {0} filter")]
     Empty(&'static str),
+    #[error(transparent)]
+    Parse(ParseError),
 }
 
-/// An exact value or a `/regex/`, as operators type them.
-#[derive(Clone)]
-pub enum Pattern {
-    Exact(String),
-    Regex(Regex),
+/// Where filter text stopped making sense, and what was expected there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    pub input: String,
+    /// Byte offset into `input`.
+    pub position: usize,
+    pub expected: String,
 }
 
-impl Pattern {
-    /// `/.../` is a regular expression (unanchored, as in MCollective);
-    /// anything else must match exactly.
-    ///
-    /// ```
-    /// use muster_protocol::Pattern;
-    /// assert!(Pattern::parse("/^web\\d+$/").unwrap().matches("web12"));
-    /// assert!(!Pattern::parse("web1").unwrap().matches("web12"));
-    /// assert!(Pattern::parse("/web(/").is_err());
-    /// ```
-    pub fn parse(text: &str) -> Result<Pattern, FilterError> {
-        if text.len() >= 2 && text.starts_with('/') && text.ends_with('/') {
-            let body = &text[1..text.len() - 1];
-            Regex::new(body).map(Pattern::Regex).map_err(|e| FilterError::Regex {
-                pattern: text.to_string(),
-                reason: e.to_string(),
-            })
-        } else {
-            Ok(Pattern::Exact(text.to_string()))
-        }
-    }
-
-    pub fn matches(&self, value: &str) -> bool {
-        match self {
-            Pattern::Exact(exact) => exact == value,
-            Pattern::Regex(regex) => regex.is_match(value),
-        }
-    }
-
-    /// The exact value, if this is not a regex.
-    pub fn as_exact(&self) -> Option<&str> {
-        match self {
-            Pattern::Exact(exact) => Some(exact),
-            Pattern::Regex(_) => None,
+impl ParseError {
+    pub(crate) fn new(input: &str, position: usize, expected: &str) -> ParseError {
+        ParseError {
+            input: input.to_string(),
+            position: position.min(input.len()),
+            expected: expected.to_string(),
         }
     }
 }
 
-impl fmt::Display for Pattern {
+impl std::error::Error for ParseError {}
+
+impl fmt::Display for ParseError {
+    /// The expression with a caret under the offending position.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Pattern::Exact(exact) => f.write_str(exact),
-            Pattern::Regex(regex) => write!(f, "/{}/", regex.as_str()),
-        }
-    }
-}
-
-impl fmt::Debug for Pattern {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Pattern({self})")
-    }
-}
-
-impl PartialEq for Pattern {
-    fn eq(&self, other: &Pattern) -> bool {
-        self.to_string() == other.to_string()
-    }
-}
-
-impl Serialize for Pattern {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for Pattern {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        Pattern::parse(&text).map_err(serde::de::Error::custom)
+        let shown: String = self.input.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+        let column = self.input.get(..self.position).map_or(0, |s| s.chars().count());
+        write!(
+            f,
+            "cannot parse filter: expected {} at position {}\n    {}\n    {}^",
+            self.expected,
+            self.position,
+            shown,
+            " ".repeat(column)
+        )
     }
 }
 
@@ -118,18 +100,30 @@ pub struct Filter {
     /// Identities; a node matches any one of them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub identity: Vec<Pattern>,
+    /// Fact comparisons; all must hold.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fact: Vec<FactFilter>,
     /// Classes; a node must have all of them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub class: Vec<Pattern>,
     /// Agents; a node must run all of them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub agent: Vec<Pattern>,
+    /// Compound expressions (`-S`); all must hold.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub compound: Vec<Compound>,
 }
 
 impl Filter {
     /// Adds an identity selector as typed on the command line (`-I`).
     pub fn identity(mut self, text: &str) -> Result<Filter, FilterError> {
         self.identity.push(non_empty(text, "identity")?);
+        Ok(self)
+    }
+
+    /// Adds a fact comparison (`-F`).
+    pub fn fact(mut self, text: &str) -> Result<Filter, FilterError> {
+        self.fact.push(FactFilter::parse(text)?);
         Ok(self)
     }
 
@@ -145,22 +139,66 @@ impl Filter {
         Ok(self)
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.identity.is_empty() && self.class.is_empty() && self.agent.is_empty()
+    /// Adds a combined selector (`-W`): fact comparisons and classes.
+    pub fn with(mut self, text: &str) -> Result<Filter, FilterError> {
+        let (facts, classes) = parse_with(text)?;
+        self.fact.extend(facts);
+        self.class.extend(classes);
+        Ok(self)
     }
 
-    /// Whether `node` is selected.
+    /// Adds a compound expression (`-S`).
+    pub fn compound(mut self, text: &str) -> Result<Filter, FilterError> {
+        self.compound.push(Compound::parse(text)?);
+        Ok(self)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.identity.is_empty()
+            && self.fact.is_empty()
+            && self.class.is_empty()
+            && self.agent.is_empty()
+            && self.compound.is_empty()
+    }
+
+    /// Whether any part needs a data plugin, which only nodes can answer.
+    pub fn uses_data(&self) -> bool {
+        self.compound.iter().any(|c| c.expr.uses_data())
+    }
+
+    /// Whether `node` is selected. A data plugin that fails on the node
+    /// makes it not match.
     pub fn matches(&self, node: &dyn NodeView) -> bool {
-        (self.identity.is_empty() || self.identity.iter().any(|p| p.matches(node.identity())))
+        self.evaluate(node).unwrap_or(false)
+    }
+
+    /// Like [`Filter::matches`], but says which data plugin failed.
+    pub fn evaluate(&self, node: &dyn NodeView) -> Result<bool, String> {
+        let simple = (self.identity.is_empty() || self.identity.iter().any(|p| p.matches(node.identity())))
+            && self.fact.iter().all(|f| f.matches(node.fact(&f.fact).as_ref()))
             && self.class.iter().all(|p| node.has_class(&|c| p.matches(c)))
-            && self.agent.iter().all(|p| node.has_agent(&|a| p.matches(a)))
+            && self.agent.iter().all(|p| node.has_agent(&|a| p.matches(a)));
+        if !simple {
+            return Ok(false);
+        }
+        for compound in &self.compound {
+            if !compound.expr.eval(node)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// When the filter names nodes only by exact identity, the nodes it
     /// can select are known without asking the fleet, so a client can
     /// address them directly and name any that do not answer.
     pub fn exact_identities(&self) -> Option<Vec<String>> {
-        if self.identity.is_empty() || !self.class.is_empty() || !self.agent.is_empty() {
+        if self.identity.is_empty()
+            || !self.fact.is_empty()
+            || !self.class.is_empty()
+            || !self.agent.is_empty()
+            || !self.compound.is_empty()
+        {
             return None;
         }
         let mut names: Vec<String> = self
@@ -184,6 +222,7 @@ fn non_empty(text: &str, kind: &'static str) -> Result<Pattern, FilterError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     struct Node {
         identity: &'static str,
@@ -201,8 +240,12 @@ mod tests {
         fn has_agent(&self, matches: &dyn Fn(&str) -> bool) -> bool {
             self.agents.iter().any(|a| matches(a))
         }
-        fn fact(&self, _path: &str) -> Option<Value> {
-            None
+        fn fact(&self, path: &str) -> Option<Value> {
+            match path {
+                "os.family" => Some(json!("Debian")),
+                "memorysize_mb" => Some(json!(4096)),
+                _ => None,
+            }
         }
     }
 
@@ -237,10 +280,14 @@ mod tests {
             (&["/eb/"], &[], &[], true),
             (&["/^db/"], &[], &[], false),
             (&["web"], &[], &[], false),
+            (&["web*"], &[], &[], true),
+            (&["web[12]"], &[], &[], true),
+            (&["web[23]"], &[], &[], false),
             (&[], &["httpd"], &[], true),
             (&[], &["httpd", "base"], &[], true),
             (&[], &["httpd", "redis"], &[], false),
             (&[], &["/^ht/"], &[], true),
+            (&[], &["ht*"], &[], true),
             (&[], &[], &["rpcutil"], true),
             (&[], &[], &["package"], false),
             (&["web1"], &["redis"], &[], false),
@@ -252,10 +299,32 @@ mod tests {
     }
 
     #[test]
+    fn every_kind_must_hold() {
+        let base = Filter::default().identity("web1").unwrap();
+        assert!(base.clone().fact("os.family=Debian").unwrap().matches(&WEB1));
+        assert!(!base.clone().fact("os.family=RedHat").unwrap().matches(&WEB1));
+        assert!(base.clone().with("httpd memorysize_mb>=4096").unwrap().matches(&WEB1));
+        assert!(!base.clone().with("httpd memorysize_mb>4096").unwrap().matches(&WEB1));
+        assert!(base.clone().compound("httpd and not redis").unwrap().matches(&WEB1));
+        assert!(!base.clone().compound("redis").unwrap().matches(&WEB1));
+        // A data plugin this view cannot answer makes the node not match.
+        let data = base.compound("fstat('/etc/hosts').present=1").unwrap();
+        assert!(!data.matches(&WEB1));
+        assert!(data.evaluate(&WEB1).is_err());
+    }
+
+    #[test]
     fn filters_round_trip_as_json() {
-        let f = filter(&["web1", "/^db\\d+$/"], &["httpd"], &[]);
+        let f = filter(&["web1", "/^db\\d+$/"], &["httpd"], &[])
+            .fact("memorysize_mb>=4096")
+            .unwrap()
+            .compound("httpd or redis")
+            .unwrap();
         let json = serde_json::to_string(&f).unwrap();
-        assert_eq!(json, r#"{"identity":["web1","/^db\\d+$/"],"class":["httpd"]}"#);
+        assert_eq!(
+            json,
+            r#"{"identity":["web1","/^db\\d+$/"],"fact":["memorysize_mb>=4096"],"class":["httpd"],"compound":["httpd or redis"]}"#
+        );
         let back: Filter = serde_json::from_str(&json).unwrap();
         assert_eq!(back, f);
         assert!(back.matches(&WEB1));
@@ -267,6 +336,8 @@ mod tests {
         assert_eq!(Filter::default().identity(" "), Err(FilterError::Empty("identity")));
         assert!(serde_json::from_str::<Filter>(r#"{"identity":["/(/"]}"#).is_err());
         assert!(serde_json::from_str::<Filter>(r#"{"future":["x"]}"#).is_err());
+        assert!(serde_json::from_str::<Filter>(r#"{"compound":["httpd and"]}"#).is_err());
+        assert!(serde_json::from_str::<Filter>(r#"{"fact":["nope"]}"#).is_err());
     }
 
     #[test]
@@ -276,6 +347,7 @@ mod tests {
             Some(vec!["a".to_string(), "b".to_string()])
         );
         assert_eq!(filter(&["a", "/b/"], &[], &[]).exact_identities(), None);
+        assert_eq!(filter(&["a*"], &[], &[]).exact_identities(), None);
         assert_eq!(filter(&["a"], &["httpd"], &[]).exact_identities(), None);
         assert_eq!(filter(&[], &[], &[]).exact_identities(), None);
     }

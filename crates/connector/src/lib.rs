@@ -134,9 +134,13 @@ mod tests {
             .unwrap()
             .port();
         let url = format!("nats://127.0.0.1:{port}");
-        let err = connect_client(&[url.clone()], "test", Duration::from_millis(500))
-            .await
-            .unwrap_err();
+        let err = connect_client(
+            std::slice::from_ref(&url),
+            "test",
+            Duration::from_millis(500),
+        )
+        .await
+        .unwrap_err();
         assert!(err.to_string().contains(&url), "{err}");
     }
 }

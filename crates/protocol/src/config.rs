@@ -73,7 +73,10 @@ impl Config {
                 return Err(error("missing key before '='".into()));
             }
             if key.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                return Err(error(format!("key {:?} contains whitespace", truncate(key))));
+                return Err(error(format!(
+                    "key {:?} contains whitespace",
+                    truncate(key)
+                )));
             }
             values.insert(key.to_string(), (value.trim().to_string(), line));
         }
@@ -111,10 +114,12 @@ impl Config {
 
     /// `true/false`, `yes/no`, `1/0`, `on/off` — as MCollective accepts.
     pub fn flag(&self, key: &str) -> Result<Option<bool>, ConfigError> {
-        self.typed(key, "true or false", |v| match v.to_ascii_lowercase().as_str() {
-            "true" | "yes" | "1" | "on" | "y" => Some(true),
-            "false" | "no" | "0" | "off" | "n" => Some(false),
-            _ => None,
+        self.typed(key, "true or false", |v| {
+            match v.to_ascii_lowercase().as_str() {
+                "true" | "yes" | "1" | "on" | "y" => Some(true),
+                "false" | "no" | "0" | "off" | "n" => Some(false),
+                _ => None,
+            }
         })
     }
 
@@ -163,7 +168,10 @@ mod tests {
         assert_eq!(config.get("loglevel"), Some("debug"));
         assert_eq!(config.get("empty"), None);
         assert_eq!(config.get("missing"), None);
-        assert_eq!(config.list("plugin.nats.servers"), vec!["nats://a:4222", "nats://b:4222"]);
+        assert_eq!(
+            config.list("plugin.nats.servers"),
+            vec!["nats://a:4222", "nats://b:4222"]
+        );
         assert!(config.list("missing").is_empty());
     }
 
@@ -175,15 +183,24 @@ mod tests {
 
     #[test]
     fn errors_name_the_line() {
-        let err = Config::parse_named("identity = a\nthis line is wrong\n", "/etc/muster/server.cfg")
-            .unwrap_err();
+        let err = Config::parse_named(
+            "identity = a\nthis line is wrong\n",
+            "/etc/muster/server.cfg",
+        )
+        .unwrap_err();
         assert_eq!(err.line, Some(2));
         assert_eq!(
             err.to_string(),
             "/etc/muster/server.cfg:2: expected 'key = value', found \"this line is wrong\""
         );
-        assert_eq!(Config::parse("= x").unwrap_err().message, "missing key before '='");
-        assert!(Config::parse("a b = c").unwrap_err().message.contains("whitespace"));
+        assert_eq!(
+            Config::parse("= x").unwrap_err().message,
+            "missing key before '='"
+        );
+        assert!(Config::parse("a b = c")
+            .unwrap_err()
+            .message
+            .contains("whitespace"));
     }
 
     #[test]

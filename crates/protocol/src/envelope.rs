@@ -169,7 +169,7 @@ pub(crate) fn hex_encode(bytes: &[u8]) -> String {
 }
 
 pub(crate) fn hex_decode(text: &str) -> Result<Vec<u8>, String> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return Err("hex text has an odd number of digits".into());
     }
     let digit = |c: u8| -> Result<u8, String> {
@@ -228,10 +228,16 @@ mod tests {
             &[0xff, 0xfe, 0x00],
         ];
         for case in cases {
-            assert!(matches!(Envelope::from_bytes(case), Err(EnvelopeError::Malformed(_))));
+            assert!(matches!(
+                Envelope::from_bytes(case),
+                Err(EnvelopeError::Malformed(_))
+            ));
         }
         let wrong_version = br#"{"protocol":7,"request":"{}","signature":"","signer":""}"#;
-        assert_eq!(Envelope::from_bytes(wrong_version), Err(EnvelopeError::Version(7)));
+        assert_eq!(
+            Envelope::from_bytes(wrong_version),
+            Err(EnvelopeError::Version(7))
+        );
         let bad_hex = Envelope {
             protocol: 1,
             request: "{}".into(),
@@ -256,7 +262,10 @@ mod tests {
         let keys = KeyPair::generate();
         let again = KeyPair::from_hex(&format!("{}\n", keys.to_hex())).unwrap();
         assert_eq!(again.public(), keys.public());
-        assert_eq!(PublicKey::from_hex(&keys.public().to_hex()).unwrap(), keys.public());
+        assert_eq!(
+            PublicKey::from_hex(&keys.public().to_hex()).unwrap(),
+            keys.public()
+        );
         assert!(PublicKey::from_hex("00").is_err());
         assert!(KeyPair::from_hex("xyz").is_err());
     }

@@ -132,11 +132,22 @@ impl Reply {
         Reply::new(request_id, sender, StatusCode::Ok, "OK", data)
     }
 
-    pub fn error(request_id: &str, sender: &str, code: StatusCode, message: impl Into<String>) -> Self {
+    pub fn error(
+        request_id: &str,
+        sender: &str,
+        code: StatusCode,
+        message: impl Into<String>,
+    ) -> Self {
         Reply::new(request_id, sender, code, message, Value::Object(Map::new()))
     }
 
-    fn new(request_id: &str, sender: &str, code: StatusCode, message: impl Into<String>, data: Value) -> Self {
+    fn new(
+        request_id: &str,
+        sender: &str,
+        code: StatusCode,
+        message: impl Into<String>,
+        data: Value,
+    ) -> Self {
         Reply {
             protocol: PROTOCOL_VERSION,
             request_id: request_id.to_string(),

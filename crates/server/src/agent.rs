@@ -32,7 +32,10 @@ impl ActionError {
     }
 
     pub fn missing(input: &str) -> ActionError {
-        ActionError::new(StatusCode::MissingData, format!("missing required input {input:?}"))
+        ActionError::new(
+            StatusCode::MissingData,
+            format!("missing required input {input:?}"),
+        )
     }
 
     pub fn invalid(message: impl Into<String>) -> ActionError {

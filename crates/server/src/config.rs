@@ -5,6 +5,18 @@ use std::path::{Path, PathBuf};
 use muster_protocol::config::{Config, ConfigError};
 use muster_protocol::subject;
 
+/// Where a node's system facts come from; fact files are merged over them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FactSource {
+    /// Gathered natively from /proc, /sys and /etc (`factsource = yaml`, the default).
+    Native,
+    /// `facter -j`, cached and re-run every `refresh` (`factsource = facter`).
+    Facter {
+        command: PathBuf,
+        refresh: std::time::Duration,
+    },
+}
+
 /// Everything `mco server` reads from its config file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServerConfig {
@@ -14,7 +26,9 @@ pub struct ServerConfig {
     /// Every collective the node belongs to; includes `main_collective`.
     pub collectives: Vec<String>,
     pub main_collective: String,
-    /// Fact files (YAML or JSON), merged in order.
+    /// Where system facts come from.
+    pub factsource: FactSource,
+    /// Fact files (YAML or JSON), merged in order over the system facts.
     pub fact_files: Vec<PathBuf>,
     pub classes_file: Option<PathBuf>,
     pub servers: Vec<String>,
@@ -52,7 +66,10 @@ impl ServerConfig {
                 format!("identity {identity:?} cannot contain spaces, '*', '>' or empty dot-separated parts"),
             ));
         }
-        let main_collective = config.get("main_collective").unwrap_or("mcollective").to_string();
+        let main_collective = config
+            .get("main_collective")
+            .unwrap_or("mcollective")
+            .to_string();
         let mut collectives = config.list("collectives");
         if collectives.is_empty() {
             collectives.push(main_collective.clone());
@@ -67,24 +84,52 @@ impl ServerConfig {
         }
         if !collectives.contains(&main_collective) {
             return Err(config.error(
-                if config.get("main_collective").is_some() { "main_collective" } else { "collectives" },
-                format!("main_collective {main_collective:?} is not one of collectives {collectives:?}"),
+                if config.get("main_collective").is_some() {
+                    "main_collective"
+                } else {
+                    "collectives"
+                },
+                format!(
+                    "main_collective {main_collective:?} is not one of collectives {collectives:?}"
+                ),
             ));
         }
-        let fact_files = match config.get("factsource").unwrap_or("yaml") {
-            "yaml" | "json" => config.list("plugin.yaml").into_iter().map(PathBuf::from).collect(),
+        let factsource = match config.get("factsource").unwrap_or("yaml") {
+            "yaml" | "json" => FactSource::Native,
+            "facter" => FactSource::Facter {
+                command: config
+                    .get("plugin.facter.command")
+                    .unwrap_or("facter")
+                    .into(),
+                refresh: std::time::Duration::from_secs(
+                    config
+                        .number("plugin.facter.refresh_interval")?
+                        .unwrap_or(300)
+                        .max(1),
+                ),
+            },
             other => {
                 return Err(config.error(
                     "factsource",
-                    format!("unknown factsource {other:?} (this build knows: yaml)"),
+                    format!("unknown factsource {other:?} (this build knows: yaml, facter)"),
                 ))
             }
         };
-        let loglevel = config.get("loglevel").unwrap_or("info").to_ascii_lowercase();
+        let fact_files = config
+            .list("plugin.yaml")
+            .into_iter()
+            .map(PathBuf::from)
+            .collect();
+        let loglevel = config
+            .get("loglevel")
+            .unwrap_or("info")
+            .to_ascii_lowercase();
         if !["trace", "debug", "info", "warn", "error", "fatal"].contains(&loglevel.as_str()) {
             return Err(config.error(
                 "loglevel",
-                format!("loglevel must be one of debug, info, warn, error, fatal; found {loglevel:?}"),
+                format!(
+                    "loglevel must be one of debug, info, warn, error, fatal; found {loglevel:?}"
+                ),
             ));
         }
         let mut servers = config.list("plugin.nats.servers");
@@ -98,12 +143,15 @@ impl ServerConfig {
             identity,
             collectives,
             main_collective,
+            factsource,
             fact_files,
             classes_file: config.get("classesfile").map(PathBuf::from),
             servers,
             logfile: config.get("logfile").map(PathBuf::from),
             loglevel,
-            trusted_keys: config.get("plugin.security.trusted_keys").map(PathBuf::from),
+            trusted_keys: config
+                .get("plugin.security.trusted_keys")
+                .map(PathBuf::from),
             max_ttl: config.number("plugin.security.max_ttl")?.unwrap_or(86_400),
         })
     }
@@ -138,7 +186,10 @@ mod tests {
         .unwrap();
         assert_eq!(config.identity, "web1");
         assert_eq!(config.collectives, vec!["mcollective", "compute"]);
-        assert_eq!(config.fact_files, vec![PathBuf::from("/a.yaml"), PathBuf::from("/b.json")]);
+        assert_eq!(
+            config.fact_files,
+            vec![PathBuf::from("/a.yaml"), PathBuf::from("/b.json")]
+        );
         assert_eq!(config.servers.len(), 2);
         assert_eq!(config.loglevel, "debug");
         assert_eq!(config.trusted_keys, Some(PathBuf::from("/keys")));
@@ -160,6 +211,11 @@ mod tests {
             ("identity = web 1", 1, "identity"),
             ("collectives = a, b\nmain_collective = c", 2, "not one of"),
             ("\n\nfactsource = puppetdb", 3, "unknown factsource"),
+            (
+                "factsource = facter\nplugin.facter.refresh_interval = often",
+                2,
+                "whole number",
+            ),
             ("loglevel = loud", 1, "loglevel must be"),
             ("plugin.nats.servers = nats://[::1", 1, "invalid broker URL"),
             ("collectives = a.b", 1, "one word"),
@@ -174,6 +230,10 @@ mod tests {
     #[test]
     fn unreadable_file_is_named() {
         let err = ServerConfig::load(Path::new("/nonexistent/server.cfg")).unwrap_err();
-        assert!(err.to_string().starts_with("/nonexistent/server.cfg: cannot read"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("/nonexistent/server.cfg: cannot read"),
+            "{err}"
+        );
     }
 }

@@ -26,13 +26,14 @@ pub enum DaemonError {
 pub async fn serve(node: Arc<Node>, client: Client) -> Result<JoinHandle<()>, DaemonError> {
     let mut subscriptions = Vec::new();
     for subject in node.subjects() {
-        let subscription = client
-            .subscribe(subject.clone())
-            .await
-            .map_err(|e| DaemonError::Subscribe {
-                subject,
-                reason: e.to_string(),
-            })?;
+        let subscription =
+            client
+                .subscribe(subject.clone())
+                .await
+                .map_err(|e| DaemonError::Subscribe {
+                    subject,
+                    reason: e.to_string(),
+                })?;
         subscriptions.push(subscription);
     }
     let mut messages = futures::stream::select_all(subscriptions);
@@ -58,7 +59,11 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), DaemonError> {
     let node = Arc::new(Node::from_config(&config).map_err(DaemonError::Node)?);
-    let client = muster_connector::connect_daemon(&config.servers, &format!("mco server {}", config.identity)).await?;
+    let client = muster_connector::connect_daemon(
+        &config.servers,
+        &format!("mco server {}", config.identity),
+    )
+    .await?;
     let task = serve(node.clone(), client.clone()).await?;
     tracing::info!(
         identity = %config.identity,

@@ -1,22 +1,149 @@
 //! Facts and classes: what a node says about itself.
+//!
+//! A node's facts are layers merged in order, a later layer's top-level
+//! keys winning: facts gathered natively from the system (or `facter -j`
+//! where an operator prefers it), then the configured YAML/JSON files.
+//! The merge is cached and redone only when a layer changed.
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
+use crate::sysfacts::FacterSource;
 use crate::watched::{Source, Watched};
 
 /// Fact files larger than this are refused rather than read into memory.
 pub const MAX_FILE_BYTES: u64 = 16 << 20;
 
-/// A node's facts: a JSON object, possibly nested.
-pub type Facts = Source<Value>;
+/// How often natively gathered facts (uptime, memory, addresses) are refreshed.
+pub const SYSTEM_REFRESH: Duration = Duration::from_secs(60);
+
 /// A node's classes, one name each.
 pub type Classes = Source<Vec<String>>;
 
+/// One layer of facts.
+enum Layer {
+    Source(Source<Value>),
+    /// Gathered from /proc, /sys and /etc; refreshed every [`SYSTEM_REFRESH`].
+    System {
+        identity: String,
+        cache: Mutex<(Instant, Arc<Value>)>,
+    },
+    /// The latest `facter -j` output, refreshed by a background thread.
+    Facter(Arc<Mutex<Arc<Value>>>),
+}
+
+impl Layer {
+    fn get(&self) -> Arc<Value> {
+        match self {
+            Layer::Source(source) => source.get(),
+            Layer::System { identity, cache } => {
+                let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
+                if cache.0.elapsed() >= SYSTEM_REFRESH {
+                    *cache = (Instant::now(), Arc::new(crate::sysfacts::gather(identity)));
+                }
+                cache.1.clone()
+            }
+            Layer::Facter(latest) => latest.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+        }
+    }
+}
+
+/// A node's facts: a JSON object, possibly nested.
+pub struct Facts {
+    layers: Vec<Layer>,
+    /// The layers the merge was made from, and the merge.
+    merged: Mutex<(Vec<Arc<Value>>, Arc<Value>)>,
+}
+
+impl Facts {
+    /// Facts that never change (simulated nodes, tests).
+    pub fn fixed(value: Value) -> Facts {
+        Facts::layered(vec![Layer::Source(Source::fixed(value))])
+    }
+
+    /// The system's own facts, then the facts in `files`.
+    pub fn system_and_files(identity: &str, files: Vec<PathBuf>) -> Result<Facts, String> {
+        let system = Layer::System {
+            identity: identity.to_string(),
+            cache: Mutex::new((Instant::now(), Arc::new(crate::sysfacts::gather(identity)))),
+        };
+        Ok(Facts::layered(vec![
+            system,
+            Layer::Source(fact_files(files)?),
+        ]))
+    }
+
+    /// `facter -j` output, refreshed every `refresh`, then the facts in
+    /// `files`. Runs facter once now, so a broken facter fails start-up.
+    pub fn facter_and_files(
+        facter: FacterSource,
+        refresh: Duration,
+        files: Vec<PathBuf>,
+    ) -> Result<Facts, String> {
+        let first = facter.get()?;
+        let latest = Arc::new(Mutex::new(first));
+        let writer = Arc::downgrade(&latest);
+        std::thread::Builder::new()
+            .name("facter".into())
+            .spawn(move || loop {
+                std::thread::sleep(refresh);
+                // Stop once the node is gone.
+                let Some(latest) = writer.upgrade() else {
+                    return;
+                };
+                match facter.get() {
+                    Ok(value) => *latest.lock().unwrap_or_else(|p| p.into_inner()) = value,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "facter failed; keeping the previous facts")
+                    }
+                }
+            })
+            .map_err(|e| format!("cannot start the facter thread: {e}"))?;
+        Ok(Facts::layered(vec![
+            Layer::Facter(latest),
+            Layer::Source(fact_files(files)?),
+        ]))
+    }
+
+    fn layered(layers: Vec<Layer>) -> Facts {
+        let facts = Facts {
+            layers,
+            merged: Mutex::new((Vec::new(), Arc::new(Value::Null))),
+        };
+        facts.get();
+        facts
+    }
+
+    /// The merged facts, re-merged only when a layer changed.
+    pub fn get(&self) -> Arc<Value> {
+        let parts: Vec<Arc<Value>> = self.layers.iter().map(Layer::get).collect();
+        let mut merged = self.merged.lock().unwrap_or_else(|p| p.into_inner());
+        let unchanged = merged.0.len() == parts.len()
+            && merged.0.iter().zip(&parts).all(|(a, b)| Arc::ptr_eq(a, b));
+        if !unchanged {
+            let value = if parts.len() == 1 {
+                parts[0].clone()
+            } else {
+                let mut map = Map::new();
+                for part in &parts {
+                    if let Value::Object(object) = part.as_ref() {
+                        map.extend(object.iter().map(|(k, v)| (k.clone(), v.clone())));
+                    }
+                }
+                Arc::new(Value::Object(map))
+            };
+            *merged = (parts, value);
+        }
+        merged.1.clone()
+    }
+}
+
 /// Facts read from YAML or JSON files, merged in order (a later file's
 /// top-level keys win), re-read when they change.
-pub fn fact_files(paths: Vec<PathBuf>) -> Result<Facts, String> {
+pub fn fact_files(paths: Vec<PathBuf>) -> Result<Source<Value>, String> {
     if paths.is_empty() {
         return Ok(Source::fixed(Value::Object(Map::new())));
     }
@@ -27,7 +154,12 @@ pub fn fact_files(paths: Vec<PathBuf>) -> Result<Facts, String> {
             match parse_facts(&text) {
                 Ok(Value::Object(map)) => merged.extend(map),
                 Ok(Value::Null) => {}
-                Ok(_) => return Err(format!("{}: facts must be a mapping of names to values", path.display())),
+                Ok(_) => {
+                    return Err(format!(
+                        "{}: facts must be a mapping of names to values",
+                        path.display()
+                    ))
+                }
                 Err(e) => return Err(format!("{}: {e}", path.display())),
             }
         }
@@ -110,9 +242,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let a = dir.path().join("a.yaml");
         let b = dir.path().join("b.json");
-        std::fs::write(&a, "role: web\nos:\n  family: Debian\n  release: {major: '12'}\nmemory_mb: 2048\n").unwrap();
+        std::fs::write(
+            &a,
+            "role: web\nos:\n  family: Debian\n  release: {major: '12'}\nmemory_mb: 2048\n",
+        )
+        .unwrap();
         std::fs::write(&b, r#"{"role": "db", "datacenter": "ams"}"#).unwrap();
         let facts = fact_files(vec![a, b]).unwrap().get();
+        let layered = Facts::fixed(json!({"role": "web"}));
+        assert_eq!(layered.get()["role"], "web");
         assert_eq!(facts["role"], "db");
         assert_eq!(facts["datacenter"], "ams");
         assert_eq!(facts["memory_mb"], 2048);
@@ -134,13 +272,18 @@ mod tests {
         let err = fact_files(vec![broken.clone()]).err().unwrap();
         assert!(err.starts_with(&broken.display().to_string()), "{err}");
 
-        let err = fact_files(vec![dir.path().join("missing.yaml")]).err().unwrap();
+        let err = fact_files(vec![dir.path().join("missing.yaml")])
+            .err()
+            .unwrap();
         assert!(err.contains("missing.yaml"), "{err}");
     }
 
     #[test]
     fn classes_skip_blanks_and_comments() {
-        assert_eq!(parse_classes("httpd\n\n# x\n  redis  \n"), vec!["httpd", "redis"]);
+        assert_eq!(
+            parse_classes("httpd\n\n# x\n  redis  \n"),
+            vec!["httpd", "redis"]
+        );
     }
 
     #[test]

@@ -62,7 +62,13 @@ impl Fleet {
     pub async fn start(spec: FleetSpec) -> Result<Fleet, DaemonError> {
         let width = spec.nodes.max(1).to_string().len().max(2);
         let nodes: Vec<Arc<Node>> = (1..=spec.nodes)
-            .map(|n| Arc::new(simulated_node(&format!("{}{n:0width$}", spec.prefix), n, spec.trust.clone())))
+            .map(|n| {
+                Arc::new(simulated_node(
+                    &format!("{}{n:0width$}", spec.prefix),
+                    n,
+                    spec.trust.clone(),
+                ))
+            })
             .collect();
         let mut clients = Vec::new();
         let mut tasks = Vec::new();
@@ -82,7 +88,11 @@ impl Fleet {
             })?;
             clients.push(client);
         }
-        Ok(Fleet { nodes, clients, tasks })
+        Ok(Fleet {
+            nodes,
+            clients,
+            tasks,
+        })
     }
 
     pub fn nodes(&self) -> &[Arc<Node>] {
@@ -90,7 +100,10 @@ impl Fleet {
     }
 
     pub fn identities(&self) -> Vec<String> {
-        self.nodes.iter().map(|n| n.identity().to_string()).collect()
+        self.nodes
+            .iter()
+            .map(|n| n.identity().to_string())
+            .collect()
     }
 
     /// Stops every node and closes its connections.
@@ -134,7 +147,7 @@ pub fn simulated_node(identity: &str, n: usize, trust: Arc<TrustStore>) -> Node 
     let memory_mb = [2048, 4096, 8192, 16384, 32768][(n * 7) % 5];
     let ip = format!("10.{}.{}.{}", 10 + n / 65536, (n / 256) % 256, n % 256);
     let datacenter = DATACENTERS[n % DATACENTERS.len()];
-    let collectives = if n % 2 == 0 {
+    let collectives = if n.is_multiple_of(2) {
         vec!["mcollective".to_string(), "compute".to_string()]
     } else {
         vec!["mcollective".to_string(), "storage".to_string()]
@@ -157,7 +170,7 @@ pub fn simulated_node(identity: &str, n: usize, trust: Arc<TrustStore>) -> Node 
     });
     let mut classes: Vec<String> = vec!["base".into(), format!("role::{role}")];
     classes.extend(role_classes.iter().map(|c| c.to_string()));
-    let facts: Facts = Source::fixed(facts);
+    let facts = Facts::fixed(facts);
     let classes: Classes = Source::fixed(classes);
     Node::new(identity, collectives, "mcollective", facts, classes, trust)
 }

@@ -30,16 +30,18 @@ pub mod agent;
 pub mod agents;
 mod config;
 pub mod daemon;
+pub mod data;
 pub mod facts;
 pub mod fleet;
 pub mod node;
 mod replay;
 pub mod stats;
+pub mod sysfacts;
 mod trust;
 pub mod watched;
 
 pub use agent::{Agent, AgentMetadata};
-pub use config::{hostname, ServerConfig};
+pub use config::{hostname, FactSource, ServerConfig};
 pub use node::Node;
 pub use trust::TrustStore;
 

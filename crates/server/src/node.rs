@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use muster_protocol::{subject, Envelope, EnvelopeError, NodeView, Reply, Request, StatusCode};
-use serde_json::Value;
+use serde_json::{json, Map, Value};
 
 use crate::agent::{Agent, AgentMetadata};
 use crate::agents::Rpcutil;
@@ -74,12 +74,27 @@ impl Node {
 
     /// A node as `server.cfg` describes it.
     pub fn from_config(config: &ServerConfig) -> Result<Node, String> {
-        let facts = crate::facts::fact_files(config.fact_files.clone())?;
+        let facts = match &config.factsource {
+            crate::FactSource::Native => {
+                Facts::system_and_files(&config.identity, config.fact_files.clone())?
+            }
+            crate::FactSource::Facter { command, refresh } => Facts::facter_and_files(
+                crate::sysfacts::FacterSource::with_command(
+                    command.clone(),
+                    vec!["-j".into()],
+                    *refresh,
+                ),
+                *refresh,
+                config.fact_files.clone(),
+            )?,
+        };
         let classes = crate::facts::classes_file(config.classes_file.clone())?;
         let trust = match &config.trusted_keys {
             Some(dir) => TrustStore::from_dir(dir.clone())?,
             None => {
-                tracing::warn!("plugin.security.trusted_keys is not set: every request will be refused");
+                tracing::warn!(
+                    "plugin.security.trusted_keys is not set: every request will be refused"
+                );
                 TrustStore::nobody()
             }
         };
@@ -168,7 +183,7 @@ impl Node {
                 return Outcome::Rejected(reason, message);
             }
         };
-        if !request.filter.matches(self) {
+        if !self.selected_by(&request.filter) {
             Stats::count(&self.stats.filtered);
             return Outcome::Filtered;
         }
@@ -194,6 +209,64 @@ impl Node {
         }
     }
 
+    /// Evaluates a filter. Data plugins read files and /proc, so with
+    /// them the evaluation leaves the async worker thread.
+    fn selected_by(&self, filter: &muster_protocol::Filter) -> bool {
+        let evaluate = || match filter.evaluate(self) {
+            Ok(selected) => selected,
+            Err(e) => {
+                tracing::debug!(error = %e, "a data plugin failed; not selected");
+                false
+            }
+        };
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .map(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
+            .unwrap_or(false);
+        if filter.uses_data() && multi_thread {
+            tokio::task::block_in_place(evaluate)
+        } else {
+            evaluate()
+        }
+    }
+
+    /// A data plugin's answer, as `-S` queries and `rpcutil get_data` see it.
+    pub fn query_data(&self, plugin: &str, argument: &str) -> Result<Map<String, Value>, String> {
+        let result = match plugin {
+            "fact" => Ok(object(
+                json!({ "value": lookup(&self.facts.get(), argument) }),
+            )),
+            "collective" => Ok(object(
+                json!({ "member": self.collectives.iter().any(|c| c == argument) }),
+            )),
+            "agent" => Ok(self
+                .agents
+                .get(argument)
+                .map(|agent| {
+                    let meta = agent.metadata();
+                    object(json!({
+                        "agent": meta.name,
+                        "name": meta.name,
+                        "author": meta.author,
+                        "description": meta.description,
+                        "license": meta.license,
+                        "timeout": meta.timeout,
+                        "url": meta.url,
+                        "version": meta.version,
+                        "actions": agent.actions(),
+                    }))
+                })
+                .unwrap_or_default()),
+            "fstat" => crate::data::fstat(argument),
+            "process" => crate::data::process(argument),
+            "sysctl" => crate::data::sysctl(argument),
+            other => Err(format!("unknown data plugin {other:?}")),
+        };
+        if result.is_err() {
+            Stats::count(&self.stats.data_errors);
+        }
+        result
+    }
+
     /// The security checks, in order of cost.
     fn admit(&self, payload: &[u8]) -> Result<Request, (Rejection, String)> {
         let envelope = Envelope::from_bytes(payload).map_err(|e| match e {
@@ -204,13 +277,25 @@ impl Node {
             .signer()
             .map_err(|e| (Rejection::Signature, e.to_string()))?;
         let caller = self.trust.caller(&signer).ok_or_else(|| {
-            (Rejection::Untrusted, format!("signer key {signer} is not in the trusted keys"))
+            (
+                Rejection::Untrusted,
+                format!("signer key {signer} is not in the trusted keys"),
+            )
         })?;
         let (request, _) = envelope.open().map_err(|e| match e {
             EnvelopeError::Signature(_) => (Rejection::Signature, format!("{e} (caller {caller})")),
             EnvelopeError::Version(_) => (Rejection::Version, e.to_string()),
             _ => (Rejection::Malformed, e.to_string()),
         })?;
+        // Both become one token of the reply subject.
+        for (what, token) in [("sender", &request.sender), ("id", &request.id)] {
+            if !subject::is_valid_name(token) || token.contains('.') {
+                return Err((
+                    Rejection::Malformed,
+                    format!("request {what} {token:?} cannot be a subject token"),
+                ));
+            }
+        }
         if !self.collectives.contains(&request.collective) {
             return Err((
                 Rejection::Collective,
@@ -220,25 +305,39 @@ impl Node {
         if request.ttl > self.max_ttl {
             return Err((
                 Rejection::TtlTooLong,
-                format!("ttl {}s is longer than the {}s this node accepts", request.ttl, self.max_ttl),
+                format!(
+                    "ttl {}s is longer than the {}s this node accepts",
+                    request.ttl, self.max_ttl
+                ),
             ));
         }
         let now = muster_protocol::now_ms();
         if now > request.expires_at() {
             return Err((
                 Rejection::Expired,
-                format!("request {} from {caller} expired {} ms ago", request.id, now - request.expires_at()),
+                format!(
+                    "request {} from {caller} expired {} ms ago",
+                    request.id,
+                    now - request.expires_at()
+                ),
             ));
         }
         if request.time > now + MAX_CLOCK_SKEW_MS {
             return Err((
                 Rejection::Expired,
-                format!("request {} from {caller} is dated {} ms in the future", request.id, request.time - now),
+                format!(
+                    "request {} from {caller} is dated {} ms in the future",
+                    request.id,
+                    request.time - now
+                ),
             ));
         }
         let mut replay = self.replay.lock().unwrap_or_else(|p| p.into_inner());
         if !replay.first_sighting(&request.id, request.expires_at(), now) {
-            return Err((Rejection::Replay, format!("request id {} from {caller} was already seen", request.id)));
+            return Err((
+                Rejection::Replay,
+                format!("request id {} from {caller} was already seen", request.id),
+            ));
         }
         Ok(request)
     }
@@ -259,5 +358,16 @@ impl NodeView for Node {
 
     fn fact(&self, path: &str) -> Option<Value> {
         lookup(&self.facts.get(), path)
+    }
+
+    fn data(&self, plugin: &str, argument: &str) -> Result<Map<String, Value>, String> {
+        self.query_data(plugin, argument)
+    }
+}
+
+fn object(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        _ => Map::new(),
     }
 }

@@ -54,6 +54,8 @@ pub struct Stats {
     /// Accepted but not for this node.
     pub filtered: AtomicU64,
     pub replies: AtomicU64,
+    /// Data plugin queries in filters that failed on this node.
+    pub data_errors: AtomicU64,
     rejected: Mutex<BTreeMap<Rejection, u64>>,
 }
 
@@ -69,6 +71,7 @@ impl Default for Stats {
             passed: AtomicU64::new(0),
             filtered: AtomicU64::new(0),
             replies: AtomicU64::new(0),
+            data_errors: AtomicU64::new(0),
             rejected: Mutex::new(BTreeMap::new()),
         }
     }
@@ -99,7 +102,15 @@ impl Stats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let unvalidated: u64 = rejected
             .iter()
-            .filter(|(r, _)| matches!(r, Rejection::Untrusted | Rejection::Signature | Rejection::Malformed | Rejection::Version))
+            .filter(|(r, _)| {
+                matches!(
+                    r,
+                    Rejection::Untrusted
+                        | Rejection::Signature
+                        | Rejection::Malformed
+                        | Rejection::Version
+                )
+            })
             .map(|(_, c)| c)
             .sum();
         json!({
@@ -109,6 +120,7 @@ impl Stats {
             "passed": get(&self.passed),
             "filtered": get(&self.filtered),
             "replies": get(&self.replies),
+            "data_errors": get(&self.data_errors),
             "validated": get(&self.passed) + get(&self.filtered),
             "unvalidated": unvalidated,
             "ttlexpired": rejected.get(&Rejection::Expired).copied().unwrap_or(0),

@@ -86,7 +86,9 @@ fn read_dir(dir: &std::path::Path) -> Result<HashMap<PublicKey, String>, String>
             Ok(key) => {
                 keys.insert(key, name);
             }
-            Err(e) => tracing::warn!(file = %path.display(), error = %e, "ignoring trusted key file"),
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "ignoring trusted key file")
+            }
         }
     }
     Ok(keys)
@@ -102,7 +104,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let alice = KeyPair::generate();
         let bob = KeyPair::generate();
-        std::fs::write(dir.path().join("alice.pub"), format!("# alice's laptop\n{}\n", alice.public())).unwrap();
+        std::fs::write(
+            dir.path().join("alice.pub"),
+            format!("# alice's laptop\n{}\n", alice.public()),
+        )
+        .unwrap();
         std::fs::write(dir.path().join("junk.pub"), "not a key").unwrap();
         std::fs::write(dir.path().join("huge.pub"), "0".repeat(10_000)).unwrap();
         let store = TrustStore::from_dir(dir.path().to_path_buf()).unwrap();
@@ -113,7 +119,9 @@ mod tests {
 
     #[test]
     fn missing_directory_is_an_error() {
-        let err = TrustStore::from_dir(PathBuf::from("/nonexistent/keys")).err().unwrap();
+        let err = TrustStore::from_dir(PathBuf::from("/nonexistent/keys"))
+            .err()
+            .unwrap();
         assert!(err.contains("/nonexistent/keys"), "{err}");
     }
 }

@@ -104,6 +104,26 @@ fn stamp_one(path: &Path) -> Stamp {
     }
 }
 
+/// A value that is either fixed (simulated nodes, tests) or read from
+/// watched files (real nodes).
+pub enum Source<T> {
+    Fixed(Arc<T>),
+    Files(Watched<T>),
+}
+
+impl<T> Source<T> {
+    pub fn fixed(value: T) -> Source<T> {
+        Source::Fixed(Arc::new(value))
+    }
+
+    pub fn get(&self) -> Arc<T> {
+        match self {
+            Source::Fixed(value) => value.clone(),
+            Source::Files(watched) => watched.get(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,27 +159,9 @@ mod tests {
 
     #[test]
     fn unreadable_at_start_is_an_error() {
-        let err = Watched::new(vec![PathBuf::from("/nonexistent/x")], read).err().unwrap();
+        let err = Watched::new(vec![PathBuf::from("/nonexistent/x")], read)
+            .err()
+            .unwrap();
         assert!(err.contains("No such file"), "{err}");
-    }
-}
-
-/// A value that is either fixed (simulated nodes, tests) or read from
-/// watched files (real nodes).
-pub enum Source<T> {
-    Fixed(Arc<T>),
-    Files(Watched<T>),
-}
-
-impl<T> Source<T> {
-    pub fn fixed(value: T) -> Source<T> {
-        Source::Fixed(Arc::new(value))
-    }
-
-    pub fn get(&self) -> Arc<T> {
-        match self {
-            Source::Fixed(value) => value.clone(),
-            Source::Files(watched) => watched.get(),
-        }
     }
 }

@@ -56,7 +56,9 @@ pub struct TestBroker {
 impl TestBroker {
     /// Starts a broker of `kind` on a free port.
     pub async fn start(kind: BrokerKind) -> TestBroker {
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("loopback address");
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port())
+            .parse()
+            .expect("loopback address");
         let mut broker = TestBroker {
             kind,
             addr,
@@ -138,7 +140,10 @@ impl Drop for TestBroker {
 async fn wait_for_port(addr: SocketAddr) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while tokio::net::TcpStream::connect(addr).await.is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on {addr} after 10 s");
+        assert!(
+            Instant::now() < deadline,
+            "nothing listens on {addr} after 10 s"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -176,7 +181,10 @@ impl Caller {
 
     /// Writes a client config for `url` and returns its path.
     pub fn client_config(&self, url: &str) -> PathBuf {
-        let path = self.dir.path().join(format!("client-{}.cfg", url.rsplit(':').next().unwrap_or("x")));
+        let path = self.dir.path().join(format!(
+            "client-{}.cfg",
+            url.rsplit(':').next().unwrap_or("x")
+        ));
         std::fs::write(
             &path,
             format!(

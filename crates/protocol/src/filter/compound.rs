@@ -16,25 +16,50 @@
 
 use std::fmt;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use super::fact::{is_fact_char, Comparison, Op};
 use super::pattern::Pattern;
 use super::{FactFilter, FilterError, NodeView, ParseError};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// The data plugins a compound filter may call, and their properties.
 pub const DATA_PLUGINS: &[(&str, &[&str])] = &[
     (
         "fstat",
         &[
-            "name", "output", "present", "type", "size", "mode", "uid", "gid", "md5", "atime",
-            "atime_seconds", "atime_age", "mtime", "mtime_seconds", "mtime_age", "ctime",
-            "ctime_seconds", "ctime_age",
+            "name",
+            "output",
+            "present",
+            "type",
+            "size",
+            "mode",
+            "uid",
+            "gid",
+            "md5",
+            "atime",
+            "atime_seconds",
+            "atime_age",
+            "mtime",
+            "mtime_seconds",
+            "mtime_age",
+            "ctime",
+            "ctime_seconds",
+            "ctime_age",
         ],
     ),
     ("fact", &["value"]),
     (
         "agent",
-        &["agent", "name", "author", "description", "license", "timeout", "url", "version", "actions"],
+        &[
+            "agent",
+            "name",
+            "author",
+            "description",
+            "license",
+            "timeout",
+            "url",
+            "version",
+            "actions",
+        ],
     ),
     ("collective", &["member"]),
     ("process", &["exists", "count", "pids"]),
@@ -173,9 +198,10 @@ impl Parser<'_> {
         self.skip_space();
         let rest = self.rest();
         let symbolic = !word.starts_with(char::is_alphabetic);
-        if rest.starts_with(word) {
-            let after = rest[word.len()..].chars().next();
-            let standalone = symbolic || after.is_none_or(|c| c.is_whitespace() || c == '(' || c == ')');
+        if let Some(after) = rest.strip_prefix(word) {
+            let after = after.chars().next();
+            let standalone =
+                symbolic || after.is_none_or(|c| c.is_whitespace() || c == '(' || c == ')');
             if standalone {
                 self.pos += word.len();
                 return true;
@@ -243,7 +269,10 @@ impl Parser<'_> {
             _ => {}
         }
         // A name: a class, a fact, or a plugin.
-        let name_len = self.rest().find(|c: char| !is_fact_char(c)).unwrap_or(self.rest().len());
+        let name_len = self
+            .rest()
+            .find(|c: char| !is_fact_char(c))
+            .unwrap_or(self.rest().len());
         if name_len == 0 {
             return Err(self.error("a class, fact comparison or data plugin query"));
         }
@@ -299,13 +328,22 @@ impl Parser<'_> {
         }
         self.pos += 1;
         if !self.rest().starts_with('.') {
-            return Err(self.error(&format!("'.' and a property of {plugin} ({})", properties.join(", "))));
+            return Err(self.error(&format!(
+                "'.' and a property of {plugin} ({})",
+                properties.join(", ")
+            )));
         }
         self.pos += 1;
-        let len = self.rest().find(|c: char| !(c.is_alphanumeric() || c == '_')).unwrap_or(self.rest().len());
+        let len = self
+            .rest()
+            .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .unwrap_or(self.rest().len());
         let property = &self.rest()[..len];
         if !properties.contains(&property) {
-            return Err(self.error(&format!("a property of {plugin} ({})", properties.join(", "))));
+            return Err(self.error(&format!(
+                "a property of {plugin} ({})",
+                properties.join(", ")
+            )));
         }
         let property = property.to_string();
         self.pos += len;
@@ -436,7 +474,10 @@ mod tests {
                     .as_object()
                     .cloned()
                     .unwrap_or_default()),
-                ("process", "redis-server") => Ok(json!({"exists": true}).as_object().cloned().unwrap_or_default()),
+                ("process", "redis-server") => Ok(json!({"exists": true})
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default()),
                 ("fstat", "/root/secret") => Err("permission denied".into()),
                 _ => Ok(Map::new()),
             }
@@ -444,7 +485,10 @@ mod tests {
     }
 
     fn eval(text: &str) -> Result<bool, String> {
-        Compound::parse(text).map_err(|e| e.to_string())?.expr.eval(&Node)
+        Compound::parse(text)
+            .map_err(|e| e.to_string())?
+            .expr
+            .eval(&Node)
     }
 
     #[test]
@@ -462,7 +506,10 @@ mod tests {
             ("httpd && !redis", true),
             ("redis || memorysize_mb>=4096", true),
             ("(redis or httpd) and not (role=db)", true),
-            ("memorysize_mb>10000 or (role=~^we and os.family!=RedHat)", true),
+            (
+                "memorysize_mb>10000 or (role=~^we and os.family!=RedHat)",
+                true,
+            ),
             ("fstat('/etc/hosts').size>0", true),
             ("fstat(\"/etc/hosts\").type=file", true),
             ("fstat('/etc/hosts').type=directory", false),
@@ -482,8 +529,14 @@ mod tests {
 
     #[test]
     fn a_failing_data_plugin_is_an_error_not_a_match() {
-        assert_eq!(eval("fstat('/root/secret').size>0"), Err("permission denied".into()));
-        assert_eq!(eval("not fstat('/root/secret').size>0"), Err("permission denied".into()));
+        assert_eq!(
+            eval("fstat('/root/secret').size>0"),
+            Err("permission denied".into())
+        );
+        assert_eq!(
+            eval("not fstat('/root/secret').size>0"),
+            Err("permission denied".into())
+        );
     }
 
     #[test]
@@ -548,9 +601,44 @@ mod tests {
     #[test]
     fn arbitrary_input_never_panics() {
         const PIECES: &[&str] = &[
-            "(", ")", " ", "and", "or", "not", "!", "&&", "||", "httpd", "os.family", "=", "==", "=~",
-            "!=", "<", ">=", "Debian", "/", "^we", "'", "\"", "fstat", "('/etc/hosts')", ".size", ".",
-            "process", "(", "x", "1", "\\", "é", "::", "*", "[", "]", "\0", "\n",
+            "(",
+            ")",
+            " ",
+            "and",
+            "or",
+            "not",
+            "!",
+            "&&",
+            "||",
+            "httpd",
+            "os.family",
+            "=",
+            "==",
+            "=~",
+            "!=",
+            "<",
+            ">=",
+            "Debian",
+            "/",
+            "^we",
+            "'",
+            "\"",
+            "fstat",
+            "('/etc/hosts')",
+            ".size",
+            ".",
+            "process",
+            "(",
+            "x",
+            "1",
+            "\\",
+            "é",
+            "::",
+            "*",
+            "[",
+            "]",
+            "\0",
+            "\n",
         ];
         let mut state: u64 = 0x9e3779b97f4a7c15;
         let mut next = move || {
@@ -561,11 +649,17 @@ mod tests {
         };
         for _ in 0..20_000 {
             let len = (next() % 12) as usize;
-            let text: String = (0..len).map(|_| PIECES[(next() % PIECES.len() as u64) as usize]).collect();
+            let text: String = (0..len)
+                .map(|_| PIECES[(next() % PIECES.len() as u64) as usize])
+                .collect();
             if let Ok(compound) = Compound::parse(&text) {
                 let _ = compound.expr.eval(&Node);
                 let json = serde_json::to_string(&compound).unwrap();
-                assert_eq!(serde_json::from_str::<Compound>(&json).unwrap(), compound, "{text:?}");
+                assert_eq!(
+                    serde_json::from_str::<Compound>(&json).unwrap(),
+                    compound,
+                    "{text:?}"
+                );
             }
         }
         for _ in 0..5_000 {

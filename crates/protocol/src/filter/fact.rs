@@ -36,7 +36,9 @@ impl Op {
             ("<", Op::Lt),
             (">", Op::Gt),
         ];
-        OPS.iter().find(|(s, _)| text.starts_with(s)).map(|(s, op)| (*op, s.len()))
+        OPS.iter()
+            .find(|(s, _)| text.starts_with(s))
+            .map(|(s, op)| (*op, s.len()))
     }
 
     pub fn as_str(self) -> &'static str {
@@ -93,10 +95,18 @@ impl Comparison {
         match self.op {
             Op::Ne => !values.iter().any(|v| self.pattern.matches(v)),
             Op::Eq | Op::Match => values.iter().any(|v| self.pattern.matches(v)),
-            Op::Lt => values.iter().any(|v| compare(v, &self.value) == Ordering::Less),
-            Op::Gt => values.iter().any(|v| compare(v, &self.value) == Ordering::Greater),
-            Op::Le => values.iter().any(|v| compare(v, &self.value) != Ordering::Greater),
-            Op::Ge => values.iter().any(|v| compare(v, &self.value) != Ordering::Less),
+            Op::Lt => values
+                .iter()
+                .any(|v| compare(v, &self.value) == Ordering::Less),
+            Op::Gt => values
+                .iter()
+                .any(|v| compare(v, &self.value) == Ordering::Greater),
+            Op::Le => values
+                .iter()
+                .any(|v| compare(v, &self.value) != Ordering::Greater),
+            Op::Ge => values
+                .iter()
+                .any(|v| compare(v, &self.value) != Ordering::Less),
         }
     }
 }
@@ -145,17 +155,26 @@ impl FactFilter {
             FilterError::Parse(ParseError::new(text, position, expected))
         };
         let Some(start) = text.find(['=', '!', '<', '>']) else {
-            return Err(error(text.len(), "a comparison operator (=, ==, =~, !=, <, >, <=, >=)"));
+            return Err(error(
+                text.len(),
+                "a comparison operator (=, ==, =~, !=, <, >, <=, >=)",
+            ));
         };
         let Some((op, len)) = Op::at(&text[start..]) else {
-            return Err(error(start, "a comparison operator (=, ==, =~, !=, <, >, <=, >=)"));
+            return Err(error(
+                start,
+                "a comparison operator (=, ==, =~, !=, <, >, <=, >=)",
+            ));
         };
         let fact = text[..start].trim();
         if fact.is_empty() {
             return Err(error(0, "a fact name before the operator"));
         }
         if let Some(bad) = fact.find(|c: char| !is_fact_char(c)) {
-            return Err(error(bad, "a fact name (letters, digits, '_', '-', ':' and '.')"));
+            return Err(error(
+                bad,
+                "a fact name (letters, digits, '_', '-', ':' and '.')",
+            ));
         }
         let value = unquote(text[start + len..].trim());
         if value.is_empty() {
@@ -188,7 +207,13 @@ pub(crate) fn unquote(value: &str) -> &str {
 
 impl fmt::Display for FactFilter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}{}{}", self.fact, self.comparison.op.as_str(), self.comparison.value)
+        write!(
+            f,
+            "{}{}{}",
+            self.fact,
+            self.comparison.op.as_str(),
+            self.comparison.value
+        )
     }
 }
 
@@ -244,7 +269,11 @@ mod tests {
             ("os.family=Debian", json!("Debian"), true),
         ];
         for (filter, actual, expected) in cases {
-            assert_eq!(holds(filter, actual.clone()), expected, "{filter} against {actual}");
+            assert_eq!(
+                holds(filter, actual.clone()),
+                expected,
+                "{filter} against {actual}"
+            );
         }
     }
 
@@ -273,7 +302,10 @@ mod tests {
                 other => panic!("{text}: {other:?}"),
             }
         }
-        assert!(matches!(FactFilter::parse("os=~("), Err(FilterError::Regex { .. })));
+        assert!(matches!(
+            FactFilter::parse("os=~("),
+            Err(FilterError::Regex { .. })
+        ));
     }
 
     #[test]

@@ -77,8 +77,15 @@ impl std::error::Error for ParseError {}
 impl fmt::Display for ParseError {
     /// The expression with a caret under the offending position.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let shown: String = self.input.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
-        let column = self.input.get(..self.position).map_or(0, |s| s.chars().count());
+        let shown: String = self
+            .input
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        let column = self
+            .input
+            .get(..self.position)
+            .map_or(0, |s| s.chars().count());
         write!(
             f,
             "cannot parse filter: expected {} at position {}\n    {}\n    {}^",
@@ -174,8 +181,12 @@ impl Filter {
 
     /// Like [`Filter::matches`], but says which data plugin failed.
     pub fn evaluate(&self, node: &dyn NodeView) -> Result<bool, String> {
-        let simple = (self.identity.is_empty() || self.identity.iter().any(|p| p.matches(node.identity())))
-            && self.fact.iter().all(|f| f.matches(node.fact(&f.fact).as_ref()))
+        let simple = (self.identity.is_empty()
+            || self.identity.iter().any(|p| p.matches(node.identity())))
+            && self
+                .fact
+                .iter()
+                .all(|f| f.matches(node.fact(&f.fact).as_ref()))
             && self.class.iter().all(|p| node.has_class(&|c| p.matches(c)))
             && self.agent.iter().all(|p| node.has_agent(&|a| p.matches(a)));
         if !simple {
@@ -269,9 +280,17 @@ mod tests {
         f
     }
 
+    /// identities, classes, agents, whether WEB1 matches
+    type Case = (
+        &'static [&'static str],
+        &'static [&'static str],
+        &'static [&'static str],
+        bool,
+    );
+
     #[test]
     fn selectors_follow_mcollective_semantics() {
-        let cases: &[(&[&str], &[&str], &[&str], bool)] = &[
+        let cases: &[Case] = &[
             (&[], &[], &[], true),
             (&["web1"], &[], &[], true),
             (&["web2"], &[], &[], false),
@@ -294,18 +313,42 @@ mod tests {
         ];
         for (identities, classes, agents, expected) in cases {
             let f = filter(identities, classes, agents);
-            assert_eq!(f.matches(&WEB1), *expected, "{identities:?} {classes:?} {agents:?}");
+            assert_eq!(
+                f.matches(&WEB1),
+                *expected,
+                "{identities:?} {classes:?} {agents:?}"
+            );
         }
     }
 
     #[test]
     fn every_kind_must_hold() {
         let base = Filter::default().identity("web1").unwrap();
-        assert!(base.clone().fact("os.family=Debian").unwrap().matches(&WEB1));
-        assert!(!base.clone().fact("os.family=RedHat").unwrap().matches(&WEB1));
-        assert!(base.clone().with("httpd memorysize_mb>=4096").unwrap().matches(&WEB1));
-        assert!(!base.clone().with("httpd memorysize_mb>4096").unwrap().matches(&WEB1));
-        assert!(base.clone().compound("httpd and not redis").unwrap().matches(&WEB1));
+        assert!(base
+            .clone()
+            .fact("os.family=Debian")
+            .unwrap()
+            .matches(&WEB1));
+        assert!(!base
+            .clone()
+            .fact("os.family=RedHat")
+            .unwrap()
+            .matches(&WEB1));
+        assert!(base
+            .clone()
+            .with("httpd memorysize_mb>=4096")
+            .unwrap()
+            .matches(&WEB1));
+        assert!(!base
+            .clone()
+            .with("httpd memorysize_mb>4096")
+            .unwrap()
+            .matches(&WEB1));
+        assert!(base
+            .clone()
+            .compound("httpd and not redis")
+            .unwrap()
+            .matches(&WEB1));
         assert!(!base.clone().compound("redis").unwrap().matches(&WEB1));
         // A data plugin this view cannot answer makes the node not match.
         let data = base.compound("fstat('/etc/hosts').present=1").unwrap();
@@ -332,8 +375,14 @@ mod tests {
 
     #[test]
     fn bad_filters_are_refused() {
-        assert!(matches!(Filter::default().identity("/web(/"), Err(FilterError::Regex { .. })));
-        assert_eq!(Filter::default().identity(" "), Err(FilterError::Empty("identity")));
+        assert!(matches!(
+            Filter::default().identity("/web(/"),
+            Err(FilterError::Regex { .. })
+        ));
+        assert_eq!(
+            Filter::default().identity(" "),
+            Err(FilterError::Empty("identity"))
+        );
         assert!(serde_json::from_str::<Filter>(r#"{"identity":["/(/"]}"#).is_err());
         assert!(serde_json::from_str::<Filter>(r#"{"future":["x"]}"#).is_err());
         assert!(serde_json::from_str::<Filter>(r#"{"compound":["httpd and"]}"#).is_err());

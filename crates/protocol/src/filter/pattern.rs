@@ -64,7 +64,13 @@ pub(crate) fn regex(body: &str, typed: &str) -> Result<Regex, FilterError> {
         .build()
         .map_err(|e| FilterError::Regex {
             pattern: typed.to_string(),
-            reason: e.to_string().lines().last().unwrap_or("invalid").trim().to_string(),
+            reason: e
+                .to_string()
+                .lines()
+                .last()
+                .unwrap_or("invalid")
+                .trim()
+                .to_string(),
         })
 }
 
@@ -168,7 +174,11 @@ mod tests {
             ("[\\]x", "\\x", true),
         ];
         for (glob, value, expected) in cases {
-            assert_eq!(Pattern::parse(glob).unwrap().matches(value), expected, "{glob} vs {value}");
+            assert_eq!(
+                Pattern::parse(glob).unwrap().matches(value),
+                expected,
+                "{glob} vs {value}"
+            );
         }
     }
 

@@ -14,6 +14,7 @@ const ACTIONS: &[&str] = &[
     "agent_inventory",
     "collective_info",
     "daemon_stats",
+    "get_data",
     "get_fact",
     "get_facts",
     "inventory",
@@ -24,7 +25,9 @@ impl Agent for Rpcutil {
     fn metadata(&self) -> AgentMetadata {
         AgentMetadata {
             name: "rpcutil".into(),
-            description: "General helpful actions that expose stats and internals to SimpleRPC clients".into(),
+            description:
+                "General helpful actions that expose stats and internals to SimpleRPC clients"
+                    .into(),
             author: "muster".into(),
             version: crate::VERSION.into(),
             license: "Apache-2.0".into(),
@@ -47,9 +50,10 @@ impl Agent for Rpcutil {
                 "collectives": node.collectives(),
                 "main_collective": node.main_collective(),
                 "version": crate::VERSION,
-                "data_plugins": Vec::<String>::new(),
+                "data_plugins": muster_protocol::DATA_PLUGINS.iter().map(|(name, _)| *name).collect::<Vec<_>>(),
             })),
             "get_fact" => get_fact(node, &request.data),
+            "get_data" => get_data(node, &request.data),
             "get_facts" => get_facts(node, &request.data),
             "agent_inventory" => Ok(json!({ "agents": node.agent_metadata() })),
             "collective_info" => Ok(json!({
@@ -75,7 +79,9 @@ fn string_input<'a>(data: &'a Map<String, Value>, name: &str) -> Result<&'a str,
     match data.get(name) {
         None | Some(Value::Null) => Err(ActionError::missing(name)),
         Some(Value::String(s)) if !s.trim().is_empty() => Ok(s),
-        Some(_) => Err(ActionError::invalid(format!("input {name:?} must be a non-empty string"))),
+        Some(_) => Err(ActionError::invalid(format!(
+            "input {name:?} must be a non-empty string"
+        ))),
     }
 }
 
@@ -94,4 +100,25 @@ fn get_facts(node: &Node, data: &Map<String, Value>) -> Result<Value, ActionErro
         .map(|f| (f.to_string(), lookup(&facts, f).unwrap_or(Value::Null)))
         .collect();
     Ok(json!({ "values": values }))
+}
+
+/// `get_data source=fstat query=/etc/hosts`: a data plugin's whole answer.
+fn get_data(node: &Node, data: &Map<String, Value>) -> Result<Value, ActionError> {
+    let source = string_input(data, "source")?;
+    if !muster_protocol::DATA_PLUGINS
+        .iter()
+        .any(|(name, _)| *name == source)
+    {
+        return Err(ActionError::invalid(format!(
+            "unknown data plugin {source:?}"
+        )));
+    }
+    let query = match data.get("query") {
+        None | Some(Value::Null) => "",
+        Some(Value::String(s)) => s,
+        Some(_) => return Err(ActionError::invalid("input \"query\" must be a string")),
+    };
+    node.query_data(source, query)
+        .map(Value::Object)
+        .map_err(|e| ActionError::new(muster_protocol::StatusCode::Aborted, e))
 }

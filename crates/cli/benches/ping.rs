@@ -18,9 +18,13 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use futures::StreamExt;
 use muster_client::{Call, Client, ClientConfig, Targets};
+use muster_protocol::Request;
 use muster_server::fleet::{Fleet, FleetSpec};
+use muster_server::node::Outcome as NodeOutcome;
 use muster_server::TrustStore;
 use muster_testkit::{nats_server_available, BrokerKind, Caller, TestBroker};
+use tokio::runtime::Runtime;
+use tokio::task::JoinHandle;
 
 const RERUN: &str = "cargo bench -p muster-cli --bench ping [-- --nodes 100,1000,5000 --runs 5]";
 /// How the fleet simulator groups nodes on connections; the baseline does the same.
@@ -30,6 +34,8 @@ const PING_TIMEOUT: Duration = Duration::from_secs(10);
 struct Options {
     nodes: Vec<usize>,
     runs: usize,
+    /// Run broker, fleet and client on one runtime (to show the difference).
+    shared_runtime: bool,
 }
 
 impl Options {
@@ -37,6 +43,7 @@ impl Options {
         let mut options = Options {
             nodes: vec![100, 1000, 5000],
             runs: 5,
+            shared_runtime: false,
         };
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
@@ -47,12 +54,15 @@ impl Options {
                         .split(',')
                         .map(|n| n.trim().replace('_', "").parse::<usize>())
                         .collect::<Result<_, _>>()
-                        .with_context(|| format!("--nodes {list:?}: expected numbers separated by commas"))?;
+                        .with_context(|| {
+                            format!("--nodes {list:?}: expected numbers separated by commas")
+                        })?;
                 }
                 "--runs" => {
                     let runs = args.next().context("--runs needs a number")?;
                     options.runs = runs.parse().with_context(|| format!("--runs {runs:?}"))?;
                 }
+                "--shared-runtime" => options.shared_runtime = true,
                 // cargo passes `--bench` to every bench target.
                 "--bench" => {}
                 other => bail!("unknown argument {other:?}; usage: {RERUN}"),
@@ -102,6 +112,7 @@ struct Row {
     last_reply: Option<Spread>,
     finished: Option<Spread>,
     bare: Result<Spread, String>,
+    node_cost: Option<Duration>,
     problem: Option<String>,
 }
 
@@ -115,10 +126,7 @@ fn broker_name(kind: BrokerKind) -> &'static str {
 fn main() -> anyhow::Result<()> {
     let options = Options::parse()?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot build the tokio runtime")?;
+    let runtimes = Runtimes::new(options.shared_runtime)?;
 
     let mut kinds = vec![BrokerKind::Embedded];
     if nats_server_available() {
@@ -128,22 +136,38 @@ fn main() -> anyhow::Result<()> {
     }
 
     println!("muster ping benchmark ({cores} cores) — re-run: {RERUN}");
-    println!("{} runs per row after one warm-up; times are median / min", options.runs);
+    println!(
+        "{} runs per row after one warm-up; times are median / min; broker, fleet and client on {}",
+        options.runs,
+        if options.shared_runtime {
+            "one shared tokio runtime"
+        } else {
+            "separate tokio runtimes"
+        }
+    );
     println!();
     println!(
-        "{:<12} {:>6} {:>8}  {:<23}  {:<23}  {:<22}  {:>6}  {}",
-        "broker", "nodes", "replies", "last reply (median/min)", "finished (median/min)", "bare fan-out (med/min)", "x bare", "notes"
+        "{:<12} {:>6} {:>8}  {:<23}  {:<23}  {:<22}  {:>6}  {:>9}  notes",
+        "broker",
+        "nodes",
+        "replies",
+        "last reply (median/min)",
+        "finished (median/min)",
+        "bare fan-out (med/min)",
+        "x bare",
+        "node cost",
     );
     for kind in kinds {
         for &nodes in &options.nodes {
-            let row = runtime.block_on(measure(kind, nodes, options.runs));
+            let row = measure(&runtimes, kind, nodes, options.runs);
             print_row(&row);
         }
     }
     println!();
     println!(
         "last reply = when the Nth reply arrived; finished = when `mco ping` stopped collecting \
-         (quiet window, floor 50 ms); x bare = last reply / bare fan-out median."
+         (quiet window, floor 50 ms); x bare = last reply / bare fan-out median; \
+         node cost = CPU one simulated node spends on one ping (x nodes / cores = the simulator's floor)."
     );
     if let Some(peak) = peak_rss_kb() {
         println!(
@@ -163,21 +187,28 @@ fn print_row(row: &Row) {
         Err(_) => dash(),
     };
     let ratio = match (&row.last_reply, &row.bare) {
-        (Some(last), Ok(bare)) if !bare.median.is_zero() => {
-            format!("{:.1}", last.median.as_secs_f64() / bare.median.as_secs_f64())
+        // A run cut short is not comparable with a full fan-out.
+        (Some(last), Ok(bare)) if row.replies == row.nodes && !bare.median.is_zero() => {
+            format!(
+                "{:.1}",
+                last.median.as_secs_f64() / bare.median.as_secs_f64()
+            )
         }
         _ => dash(),
     };
     let mut notes = Vec::new();
     if row.replies < row.nodes && row.problem.is_none() {
-        notes.push(format!("WARNING: only {} of {} replies", row.replies, row.nodes));
+        notes.push(format!(
+            "WARNING: only {} of {} replies",
+            row.replies, row.nodes
+        ));
     }
     notes.extend(row.problem.clone());
     if let Err(e) = &row.bare {
         notes.push(format!("bare: {e}"));
     }
     println!(
-        "{:<12} {:>6} {:>8}  {:<23}  {:<23}  {:<22}  {:>6}  {}",
+        "{:<12} {:>6} {:>8}  {:<23}  {:<23}  {:<22}  {:>6}  {:>9}  {}",
         row.broker,
         row.nodes,
         row.replies,
@@ -185,12 +216,49 @@ fn print_row(row: &Row) {
         finished,
         bare,
         ratio,
+        row.node_cost
+            .map_or_else(dash, |d| format!("{} µs", d.as_micros())),
         notes.join("; ")
     );
 }
 
+/// Where each part runs. By default the broker, the simulated fleet and the
+/// client each get their own runtime, as they would be separate processes:
+/// sharing one would let the fleet's CPU-bound work starve the client's
+/// reading of replies, which is the simulator's cost, not the client's.
+struct Runtimes {
+    broker: Arc<Runtime>,
+    fleet: Arc<Runtime>,
+    client: Arc<Runtime>,
+}
+
+impl Runtimes {
+    fn new(shared: bool) -> anyhow::Result<Runtimes> {
+        let build = || -> anyhow::Result<Arc<Runtime>> {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("cannot build a tokio runtime")?;
+            Ok(Arc::new(runtime))
+        };
+        if shared {
+            let one = build()?;
+            return Ok(Runtimes {
+                broker: one.clone(),
+                fleet: one.clone(),
+                client: one,
+            });
+        }
+        Ok(Runtimes {
+            broker: build()?,
+            fleet: build()?,
+            client: build()?,
+        })
+    }
+}
+
 /// Everything for one row, from a fresh broker to its teardown.
-async fn measure(kind: BrokerKind, nodes: usize, runs: usize) -> Row {
+fn measure(runtimes: &Runtimes, kind: BrokerKind, nodes: usize, runs: usize) -> Row {
     let mut row = Row {
         broker: broker_name(kind),
         nodes,
@@ -198,34 +266,51 @@ async fn measure(kind: BrokerKind, nodes: usize, runs: usize) -> Row {
         last_reply: None,
         finished: None,
         bare: Err("not run".into()),
+        node_cost: None,
         problem: None,
     };
-    let mut broker = TestBroker::start(kind).await;
+    let mut broker = runtimes.broker.block_on(TestBroker::start(kind));
     let url = broker.url();
-    match ping_fleet(&url, nodes, runs).await {
-        Ok((replies, last, finished)) => {
-            row.replies = replies;
-            row.last_reply = Spread::of(last);
-            row.finished = Spread::of(finished);
+    match ping_fleet(runtimes, &url, nodes, runs) {
+        Ok(pinged) => {
+            row.replies = pinged.replies;
+            row.last_reply = Spread::of(pinged.last);
+            row.finished = Spread::of(pinged.finished);
+            row.node_cost = Some(pinged.node_cost);
         }
         Err(e) => row.problem = Some(format!("mco ping: {e:#}")),
     }
-    row.bare = bare_fan_out(&url, nodes, runs).await.map_err(|e| format!("{e:#}"));
-    broker.stop().await;
+    row.bare = bare_fan_out(runtimes, &url, nodes, runs).map_err(|e| format!("{e:#}"));
+    runtimes.broker.block_on(broker.stop());
     row
 }
 
-/// Starts the fleet, pings it once to warm up and `runs` times for real.
-/// Returns the fewest replies seen and the per-run last-reply and finish times.
-async fn ping_fleet(url: &str, nodes: usize, runs: usize) -> anyhow::Result<(usize, Vec<Duration>, Vec<Duration>)> {
+/// What the timed pings of one fleet gave.
+struct Pinged {
+    /// Fewest replies any timed run got.
+    replies: usize,
+    last: Vec<Duration>,
+    finished: Vec<Duration>,
+    node_cost: Duration,
+}
+
+/// Starts the fleet, pings it once to warm up and `runs` times for real,
+/// then measures what one request costs a node.
+fn ping_fleet(runtimes: &Runtimes, url: &str, nodes: usize, runs: usize) -> anyhow::Result<Pinged> {
     let caller = Caller::new("bench");
     let trust = TrustStore::from_dir(caller.trusted_keys())
         .map_err(|e| anyhow::anyhow!("reading the caller's trusted_keys: {e}"))?;
-    let fleet = Fleet::start(FleetSpec::new(vec![url.to_string()], nodes, Arc::new(trust)))
-        .await
+    let fleet = runtimes
+        .fleet
+        .block_on(Fleet::start(FleetSpec::new(
+            vec![url.to_string()],
+            nodes,
+            Arc::new(trust),
+        )))
         .with_context(|| format!("starting {nodes} simulated nodes"))?;
-    let result = async {
-        let config = ClientConfig::load(Some(&caller.client_config(url))).context("loading the client config")?;
+    let pinged = runtimes.client.block_on(async {
+        let config = ClientConfig::load(Some(&caller.client_config(url)))
+            .context("loading the client config")?;
         let client = Client::connect_with(config, caller.keys.clone(), Duration::from_secs(5))
             .await
             .context("connecting the client")?;
@@ -244,29 +329,68 @@ async fn ping_fleet(url: &str, nodes: usize, runs: usize) -> anyhow::Result<(usi
             finished.push(outcome.elapsed);
         }
         anyhow::Ok((fewest, last, finished))
-    }
-    .await;
-    fleet.stop().await;
-    result
+    });
+    let cost = runtimes.fleet.block_on(node_cost(&fleet, &caller));
+    runtimes.fleet.block_on(fleet.stop());
+    let (replies, last, finished) = pinged?;
+    Ok(Pinged {
+        replies,
+        last,
+        finished,
+        node_cost: cost?,
+    })
 }
 
-/// The baseline: N plain subscribers on one subject, grouped on connections
-/// like the fleet, each answering at once; one publish, then time until N
-/// replies are in.
-async fn bare_fan_out(url: &str, nodes: usize, runs: usize) -> anyhow::Result<Spread> {
-    const SUBJECT: &str = "bench.bare.fanout";
-    let servers = vec![url.to_string()];
-    let mut connections = Vec::new();
-    let mut responders = Vec::new();
-    let started = async {
+/// CPU time one simulated node spends on one ping (check, run, encode the
+/// reply), measured by handing a fresh signed request to each node in turn.
+/// Times the node count over the cores, it is the floor under "last reply"
+/// when the whole fleet shares this machine.
+async fn node_cost(fleet: &Fleet, caller: &Caller) -> anyhow::Result<Duration> {
+    let request = Request::new(
+        "bench-cost",
+        &format!("user={}", caller.name),
+        "mcollective",
+        "rpcutil",
+        "ping",
+    );
+    let payload = caller.keys.sign(&request).context("signing")?.to_bytes();
+    let started = Instant::now();
+    for node in fleet.nodes() {
+        match node.handle(&payload).await {
+            NodeOutcome::Reply { reply, .. } => {
+                drop(std::hint::black_box(serde_json::to_vec(&reply)?))
+            }
+            other => bail!("node {} did not answer: {other:?}", node.identity()),
+        }
+    }
+    Ok(started.elapsed() / fleet.nodes().len().max(1) as u32)
+}
+
+const BARE_SUBJECT: &str = "bench.bare.fanout";
+
+/// N plain subscribers, grouped on connections like the fleet, each
+/// answering every message at once with a small payload.
+struct Responders {
+    connections: Vec<async_nats::Client>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Responders {
+    /// Connects and subscribes `nodes` responders; on error, those started
+    /// so far stay in `self` for [`Responders::stop`].
+    async fn add(&mut self, servers: &[String], nodes: usize) -> anyhow::Result<()> {
         for (group, start) in (0..nodes).step_by(PER_CONNECTION).enumerate() {
-            let connection =
-                muster_connector::connect_client(&servers, &format!("bare responders {group}"), Duration::from_secs(10))
-                    .await?;
+            let connection = muster_connector::connect_client(
+                servers,
+                &format!("bare responders {group}"),
+                Duration::from_secs(10),
+            )
+            .await?;
+            self.connections.push(connection.clone());
             for _ in start..(start + PER_CONNECTION).min(nodes) {
-                let mut subscription = connection.subscribe(SUBJECT).await?;
+                let mut subscription = connection.subscribe(BARE_SUBJECT).await?;
                 let connection = connection.clone();
-                responders.push(tokio::spawn(async move {
+                self.tasks.push(tokio::spawn(async move {
                     let payload = bytes::Bytes::from_static(&[b'x'; 64]);
                     while let Some(message) = subscription.next().await {
                         if let Some(reply) = message.reply {
@@ -276,49 +400,75 @@ async fn bare_fan_out(url: &str, nodes: usize, runs: usize) -> anyhow::Result<Sp
                 }));
             }
             connection.flush().await?;
-            connections.push(connection);
         }
-        anyhow::Ok(())
+        Ok(())
     }
-    .await;
-    let result = async {
-        started.context("starting the bare responders")?;
-        let client = muster_connector::connect_client(&servers, "bare requester", Duration::from_secs(5)).await?;
-        let mut samples = Vec::new();
-        // The first round is the warm-up.
-        for round in 0..=runs {
-            let inbox = client.new_inbox();
-            let mut replies = client.subscribe(inbox.clone()).await?;
-            client.flush().await?;
-            let sent = Instant::now();
-            client.publish_with_reply(SUBJECT, inbox, "ping".into()).await?;
-            client.flush().await?;
-            let mut got = 0;
-            let deadline = tokio::time::Instant::from_std(sent + PING_TIMEOUT);
-            while got < nodes {
-                match tokio::time::timeout_at(deadline, replies.next()).await {
-                    Ok(Some(_)) => got += 1,
-                    Ok(None) | Err(_) => break,
+
+    async fn stop(self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        for connection in self.connections {
+            let _ = connection.drain().await;
+        }
+    }
+}
+
+/// The baseline: one publish to the responders, then time until N replies
+/// are in. The first round is a warm-up.
+fn bare_fan_out(
+    runtimes: &Runtimes,
+    url: &str,
+    nodes: usize,
+    runs: usize,
+) -> anyhow::Result<Spread> {
+    let servers = vec![url.to_string()];
+    let mut responders = Responders {
+        connections: Vec::new(),
+        tasks: Vec::new(),
+    };
+    let started = runtimes.fleet.block_on(responders.add(&servers, nodes));
+    let result = started
+        .context("starting the bare responders")
+        .and_then(|()| {
+            runtimes.client.block_on(async {
+                let client = muster_connector::connect_client(
+                    &servers,
+                    "bare requester",
+                    Duration::from_secs(5),
+                )
+                .await?;
+                let mut samples = Vec::new();
+                for round in 0..=runs {
+                    let inbox = client.new_inbox();
+                    let mut replies = client.subscribe(inbox.clone()).await?;
+                    client.flush().await?;
+                    let sent = Instant::now();
+                    client
+                        .publish_with_reply(BARE_SUBJECT, inbox, "ping".into())
+                        .await?;
+                    client.flush().await?;
+                    let mut got = 0;
+                    let deadline = tokio::time::Instant::from_std(sent + PING_TIMEOUT);
+                    while got < nodes {
+                        match tokio::time::timeout_at(deadline, replies.next()).await {
+                            Ok(Some(_)) => got += 1,
+                            Ok(None) | Err(_) => break,
+                        }
+                    }
+                    let took = sent.elapsed();
+                    let _ = replies.unsubscribe().await;
+                    if got < nodes {
+                        bail!("only {got} of {nodes} replies within {PING_TIMEOUT:?}");
+                    }
+                    if round > 0 {
+                        samples.push(took);
+                    }
                 }
-            }
-            let took = sent.elapsed();
-            let _ = replies.unsubscribe().await;
-            if got < nodes {
-                bail!("only {got} of {nodes} replies within {PING_TIMEOUT:?}");
-            }
-            if round > 0 {
-                samples.push(took);
-            }
-        }
-        Spread::of(samples).context("no runs")
-    }
-    .await;
-    for responder in &responders {
-        responder.abort();
-    }
-    for connection in connections {
-        let _ = connection.drain().await;
-    }
+                Spread::of(samples).context("no runs")
+            })
+        });
+    runtimes.fleet.block_on(responders.stop());
     result
 }
 

@@ -23,7 +23,7 @@ pub struct QuietWindow {
 impl Default for QuietWindow {
     fn default() -> Self {
         QuietWindow {
-            floor: Duration::from_millis(50),
+            floor: Duration::from_millis(100),
             rtt_factor: 2,
             gap_factor: 4,
         }
@@ -94,7 +94,7 @@ mod tests {
         arrivals.record(sent + MS);
         arrivals.record(sent + 2 * MS);
         let deadline = QuietWindow::default().deadline(&arrivals, sent + 2000 * MS);
-        assert_eq!(deadline, sent + 52 * MS);
+        assert_eq!(deadline, sent + 102 * MS);
     }
 
     #[test]

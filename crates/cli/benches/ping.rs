@@ -26,7 +26,8 @@ use muster_testkit::{nats_server_available, BrokerKind, Caller, TestBroker};
 use tokio::runtime::Runtime;
 use tokio::task::JoinHandle;
 
-const RERUN: &str = "cargo bench -p muster-cli --bench ping [-- --nodes 100,1000,5000 --runs 5]";
+const RERUN: &str =
+    "cargo bench -p muster-cli --bench ping [-- --nodes 100,1000,5000 --runs 5 --discovery-nodes 1000]";
 /// How the fleet simulator groups nodes on connections; the baseline does the same.
 const PER_CONNECTION: usize = 100;
 const PING_TIMEOUT: Duration = Duration::from_secs(10);
@@ -34,6 +35,8 @@ const PING_TIMEOUT: Duration = Duration::from_secs(10);
 struct Options {
     nodes: Vec<usize>,
     runs: usize,
+    /// Fleet size for the discovery table (0: skip it).
+    discovery_nodes: usize,
     /// Run broker, fleet and client on one runtime (to show the difference).
     shared_runtime: bool,
 }
@@ -43,6 +46,7 @@ impl Options {
         let mut options = Options {
             nodes: vec![100, 1000, 5000],
             runs: 5,
+            discovery_nodes: 1000,
             shared_runtime: false,
         };
         let mut args = std::env::args().skip(1);
@@ -61,6 +65,11 @@ impl Options {
                 "--runs" => {
                     let runs = args.next().context("--runs needs a number")?;
                     options.runs = runs.parse().with_context(|| format!("--runs {runs:?}"))?;
+                }
+                "--discovery-nodes" => {
+                    let n = args.next().context("--discovery-nodes needs a number")?;
+                    options.discovery_nodes =
+                        n.parse().with_context(|| format!("--discovery-nodes {n:?}"))?;
                 }
                 "--shared-runtime" => options.shared_runtime = true,
                 // cargo passes `--bench` to every bench target.
@@ -157,7 +166,7 @@ fn main() -> anyhow::Result<()> {
         "x bare",
         "node cost",
     );
-    for kind in kinds {
+    for &kind in &kinds {
         for &nodes in &options.nodes {
             let row = measure(&runtimes, kind, nodes, options.runs);
             print_row(&row);
@@ -166,9 +175,16 @@ fn main() -> anyhow::Result<()> {
     println!();
     println!(
         "last reply = when the Nth reply arrived; finished = when `mco ping` stopped collecting \
-         (quiet window, floor 50 ms); x bare = last reply / bare fan-out median; \
+         (quiet window, floor 100 ms); x bare = last reply / bare fan-out median; \
          node cost = CPU one simulated node spends on one ping (x nodes / cores = the simulator's floor)."
     );
+    if options.discovery_nodes > 0 {
+        for &kind in &kinds {
+            if let Err(e) = discovery_table(&runtimes, kind, options.discovery_nodes, options.runs) {
+                println!("discovery on {}: {e:#}", broker_name(kind));
+            }
+        }
+    }
     if let Some(peak) = peak_rss_kb() {
         println!(
             "peak resident memory of this process (client + fleet + embedded broker): {:.1} MB",
@@ -477,4 +493,90 @@ fn peak_rss_kb() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The filters the discovery table measures, as typed on the command line.
+const DISCOVERY_FILTERS: &[(&str, &str)] = &[
+    ("(none)", ""),
+    ("-F role=web", "F:role=web"),
+    ("-C redis -F memorysize_mb>=8192", "C:redis|F:memorysize_mb>=8192"),
+    ("-S \"(httpd or redis) and os.family=Debian\"", "S:(httpd or redis) and os.family=Debian"),
+    ("-S \"fact('role').value=db\"", "S:fact('role').value=db"),
+];
+
+fn discovery_filter(spec: &str) -> anyhow::Result<muster_protocol::Filter> {
+    let mut filter = muster_protocol::Filter::default();
+    for part in spec.split('|').filter(|p| !p.is_empty()) {
+        filter = match part.split_once(':') {
+            Some(("F", text)) => filter.fact(text)?,
+            Some(("C", text)) => filter.class(text)?,
+            Some(("S", text)) => filter.compound(text)?,
+            _ => bail!("bad filter spec {part:?}"),
+        };
+    }
+    Ok(filter)
+}
+
+/// Discovery of `nodes` simulated nodes with and without filters: the
+/// adaptive window against MCollective's fixed two seconds.
+fn discovery_table(runtimes: &Runtimes, kind: BrokerKind, nodes: usize, runs: usize) -> anyhow::Result<()> {
+    let mut broker = runtimes.broker.block_on(TestBroker::start(kind));
+    let url = broker.url();
+    let caller = Caller::new("bench");
+    let trust = TrustStore::from_dir(caller.trusted_keys())
+        .map_err(|e| anyhow::anyhow!("reading the caller's trusted_keys: {e}"))?;
+    let fleet = runtimes
+        .fleet
+        .block_on(Fleet::start(FleetSpec::new(vec![url.clone()], nodes, Arc::new(trust))))
+        .with_context(|| format!("starting {nodes} simulated nodes"))?;
+    println!();
+    println!(
+        "discovery of {nodes} simulated nodes on {} (mco ping / mco find with a filter): adaptive window vs a fixed 2 s window",
+        broker_name(kind)
+    );
+    println!("{:<46} {:>6}  {:<22}  {:>16}", "filter", "found", "adaptive (median/min)", "fixed 2 s window");
+    let result = runtimes.client.block_on(async {
+        let config = ClientConfig::load(Some(&caller.client_config(&url))).context("loading the client config")?;
+        let client = Client::connect_with(config, caller.keys.clone(), Duration::from_secs(5))
+            .await
+            .context("connecting the client")?;
+        let adaptive = muster_client::QuietWindow::default();
+        let fixed = muster_client::QuietWindow {
+            floor: Duration::from_secs(2),
+            rtt_factor: 0,
+            gap_factor: 0,
+        };
+        let two_seconds = Duration::from_secs(2);
+        client.discover(&Default::default(), None, two_seconds, adaptive).await?;
+        for (shown, spec) in DISCOVERY_FILTERS {
+            let filter = discovery_filter(spec)?;
+            let mut times = Vec::new();
+            let mut found = usize::MAX;
+            for _ in 0..runs {
+                let started = Instant::now();
+                let nodes = client.discover(&filter, None, two_seconds, adaptive).await?;
+                times.push(started.elapsed());
+                found = found.min(nodes.len());
+            }
+            let started = Instant::now();
+            let fixed_found = client.discover(&filter, None, two_seconds, fixed).await?.len();
+            let fixed_time = started.elapsed();
+            let note = if fixed_found != found {
+                format!("  (fixed window found {fixed_found})")
+            } else {
+                String::new()
+            };
+            println!(
+                "{:<46} {:>6}  {:<22}  {:>16}{note}",
+                shown,
+                found,
+                Spread::of(times).map_or_else(|| "-".to_string(), |s| s.to_string()),
+                ms(fixed_time),
+            );
+        }
+        anyhow::Ok(())
+    });
+    runtimes.fleet.block_on(fleet.stop());
+    runtimes.broker.block_on(broker.stop());
+    result
 }

@@ -268,6 +268,40 @@ async fn servers_reconnect_after_the_broker_returns(kind: BrokerKind) {
     setup.wait_for_nodes(3).await;
 }
 
+async fn selectors_are_evaluated_by_server_processes(kind: BrokerKind) {
+    let setup = Setup::start(kind).await;
+    let marker = setup.caller.dir.path().join("marker.txt");
+    std::fs::write(&marker, "x").unwrap();
+    let marker = marker.display().to_string();
+    let fstat = format!("fstat('{marker}').type=file and fstat('{marker}').size=1");
+    let cases: Vec<(Vec<&str>, Vec<&str>)> = vec![
+        (vec!["-F", "os.family=Debian"], vec!["node1", "node3"]),
+        (vec!["--wf", "memorysize_mb>=8192"], vec!["node2", "node3"]),
+        (vec!["-F", "memorysize_mb<8192"], vec!["node1"]),
+        (vec!["-F", "role=/^(web|db)$/"], vec!["node1", "node2"]),
+        (vec!["-F", "role=~^ca", "-F", "os.family!=RedHat"], vec!["node3"]),
+        (vec!["-W", "base role=cache"], vec!["node3"]),
+        (vec!["-I", "node[12]"], vec!["node1", "node2"]),
+        (vec!["-S", "httpd or mysql"], vec!["node1", "node2"]),
+        (vec!["-S", "base and not (redis or os.family=RedHat)"], vec!["node1"]),
+        (vec!["-S", &fstat], vec!["node1", "node2", "node3"]),
+        (vec!["-S", "fstat('/nonexistent/muster').present=1"], vec![]),
+        (vec!["-S", "collective('storage').member=true"], vec!["node2"]),
+        (vec!["-S", "fact('role').value=web"], vec!["node1"]),
+        (vec!["-S", "agent('rpcutil').name=rpcutil and process('mco').exists=true"], vec!["node1", "node2", "node3"]),
+        (vec!["-S", "sysctl('kernel.ostype').value=Linux", "-C", "redis"], vec!["node3"]),
+    ];
+    for (selectors, expected) in cases {
+        let mut args = vec!["ping", "--config", &setup.config, "-t", "1"];
+        args.extend(selectors.iter());
+        let output = mco(&args).await;
+        assert_eq!(pinged(&output), expected, "{selectors:?}: {}", stderr(&output));
+    }
+    let bad = mco(&["ping", "--config", &setup.config, "-S", "httpd and (redis"]).await;
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(stderr(&bad).contains("expected ')'") && stderr(&bad).contains('^'), "{}", stderr(&bad));
+}
+
 macro_rules! on_both_brokers {
     ($($scenario:ident),* $(,)?) => {
         mod embedded {
@@ -298,6 +332,7 @@ on_both_brokers!(
     rpc_inventory_returns_what_the_node_knows,
     untrusted_and_replayed_requests_are_refused,
     servers_reconnect_after_the_broker_returns,
+    selectors_are_evaluated_by_server_processes,
 );
 
 #[tokio::test]

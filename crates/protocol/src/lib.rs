@@ -22,6 +22,7 @@
 //! ```
 
 pub mod config;
+pub mod ddl;
 mod envelope;
 mod filter;
 mod message;

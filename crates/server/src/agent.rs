@@ -3,8 +3,8 @@
 use std::future::Future;
 use std::pin::Pin;
 
+use muster_protocol::ddl::Ddl;
 use muster_protocol::{Request, StatusCode};
-use serde::Serialize;
 use serde_json::Value;
 
 use crate::Node;
@@ -50,25 +50,12 @@ impl ActionError {
     }
 }
 
-/// An agent's description, as `agent_inventory` reports it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct AgentMetadata {
-    pub name: String,
-    pub description: String,
-    pub author: String,
-    pub version: String,
-    pub license: String,
-    pub url: String,
-    /// Seconds an action may run.
-    pub timeout: u64,
-}
-
 /// A set of actions a node can run.
 pub trait Agent: Send + Sync + 'static {
-    fn metadata(&self) -> AgentMetadata;
-
-    /// The names of its actions.
-    fn actions(&self) -> Vec<String>;
+    /// What the agent's actions take and give. The node validates every
+    /// request's inputs against it before calling [`Agent::call`], and
+    /// answers `unknown action` for actions it does not list.
+    fn ddl(&self) -> &Ddl;
 
     /// Runs one action. Quick actions answer from `node` directly; slow
     /// ones move what they need into the returned future.

@@ -40,7 +40,7 @@ pub mod sysfacts;
 mod trust;
 pub mod watched;
 
-pub use agent::{Agent, AgentMetadata};
+pub use agent::Agent;
 pub use config::{hostname, FactSource, ServerConfig};
 pub use node::Node;
 pub use trust::TrustStore;

@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 use muster_protocol::{subject, Envelope, EnvelopeError, NodeView, Reply, Request, StatusCode};
 use serde_json::{json, Map, Value};
 
-use crate::agent::{Agent, AgentMetadata};
+use crate::agent::Agent;
+use muster_protocol::ddl::Metadata;
 use crate::agents::Rpcutil;
 use crate::facts::{lookup, Classes, Facts};
 use crate::replay::ReplayGuard;
@@ -115,7 +116,7 @@ impl Node {
     }
 
     pub fn add_agent(&mut self, agent: Arc<dyn Agent>) {
-        self.agents.insert(agent.metadata().name, agent);
+        self.agents.insert(agent.ddl().metadata.name.clone(), agent);
     }
 
     pub fn identity(&self) -> &str {
@@ -150,8 +151,8 @@ impl Node {
         self.agents.keys().cloned().collect()
     }
 
-    pub fn agent_metadata(&self) -> Vec<AgentMetadata> {
-        self.agents.values().map(|a| a.metadata()).collect()
+    pub fn agent_metadata(&self) -> Vec<Metadata> {
+        self.agents.values().map(|a| a.ddl().metadata.clone()).collect()
     }
 
     /// The subjects this node listens on: its own, and a broadcast
@@ -242,7 +243,7 @@ impl Node {
                 .agents
                 .get(argument)
                 .map(|agent| {
-                    let meta = agent.metadata();
+                    let meta = &agent.ddl().metadata;
                     object(json!({
                         "agent": meta.name,
                         "name": meta.name,
@@ -252,7 +253,7 @@ impl Node {
                         "timeout": meta.timeout,
                         "url": meta.url,
                         "version": meta.version,
-                        "actions": agent.actions(),
+                        "actions": agent.ddl().action_names(),
                     }))
                 })
                 .unwrap_or_default()),

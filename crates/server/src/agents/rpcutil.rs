@@ -3,41 +3,19 @@
 use muster_protocol::Request;
 use serde_json::{json, Map, Value};
 
-use crate::agent::{ready, ActionError, ActionFuture, Agent, AgentMetadata};
+use muster_protocol::ddl::Ddl;
+
+use crate::agent::{ready, ActionError, ActionFuture, Agent};
 use crate::facts::lookup;
 use crate::Node;
 
 /// MCollective's rpcutil agent.
 pub struct Rpcutil;
 
-const ACTIONS: &[&str] = &[
-    "agent_inventory",
-    "collective_info",
-    "daemon_stats",
-    "get_data",
-    "get_fact",
-    "get_facts",
-    "inventory",
-    "ping",
-];
 
 impl Agent for Rpcutil {
-    fn metadata(&self) -> AgentMetadata {
-        AgentMetadata {
-            name: "rpcutil".into(),
-            description:
-                "General helpful actions that expose stats and internals to SimpleRPC clients"
-                    .into(),
-            author: "muster".into(),
-            version: crate::VERSION.into(),
-            license: "Apache-2.0".into(),
-            url: "https://github.com/muster".into(),
-            timeout: 10,
-        }
-    }
-
-    fn actions(&self) -> Vec<String> {
-        ACTIONS.iter().map(|a| a.to_string()).collect()
+    fn ddl(&self) -> &Ddl {
+        muster_protocol::ddl::builtin("rpcutil").expect("the rpcutil DDL is built in")
     }
 
     fn call(&self, node: &Node, action: &str, request: &Request) -> ActionFuture {

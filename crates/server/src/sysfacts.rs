@@ -1121,21 +1121,27 @@ impl FacterSource {
         };
         let stdout = out_rx.recv_timeout(remaining()).unwrap_or_default();
         let stderr = err_rx.recv_timeout(remaining()).unwrap_or_default();
-        if !status.success() {
-            let why = String::from_utf8_lossy(&stderr);
-            let last = why
-                .lines()
-                .rev()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("")
-                .trim();
-            return Err(format!(
+        let why = String::from_utf8_lossy(&stderr);
+        let last = why
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("")
+            .trim()
+            .to_string();
+        match serde_json::from_slice::<Value>(&stdout) {
+            // facter exits 1 when one fact resolver fails (e.g. an unreadable
+            // /proc file) but still prints every other fact: use them.
+            Ok(value @ Value::Object(_)) => {
+                if !status.success() {
+                    tracing::warn!(program = %name, %status, error = %last, "facter reported errors; using the facts it printed");
+                }
+                Ok(value)
+            }
+            _ if !status.success() => Err(format!(
                 "{name}: exited with {status}{}{last}",
                 if last.is_empty() { "" } else { ": " }
-            ));
-        }
-        match serde_json::from_slice::<Value>(&stdout) {
-            Ok(value @ Value::Object(_)) => Ok(value),
+            )),
             Ok(_) => Err(format!("{name}: output is not a JSON object of facts")),
             Err(e) => Err(format!("{name}: output is not JSON: {e}")),
         }

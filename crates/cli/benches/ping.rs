@@ -68,8 +68,9 @@ impl Options {
                 }
                 "--discovery-nodes" => {
                     let n = args.next().context("--discovery-nodes needs a number")?;
-                    options.discovery_nodes =
-                        n.parse().with_context(|| format!("--discovery-nodes {n:?}"))?;
+                    options.discovery_nodes = n
+                        .parse()
+                        .with_context(|| format!("--discovery-nodes {n:?}"))?;
                 }
                 "--shared-runtime" => options.shared_runtime = true,
                 // cargo passes `--bench` to every bench target.
@@ -180,7 +181,8 @@ fn main() -> anyhow::Result<()> {
     );
     if options.discovery_nodes > 0 {
         for &kind in &kinds {
-            if let Err(e) = discovery_table(&runtimes, kind, options.discovery_nodes, options.runs) {
+            if let Err(e) = discovery_table(&runtimes, kind, options.discovery_nodes, options.runs)
+            {
                 println!("discovery on {}: {e:#}", broker_name(kind));
             }
         }
@@ -499,8 +501,14 @@ fn peak_rss_kb() -> Option<u64> {
 const DISCOVERY_FILTERS: &[(&str, &str)] = &[
     ("(none)", ""),
     ("-F role=web", "F:role=web"),
-    ("-C redis -F memorysize_mb>=8192", "C:redis|F:memorysize_mb>=8192"),
-    ("-S \"(httpd or redis) and os.family=Debian\"", "S:(httpd or redis) and os.family=Debian"),
+    (
+        "-C redis -F memorysize_mb>=8192",
+        "C:redis|F:memorysize_mb>=8192",
+    ),
+    (
+        "-S \"(httpd or redis) and os.family=Debian\"",
+        "S:(httpd or redis) and os.family=Debian",
+    ),
     ("-S \"fact('role').value=db\"", "S:fact('role').value=db"),
 ];
 
@@ -519,7 +527,12 @@ fn discovery_filter(spec: &str) -> anyhow::Result<muster_protocol::Filter> {
 
 /// Discovery of `nodes` simulated nodes with and without filters: the
 /// adaptive window against MCollective's fixed two seconds.
-fn discovery_table(runtimes: &Runtimes, kind: BrokerKind, nodes: usize, runs: usize) -> anyhow::Result<()> {
+fn discovery_table(
+    runtimes: &Runtimes,
+    kind: BrokerKind,
+    nodes: usize,
+    runs: usize,
+) -> anyhow::Result<()> {
     let mut broker = runtimes.broker.block_on(TestBroker::start(kind));
     let url = broker.url();
     let caller = Caller::new("bench");
@@ -527,16 +540,24 @@ fn discovery_table(runtimes: &Runtimes, kind: BrokerKind, nodes: usize, runs: us
         .map_err(|e| anyhow::anyhow!("reading the caller's trusted_keys: {e}"))?;
     let fleet = runtimes
         .fleet
-        .block_on(Fleet::start(FleetSpec::new(vec![url.clone()], nodes, Arc::new(trust))))
+        .block_on(Fleet::start(FleetSpec::new(
+            vec![url.clone()],
+            nodes,
+            Arc::new(trust),
+        )))
         .with_context(|| format!("starting {nodes} simulated nodes"))?;
     println!();
     println!(
         "discovery of {nodes} simulated nodes on {} (mco ping / mco find with a filter): adaptive window vs a fixed 2 s window",
         broker_name(kind)
     );
-    println!("{:<46} {:>6}  {:<22}  {:>16}", "filter", "found", "adaptive (median/min)", "fixed 2 s window");
+    println!(
+        "{:<46} {:>6}  {:<22}  {:>16}",
+        "filter", "found", "adaptive (median/min)", "fixed 2 s window"
+    );
     let result = runtimes.client.block_on(async {
-        let config = ClientConfig::load(Some(&caller.client_config(&url))).context("loading the client config")?;
+        let config = ClientConfig::load(Some(&caller.client_config(&url)))
+            .context("loading the client config")?;
         let client = Client::connect_with(config, caller.keys.clone(), Duration::from_secs(5))
             .await
             .context("connecting the client")?;
@@ -547,19 +568,26 @@ fn discovery_table(runtimes: &Runtimes, kind: BrokerKind, nodes: usize, runs: us
             gap_factor: 0,
         };
         let two_seconds = Duration::from_secs(2);
-        client.discover(&Default::default(), None, two_seconds, adaptive).await?;
+        client
+            .discover(&Default::default(), None, two_seconds, adaptive)
+            .await?;
         for (shown, spec) in DISCOVERY_FILTERS {
             let filter = discovery_filter(spec)?;
             let mut times = Vec::new();
             let mut found = usize::MAX;
             for _ in 0..runs {
                 let started = Instant::now();
-                let nodes = client.discover(&filter, None, two_seconds, adaptive).await?;
+                let nodes = client
+                    .discover(&filter, None, two_seconds, adaptive)
+                    .await?;
                 times.push(started.elapsed());
                 found = found.min(nodes.len());
             }
             let started = Instant::now();
-            let fixed_found = client.discover(&filter, None, two_seconds, fixed).await?.len();
+            let fixed_found = client
+                .discover(&filter, None, two_seconds, fixed)
+                .await?
+                .len();
             let fixed_time = started.elapsed();
             let note = if fixed_found != found {
                 format!("  (fixed window found {fixed_found})")

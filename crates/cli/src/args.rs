@@ -4,21 +4,50 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use muster_client::{Client, ClientConfig};
+use muster_client::{Client, ClientConfig, Discovery, NodeList};
 use muster_protocol::Filter;
 
 /// Node selectors, as MCollective spells them.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct Selectors {
     /// Identity: exact name or /regex/ (repeatable; any may match)
-    #[arg(short = 'I', long = "with-identity", visible_alias = "wi", value_name = "IDENTITY")]
+    #[arg(
+        short = 'I',
+        long = "with-identity",
+        visible_alias = "wi",
+        value_name = "IDENTITY"
+    )]
     pub identity: Vec<String>,
+    /// Fact: fact=value, ==, =~regex, =/regex/, !=, <, >, <=, >= (repeatable; all must match)
+    #[arg(
+        short = 'F',
+        long = "with-fact",
+        visible_alias = "wf",
+        value_name = "FACT"
+    )]
+    pub fact: Vec<String>,
     /// Class: exact name or /regex/ (repeatable; all must match)
-    #[arg(short = 'C', long = "with-class", visible_alias = "wc", value_name = "CLASS")]
+    #[arg(
+        short = 'C',
+        long = "with-class",
+        visible_alias = "wc",
+        value_name = "CLASS"
+    )]
     pub class: Vec<String>,
     /// Agent the node must run: exact name or /regex/ (repeatable)
-    #[arg(short = 'A', long = "with-agent", visible_alias = "wa", value_name = "AGENT")]
+    #[arg(
+        short = 'A',
+        long = "with-agent",
+        visible_alias = "wa",
+        value_name = "AGENT"
+    )]
     pub with_agent: Vec<String>,
+    /// Combined: space-separated fact comparisons and classes (repeatable; all must match)
+    #[arg(short = 'W', long = "with", value_name = "FILTER")]
+    pub with: Vec<String>,
+    /// Compound: and, or, not, parentheses, classes, facts, data plugins (repeatable)
+    #[arg(short = 'S', long = "select", value_name = "EXPRESSION")]
+    pub select: Vec<String>,
     /// Collective to address (default: main_collective)
     #[arg(short = 'T', long = "target", value_name = "COLLECTIVE")]
     pub target: Option<String>,
@@ -31,11 +60,20 @@ impl Selectors {
         for i in &self.identity {
             filter = filter.identity(i).context("bad -I identity filter")?;
         }
+        for f in &self.fact {
+            filter = filter.fact(f).context("bad -F fact filter")?;
+        }
         for c in &self.class {
             filter = filter.class(c).context("bad -C class filter")?;
         }
         for a in &self.with_agent {
             filter = filter.agent(a).context("bad -A agent filter")?;
+        }
+        for w in &self.with {
+            filter = filter.with(w).context("bad -W filter")?;
+        }
+        for s in &self.select {
+            filter = filter.compound(s).context("bad -S filter")?;
         }
         Ok(filter)
     }
@@ -51,13 +89,118 @@ pub struct Common {
     #[arg(short = 't', long = "timeout", value_name = "SECONDS")]
     pub timeout: Option<f64>,
     /// Upper bound, in seconds, for discovery (it ends sooner when replies stop)
-    #[arg(long = "dt", alias = "discovery-timeout", value_name = "SECONDS", default_value_t = 2.0)]
+    #[arg(
+        long = "dt",
+        alias = "discovery-timeout",
+        value_name = "SECONDS",
+        default_value_t = 2.0
+    )]
     pub discovery_timeout: f64,
     /// Print results as JSON
     #[arg(long, short = 'j')]
     pub json: bool,
     #[command(flatten)]
     pub selectors: Selectors,
+    #[command(flatten)]
+    pub discovery: DiscoveryFlags,
+}
+
+/// The discovery methods `--dm` names.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// Ask the fleet; matching nodes answer
+    Broadcast,
+    /// Identities from --nodes FILE
+    Flatfile,
+    /// Node records from --inventory FILE, filtered locally
+    Inventory,
+    /// Identities printed by --discovery-program PROG
+    External,
+}
+
+/// How to find the nodes (see docs/discovery.md).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct DiscoveryFlags {
+    /// Discovery method (default: broadcast, or what --nodes/--inventory/--discovery-program imply)
+    #[arg(
+        long = "dm",
+        visible_alias = "discovery-method",
+        value_enum,
+        value_name = "METHOD"
+    )]
+    pub method: Option<Method>,
+    /// Identities, one per line, for --dm flatfile ('-': stdin)
+    #[arg(long = "nodes", value_name = "FILE")]
+    pub nodes: Option<PathBuf>,
+    /// Node records as `mco inventory --json` writes them, for --dm inventory
+    #[arg(long = "inventory", value_name = "FILE")]
+    pub inventory: Option<PathBuf>,
+    /// Program printing identities, for --dm external (gets the filter as JSON on stdin)
+    #[arg(long = "discovery-program", value_name = "PROG")]
+    pub program: Option<PathBuf>,
+}
+
+impl DiscoveryFlags {
+    /// The method these flags describe; a method without its input, or an
+    /// input for another method, is an error.
+    pub fn discovery(&self) -> anyhow::Result<Discovery> {
+        let implied = match (&self.nodes, &self.inventory, &self.program) {
+            (None, None, None) => None,
+            (Some(_), None, None) => Some(Method::Flatfile),
+            (None, Some(_), None) => Some(Method::Inventory),
+            (None, None, Some(_)) => Some(Method::External),
+            _ => anyhow::bail!("--nodes, --inventory and --discovery-program each pick a discovery method: give one"),
+        };
+        let method = match (self.method, implied) {
+            (Some(method), Some(implied)) if method != implied => {
+                anyhow::bail!(
+                    "--dm {} does not use {}",
+                    method_name(method),
+                    input_flag(implied)
+                )
+            }
+            (Some(method), _) => method,
+            (None, Some(implied)) => implied,
+            (None, None) => Method::Broadcast,
+        };
+        Ok(match method {
+            Method::Broadcast => Discovery::Broadcast,
+            Method::Flatfile => match &self.nodes {
+                Some(path) => Discovery::Flatfile(NodeList::from_arg(path)),
+                None => anyhow::bail!(
+                    "--dm flatfile needs --nodes FILE (one identity per line, '-' for stdin)"
+                ),
+            },
+            Method::Inventory => match &self.inventory {
+                Some(path) => Discovery::Inventory(path.clone()),
+                None => anyhow::bail!(
+                    "--dm inventory needs --inventory FILE (as written by mco inventory --json)"
+                ),
+            },
+            Method::External => match &self.program {
+                Some(path) => Discovery::External(path.clone()),
+                None => anyhow::bail!("--dm external needs --discovery-program PROG"),
+            },
+        })
+    }
+}
+
+fn method_name(method: Method) -> &'static str {
+    match method {
+        Method::Broadcast => "broadcast",
+        Method::Flatfile => "flatfile",
+        Method::Inventory => "inventory",
+        Method::External => "external",
+    }
+}
+
+fn input_flag(method: Method) -> &'static str {
+    match method {
+        Method::Flatfile => "--nodes",
+        Method::Inventory => "--inventory",
+        Method::External => "--discovery-program",
+        Method::Broadcast => "an input file",
+    }
 }
 
 impl Common {
@@ -70,6 +213,39 @@ impl Common {
 
     pub fn discovery_timeout(&self) -> anyhow::Result<Duration> {
         seconds(self.discovery_timeout, "--dt")
+    }
+
+    /// The filter and discovery method, checked before anything is sent.
+    pub fn plan(&self) -> anyhow::Result<(Filter, Discovery)> {
+        let filter = self.selectors.filter()?;
+        let discovery = self.discovery.discovery()?;
+        self.discovery_timeout()?;
+        if matches!(discovery, Discovery::Inventory(_)) && filter.uses_data() {
+            anyhow::bail!(muster_client::DiscoveryError::DataPlugins {
+                method: "inventory"
+            });
+        }
+        Ok((filter, discovery))
+    }
+
+    /// Finds the matching nodes with the chosen method, sorted.
+    pub async fn discover(
+        &self,
+        client: &Client,
+        filter: &Filter,
+        discovery: &Discovery,
+    ) -> anyhow::Result<Vec<String>> {
+        let nodes = client
+            .discover_with(
+                discovery,
+                filter,
+                self.selectors.target.as_deref(),
+                self.discovery_timeout()?,
+                Default::default(),
+            )
+            .await
+            .with_context(|| format!("{} discovery failed", discovery.name()))?;
+        Ok(nodes)
     }
 
     /// Reads the config, creating and announcing the key on first use, and connects.

@@ -11,7 +11,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "mco", version, about = "muster: fleet orchestration in the tradition of MCollective")]
+#[command(
+    name = "mco",
+    version,
+    about = "muster: fleet orchestration in the tradition of MCollective"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -23,6 +27,12 @@ enum Command {
     Ping(cmd::ping::Args),
     /// Run an agent's action on matching nodes: mco rpc AGENT ACTION [key=value ...]
     Rpc(cmd::rpc::Args),
+    /// List the identities of matching nodes, one per line
+    Find(cmd::find::Args),
+    /// Show how a fact's values are spread over matching nodes: mco facts FACT
+    Facts(cmd::facts::Args),
+    /// Show everything a node knows about itself: mco inventory NODE (--json: node records)
+    Inventory(cmd::inventory::Args),
     /// Run the node daemon
     Server(cmd::server::Args),
     /// Run the embedded NATS-protocol broker
@@ -35,7 +45,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("mco: cannot start the async runtime: {e}");
@@ -46,6 +59,9 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Ping(args) => cmd::ping::run(args).await,
             Command::Rpc(args) => cmd::rpc::run(args).await,
+            Command::Find(args) => cmd::find::run(args).await,
+            Command::Facts(args) => cmd::facts::run(args).await,
+            Command::Inventory(args) => cmd::inventory::run(args).await,
             Command::Server(args) => cmd::server::run(args).await,
             Command::Broker(args) => cmd::broker::run(args).await,
             Command::Fleet(args) => cmd::fleet::run(args).await,

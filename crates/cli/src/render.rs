@@ -13,7 +13,12 @@ pub fn ms(d: Duration) -> String {
 
 /// One ping line: `node01                                   time=1.23 ms`.
 pub fn ping_line(out: &mut dyn Write, response: &Response) -> std::io::Result<()> {
-    writeln!(out, "{:<40} time={} ms", response.identity(), ms(response.rtt))
+    writeln!(
+        out,
+        "{:<40} time={} ms",
+        response.identity(),
+        ms(response.rtt)
+    )
 }
 
 /// The statistics block after a ping.
@@ -28,9 +33,21 @@ pub fn ping_summary(out: &mut dyn Write, outcome: &Outcome) -> std::io::Result<(
             ms(min),
             ms(avg),
             ms(outcome.elapsed)
-        ),
-        None => writeln!(out, "No responses received"),
+        )?,
+        None => writeln!(out, "No responses received")?,
     }
+    no_responses(out, &outcome.missing)
+}
+
+/// The addressed nodes that did not answer, by name.
+pub fn no_responses(out: &mut dyn Write, missing: &[String]) -> std::io::Result<()> {
+    if !missing.is_empty() {
+        writeln!(out, "\nNo response from:\n")?;
+        for node in missing {
+            writeln!(out, "    {node}")?;
+        }
+    }
+    Ok(())
 }
 
 /// One node's rpc result: its name, then each output on its own line.
@@ -71,7 +88,10 @@ fn value_text(value: &Value, indent: usize) -> String {
 
 /// `Finished processing` and the nodes that did not answer.
 pub fn rpc_summary(out: &mut dyn Write, outcome: &Outcome) -> std::io::Result<()> {
-    let expected = outcome.expected.as_ref().map_or(outcome.responses.len(), Vec::len);
+    let expected = outcome
+        .expected
+        .as_ref()
+        .map_or(outcome.responses.len(), Vec::len);
     let failed = outcome.failed().count();
     writeln!(
         out,
@@ -83,13 +103,7 @@ pub fn rpc_summary(out: &mut dyn Write, outcome: &Outcome) -> std::io::Result<()
     if failed > 0 {
         writeln!(out, "{failed} of them failed")?;
     }
-    if !outcome.missing.is_empty() {
-        writeln!(out, "\nNo response from:\n")?;
-        for node in &outcome.missing {
-            writeln!(out, "    {node}")?;
-        }
-    }
-    Ok(())
+    no_responses(out, &outcome.missing)
 }
 
 /// MCollective's `--json` layout: one object per reply.

@@ -59,7 +59,10 @@ impl ClientConfig {
 
     /// Interprets parsed settings.
     pub fn from_config(config: &Config) -> Result<ClientConfig, ConfigError> {
-        let main_collective = config.get("main_collective").unwrap_or("mcollective").to_string();
+        let main_collective = config
+            .get("main_collective")
+            .unwrap_or("mcollective")
+            .to_string();
         let mut collectives = config.list("collectives");
         if collectives.is_empty() {
             collectives.push(main_collective.clone());
@@ -95,7 +98,9 @@ pub fn default_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("XDG_CONFIG_HOME").filter(|d| !d.is_empty()) {
         return PathBuf::from(dir).join("muster");
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
     home.join(".config").join("muster")
 }
 
@@ -106,7 +111,13 @@ pub fn user_name() -> String {
         .unwrap_or_else(|_| "muster".into());
     let safe: String = raw
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     if safe.is_empty() {
         "muster".into()
@@ -143,8 +154,17 @@ mod tests {
         let file = dir.path().join("client.cfg");
         std::fs::write(&file, "ttl = soon\n").unwrap();
         let err = ClientConfig::load(Some(&file)).unwrap_err();
-        assert_eq!(err.to_string(), format!("{}:1: ttl must be a whole number, found \"soon\"", file.display()));
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{}:1: ttl must be a whole number, found \"soon\"",
+                file.display()
+            )
+        );
         let err = ClientConfig::load(Some(&dir.path().join("missing.cfg"))).unwrap_err();
-        assert!(err.to_string().contains("missing.cfg: cannot read"), "{err}");
+        assert!(
+            err.to_string().contains("missing.cfg: cannot read"),
+            "{err}"
+        );
     }
 }

@@ -36,13 +36,15 @@ pub fn load_or_create(path: &Path) -> Result<(KeyPair, bool), KeyError> {
                     tracing::warn!(key = %path.display(), "private key is readable by other users; chmod 600 it");
                 }
             }
-            let keys = KeyPair::from_hex(&text).map_err(|e| error(format!("not a muster private key: {e}")))?;
+            let keys = KeyPair::from_hex(&text)
+                .map_err(|e| error(format!("not a muster private key: {e}")))?;
             Ok((keys, false))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let keys = KeyPair::generate();
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(|e| error(format!("cannot create its directory: {e}")))?;
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| error(format!("cannot create its directory: {e}")))?;
             }
             let mut file = std::fs::OpenOptions::new()
                 .write(true)
@@ -72,7 +74,10 @@ mod tests {
         let path = dir.path().join("keys").join("alice");
         let (created, fresh) = load_or_create(&path).unwrap();
         assert!(fresh);
-        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         let public = std::fs::read_to_string(public_key_path(&path)).unwrap();
         assert_eq!(public.trim(), created.public().to_hex());
         let (again, fresh) = load_or_create(&path).unwrap();
@@ -86,6 +91,9 @@ mod tests {
         let path = dir.path().join("bad");
         std::fs::write(&path, "hello").unwrap();
         let err = load_or_create(&path).err().unwrap();
-        assert!(err.to_string().contains("not a muster private key"), "{err}");
+        assert!(
+            err.to_string().contains("not a muster private key"),
+            "{err}"
+        );
     }
 }

@@ -21,6 +21,7 @@
 //! ```
 
 mod config;
+pub mod discovery;
 pub mod keys;
 mod window;
 
@@ -32,6 +33,7 @@ use muster_protocol::{subject, Filter, KeyPair, Reply, Request};
 use serde_json::{Map, Value};
 
 pub use config::{default_dir, user_name, ClientConfig, CONFIG_ENV};
+pub use discovery::{Discovery, DiscoveryError, NodeList, NodeRecord};
 pub use window::{Arrivals, QuietWindow};
 
 /// What went wrong talking to the fleet.
@@ -47,6 +49,8 @@ pub enum ClientError {
     Broker { doing: String, reason: String },
     #[error("{0:?} cannot be addressed: names must not contain spaces, '*' or '>'")]
     BadName(String),
+    #[error(transparent)]
+    Discovery(#[from] DiscoveryError),
 }
 
 /// Which nodes a call goes to.
@@ -77,6 +81,8 @@ pub struct Call {
     /// The upper bound for discovery.
     pub discovery_timeout: Duration,
     pub window: QuietWindow,
+    /// How [`Targets::Discover`] finds the nodes.
+    pub discovery: Discovery,
 }
 
 impl Call {
@@ -93,6 +99,7 @@ impl Call {
             timeout: Duration::from_secs(10),
             discovery_timeout: Duration::from_secs(2),
             window: QuietWindow::default(),
+            discovery: Discovery::Broadcast,
         }
     }
 
@@ -113,6 +120,11 @@ impl Call {
 
     pub fn with_timeout(mut self, timeout: Duration) -> Call {
         self.timeout = timeout;
+        self
+    }
+
+    pub fn with_discovery(mut self, discovery: Discovery) -> Call {
+        self.discovery = discovery;
         self
     }
 }
@@ -151,7 +163,9 @@ pub struct Outcome {
 impl Outcome {
     /// Replies whose status is not OK.
     pub fn failed(&self) -> impl Iterator<Item = &Response> {
-        self.responses.iter().filter(|r| !r.reply.statuscode.is_ok())
+        self.responses
+            .iter()
+            .filter(|r| !r.reply.statuscode.is_ok())
     }
 
     /// Min, max and average round trip, if anyone answered.
@@ -186,7 +200,8 @@ impl Client {
         timeout: Duration,
     ) -> Result<Client, ClientError> {
         let id = format!("{}-{}", user_name(), &muster_protocol::new_id()[..12]);
-        let nats = muster_connector::connect_client(&config.servers, &format!("mco {id}"), timeout).await?;
+        let nats = muster_connector::connect_client(&config.servers, &format!("mco {id}"), timeout)
+            .await?;
         Ok(Client {
             nats,
             keys,
@@ -220,7 +235,11 @@ impl Client {
         ping.collective = collective.map(str::to_string);
         ping.window = window;
         let outcome = self.send(&ping, &mut |_| {}).await?;
-        let mut identities: Vec<String> = outcome.responses.into_iter().map(|r| r.reply.sender).collect();
+        let mut identities: Vec<String> = outcome
+            .responses
+            .into_iter()
+            .map(|r| r.reply.sender)
+            .collect();
         identities.sort();
         Ok(identities)
     }
@@ -235,10 +254,16 @@ impl Client {
             Targets::Discover => {
                 let started = Instant::now();
                 let nodes = match call.filter.exact_identities() {
-                    Some(nodes) => nodes,
-                    None => {
-                        self.discover(&call.filter, call.collective.as_deref(), call.discovery_timeout, call.window)
-                            .await?
+                    Some(nodes) if call.discovery.is_broadcast() => nodes,
+                    _ => {
+                        self.discover_with(
+                            &call.discovery,
+                            &call.filter,
+                            call.collective.as_deref(),
+                            call.discovery_timeout,
+                            call.window,
+                        )
+                        .await?
                     }
                 };
                 let discovery = started.elapsed();
@@ -252,17 +277,30 @@ impl Client {
     }
 
     /// Signs and publishes one request, then collects its replies.
-    async fn send(&self, call: &Call, on_reply: &mut dyn FnMut(&Response)) -> Result<Outcome, ClientError> {
-        let collective = call.collective.clone().unwrap_or_else(|| self.config.main_collective.clone());
+    async fn send(
+        &self,
+        call: &Call,
+        on_reply: &mut dyn FnMut(&Response),
+    ) -> Result<Outcome, ClientError> {
+        let collective = call
+            .collective
+            .clone()
+            .unwrap_or_else(|| self.config.main_collective.clone());
         for name in [&collective, &call.agent] {
             if !subject::is_valid_name(name) || name.contains('.') {
                 return Err(ClientError::BadName(name.clone()));
             }
         }
-        let request = Request::new(&self.id, &self.config.caller, &collective, &call.agent, &call.action)
-            .with_filter(call.filter.clone())
-            .with_data(call.data.clone())
-            .with_ttl(self.config.ttl);
+        let request = Request::new(
+            &self.id,
+            &self.config.caller,
+            &collective,
+            &call.agent,
+            &call.action,
+        )
+        .with_filter(call.filter.clone())
+        .with_data(call.data.clone())
+        .with_ttl(self.config.ttl);
         let payload: bytes::Bytes = self
             .keys
             .sign(&request)
@@ -295,22 +333,35 @@ impl Client {
                         return Err(ClientError::BadName(node.clone()));
                     }
                     self.nats
-                        .publish_with_reply(subject::node(&collective, node), reply_to.clone(), payload.clone())
+                        .publish_with_reply(
+                            subject::node(&collective, node),
+                            reply_to.clone(),
+                            payload.clone(),
+                        )
                         .await
                         .map_err(|e| broker("sending the request")(&e))?;
                 }
             }
             None => {
                 self.nats
-                    .publish_with_reply(subject::broadcast(&collective, &call.agent), reply_to.clone(), payload)
+                    .publish_with_reply(
+                        subject::broadcast(&collective, &call.agent),
+                        reply_to.clone(),
+                        payload,
+                    )
                     .await
                     .map_err(|e| broker("sending the request")(&e))?;
             }
         }
-        self.nats.flush().await.map_err(|e| broker("sending the request")(&e))?;
+        self.nats
+            .flush()
+            .await
+            .map_err(|e| broker("sending the request")(&e))?;
 
         let hard = sent + call.timeout;
-        let wanted: Option<HashSet<&str>> = expected.as_ref().map(|n| n.iter().map(String::as_str).collect());
+        let wanted: Option<HashSet<&str>> = expected
+            .as_ref()
+            .map(|n| n.iter().map(String::as_str).collect());
         let mut arrivals = Arrivals::new(sent);
         let mut seen: HashSet<String> = HashSet::new();
         let mut responses = Vec::new();
@@ -369,7 +420,11 @@ impl Client {
         let _ = replies.unsubscribe().await;
         let missing = match &expected {
             Some(nodes) => {
-                let mut missing: Vec<String> = nodes.iter().filter(|n| !seen.contains(*n)).cloned().collect();
+                let mut missing: Vec<String> = nodes
+                    .iter()
+                    .filter(|n| !seen.contains(*n))
+                    .cloned()
+                    .collect();
                 missing.sort();
                 missing
             }

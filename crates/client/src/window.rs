@@ -84,7 +84,10 @@ mod tests {
     fn waits_for_the_hard_deadline_until_a_reply_arrives() {
         let sent = Instant::now();
         let hard = sent + 2000 * MS;
-        assert_eq!(QuietWindow::default().deadline(&Arrivals::new(sent), hard), hard);
+        assert_eq!(
+            QuietWindow::default().deadline(&Arrivals::new(sent), hard),
+            hard
+        );
     }
 
     #[test]
@@ -102,11 +105,20 @@ mod tests {
         let sent = Instant::now();
         let mut arrivals = Arrivals::new(sent);
         arrivals.record(sent + 100 * MS);
-        assert_eq!(QuietWindow::default().deadline(&arrivals, sent + 5000 * MS), sent + 300 * MS);
+        assert_eq!(
+            QuietWindow::default().deadline(&arrivals, sent + 5000 * MS),
+            sent + 300 * MS
+        );
         arrivals.record(sent + 200 * MS);
         // The largest gap (100 ms) times 4 beats the round trip times 2.
-        assert_eq!(QuietWindow::default().deadline(&arrivals, sent + 5000 * MS), sent + 600 * MS);
+        assert_eq!(
+            QuietWindow::default().deadline(&arrivals, sent + 5000 * MS),
+            sent + 600 * MS
+        );
         // Never past the hard deadline.
-        assert_eq!(QuietWindow::default().deadline(&arrivals, sent + 250 * MS), sent + 250 * MS);
+        assert_eq!(
+            QuietWindow::default().deadline(&arrivals, sent + 250 * MS),
+            sent + 250 * MS
+        );
     }
 }

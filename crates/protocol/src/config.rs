@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::fmt;
 
 /// A parsed configuration file.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Config {
     /// key -> (value, line number it came from)
     values: HashMap<String, (String, usize)>,

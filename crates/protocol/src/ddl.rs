@@ -161,7 +161,13 @@ impl Ddl {
 
 /// The DDLs of the agents built into every node, so clients know them
 /// without asking and nodes serve exactly what they describe.
-const BUILTIN: &[(&str, &str)] = &[("rpcutil", include_str!("../ddl/rpcutil.json"))];
+const BUILTIN: &[(&str, &str)] = &[
+    ("filemgr", include_str!("../ddl/filemgr.json")),
+    ("package", include_str!("../ddl/package.json")),
+    ("puppet", include_str!("../ddl/puppet.json")),
+    ("rpcutil", include_str!("../ddl/rpcutil.json")),
+    ("service", include_str!("../ddl/service.json")),
+];
 
 /// The DDL of a built-in agent.
 pub fn builtin(name: &str) -> Option<&'static Ddl> {

@@ -38,6 +38,8 @@ pub struct ServerConfig {
     pub trusted_keys: Option<PathBuf>,
     /// The longest ttl a request may ask for; bounds the replay memory.
     pub max_ttl: u64,
+    /// Every setting as written, for agents' own `plugin.<agent>.*` keys.
+    pub settings: Config,
 }
 
 impl ServerConfig {
@@ -153,6 +155,7 @@ impl ServerConfig {
                 .get("plugin.security.trusted_keys")
                 .map(PathBuf::from),
             max_ttl: config.number("plugin.security.max_ttl")?.unwrap_or(86_400),
+            settings: config.clone(),
         })
     }
 }

@@ -8,13 +8,13 @@ use muster_protocol::{subject, Envelope, EnvelopeError, NodeView, Reply, Request
 use serde_json::{json, Map, Value};
 
 use crate::agent::Agent;
-use muster_protocol::ddl::Metadata;
 use crate::agents::Rpcutil;
 use crate::facts::{lookup, Classes, Facts};
 use crate::replay::ReplayGuard;
 use crate::stats::{Rejection, Stats};
 use crate::trust::TrustStore;
 use crate::ServerConfig;
+use muster_protocol::ddl::Metadata;
 
 /// How far in the future a request may be dated (clock skew between hosts).
 pub const MAX_CLOCK_SKEW_MS: u64 = 60_000;
@@ -110,6 +110,9 @@ impl Node {
             classes,
             Arc::new(trust),
         );
+        for agent in crate::agents::for_config(config)? {
+            node.add_agent(agent);
+        }
         node.max_ttl = config.max_ttl;
         node.config_file = config.file.clone();
         Ok(node)
@@ -152,7 +155,10 @@ impl Node {
     }
 
     pub fn agent_metadata(&self) -> Vec<Metadata> {
-        self.agents.values().map(|a| a.ddl().metadata.clone()).collect()
+        self.agents
+            .values()
+            .map(|a| a.ddl().metadata.clone())
+            .collect()
     }
 
     /// The subjects this node listens on: its own, and a broadcast

@@ -23,7 +23,11 @@ fn setup() -> Setup {
     let keys = dir.path().join("trusted_keys");
     std::fs::create_dir(&keys).unwrap();
     std::fs::write(keys.join("tester.pub"), caller.public().to_hex()).unwrap();
-    std::fs::write(dir.path().join("facts.yaml"), "role: web\nkernel: Plan9\nnested:\n  level: 3\n").unwrap();
+    std::fs::write(
+        dir.path().join("facts.yaml"),
+        "role: web\nkernel: Plan9\nnested:\n  level: 3\n",
+    )
+    .unwrap();
     std::fs::write(dir.path().join("classes.txt"), "httpd\nrole::web\n").unwrap();
     let file = dir.path().join("hello.txt");
     std::fs::write(&file, "hello\n").unwrap();
@@ -53,8 +57,14 @@ impl Setup {
         let request = Request::new("client", "user=tester", "mcollective", "rpcutil", action)
             .with_filter(filter)
             .with_data(data.as_object().cloned().unwrap_or_default());
-        match self.node.handle(&self.caller.sign(&request).unwrap().to_bytes()).await {
-            Outcome::Reply { reply, .. } => Some(json!({"status": reply.statuscode, "data": reply.data})),
+        match self
+            .node
+            .handle(&self.caller.sign(&request).unwrap().to_bytes())
+            .await
+        {
+            Outcome::Reply { reply, .. } => {
+                Some(json!({"status": reply.statuscode, "data": reply.data}))
+            }
             Outcome::Filtered => None,
             Outcome::Rejected(reason, message) => panic!("rejected: {reason:?} {message}"),
         }
@@ -65,12 +75,16 @@ impl Setup {
     }
 
     async fn selected_by(&self, expression: &str) -> bool {
-        self.selected(Filter::default().compound(expression).unwrap()).await
+        self.selected(Filter::default().compound(expression).unwrap())
+            .await
     }
 }
 
 fn own_process_name() -> String {
-    std::fs::read_to_string("/proc/self/comm").unwrap().trim().to_string()
+    std::fs::read_to_string("/proc/self/comm")
+        .unwrap()
+        .trim()
+        .to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -81,34 +95,77 @@ async fn native_facts_are_there_and_fact_files_win() {
     assert!(facts["os"]["family"].is_string(), "{facts}");
     assert!(facts["processors"]["count"].as_u64().unwrap() >= 1);
     assert_eq!(facts["role"], "web");
-    assert_eq!(facts["kernel"], "Plan9", "the facts file overrides the native fact");
+    assert_eq!(
+        facts["kernel"], "Plan9",
+        "the facts file overrides the native fact"
+    );
 
     let family = facts["os"]["family"].as_str().unwrap().to_string();
-    assert!(setup.selected(Filter::default().fact(&format!("os.family={family}")).unwrap()).await);
-    assert!(!setup.selected(Filter::default().fact("os.family=Solaris").unwrap()).await);
-    assert!(setup.selected(Filter::default().fact("processors.count>=1").unwrap()).await);
-    assert!(setup.selected(Filter::default().fact("nested.level>2").unwrap()).await);
-    assert!(setup.selected(Filter::default().with("httpd role=web").unwrap()).await);
-    assert!(!setup.selected(Filter::default().with("httpd role=db").unwrap()).await);
+    assert!(
+        setup
+            .selected(
+                Filter::default()
+                    .fact(&format!("os.family={family}"))
+                    .unwrap()
+            )
+            .await
+    );
+    assert!(
+        !setup
+            .selected(Filter::default().fact("os.family=Solaris").unwrap())
+            .await
+    );
+    assert!(
+        setup
+            .selected(Filter::default().fact("processors.count>=1").unwrap())
+            .await
+    );
+    assert!(
+        setup
+            .selected(Filter::default().fact("nested.level>2").unwrap())
+            .await
+    );
+    assert!(
+        setup
+            .selected(Filter::default().with("httpd role=web").unwrap())
+            .await
+    );
+    assert!(
+        !setup
+            .selected(Filter::default().with("httpd role=db").unwrap())
+            .await
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_data_plugin_selects_by_what_is_on_this_machine() {
     let setup = setup();
     let path = setup.file.display().to_string();
-    let family = setup.node.facts()["os"]["family"].as_str().unwrap().to_string();
+    let family = setup.node.facts()["os"]["family"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let process = own_process_name();
     let cases = [
         (format!("fstat('{path}').type=file"), true),
         (format!("fstat('{path}').size=6"), true),
         (format!("fstat('{path}').size>100"), false),
         (format!("fstat('{path}').present=1"), true),
-        (format!("fstat('{path}').md5=b1946ac92492d2347c6235b4d2611184"), true),
+        (
+            format!("fstat('{path}').md5=b1946ac92492d2347c6235b4d2611184"),
+            true,
+        ),
         ("fstat('/nonexistent/x').present=0".to_string(), true),
         ("fstat('/etc').type=directory".to_string(), true),
         (format!("process('{process}').exists=true"), true),
-        ("process('no-such-process-muster').exists=true".to_string(), false),
-        ("process('no-such-process-muster').exists=false".to_string(), true),
+        (
+            "process('no-such-process-muster').exists=true".to_string(),
+            false,
+        ),
+        (
+            "process('no-such-process-muster').exists=false".to_string(),
+            true,
+        ),
         ("sysctl('kernel.ostype').value=Linux".to_string(), true),
         (format!("fact('os.family').value={family}"), true),
         ("fact('role').value=db".to_string(), false),
@@ -116,10 +173,19 @@ async fn each_data_plugin_selects_by_what_is_on_this_machine() {
         ("agent('package').version=/./".to_string(), false),
         ("collective('compute').member=true".to_string(), true),
         ("collective('storage').member=true".to_string(), false),
-        (format!("httpd and fstat('{path}').type=file and not collective('storage').member=true"), true),
+        (
+            format!(
+                "httpd and fstat('{path}').type=file and not collective('storage').member=true"
+            ),
+            true,
+        ),
     ];
     for (expression, expected) in cases {
-        assert_eq!(setup.selected_by(&expression).await, expected, "{expression}");
+        assert_eq!(
+            setup.selected_by(&expression).await,
+            expected,
+            "{expression}"
+        );
     }
 }
 
@@ -129,7 +195,10 @@ async fn a_failing_data_plugin_means_no_match_and_is_counted() {
     // A sysctl that does not exist fails on the node.
     assert!(!setup.selected_by("sysctl('no.such.key').value=1").await);
     assert!(!setup.selected_by("not sysctl('no.such.key').value=1").await);
-    let stats = setup.send(Filter::default(), "daemon_stats", json!({})).await.unwrap();
+    let stats = setup
+        .send(Filter::default(), "daemon_stats", json!({}))
+        .await
+        .unwrap();
     assert_eq!(stats["data"]["data_errors"], 2, "{stats}");
     assert_eq!(stats["data"]["filtered"], 2, "{stats}");
 }
@@ -138,20 +207,34 @@ async fn a_failing_data_plugin_means_no_match_and_is_counted() {
 async fn get_data_returns_a_plugins_whole_answer() {
     let setup = setup();
     let reply = setup
-        .send(Filter::default(), "get_data", json!({"source": "fstat", "query": setup.file.display().to_string()}))
+        .send(
+            Filter::default(),
+            "get_data",
+            json!({"source": "fstat", "query": setup.file.display().to_string()}),
+        )
         .await
         .unwrap();
     assert_eq!(reply["status"], 0, "{reply}");
     assert_eq!(reply["data"]["type"], "file");
     assert_eq!(reply["data"]["size"], 6);
-    let unknown = setup.send(Filter::default(), "get_data", json!({"source": "nope"})).await.unwrap();
+    let unknown = setup
+        .send(Filter::default(), "get_data", json!({"source": "nope"}))
+        .await
+        .unwrap();
     assert_eq!(unknown["status"], 4, "{unknown}");
     let failing = setup
-        .send(Filter::default(), "get_data", json!({"source": "sysctl", "query": "no.such.key"}))
+        .send(
+            Filter::default(),
+            "get_data",
+            json!({"source": "sysctl", "query": "no.such.key"}),
+        )
         .await
         .unwrap();
     assert_eq!(failing["status"], 1, "{failing}");
-    let inventory = setup.send(Filter::default(), "inventory", json!({})).await.unwrap();
+    let inventory = setup
+        .send(Filter::default(), "inventory", json!({}))
+        .await
+        .unwrap();
     let plugins = inventory["data"]["data_plugins"].as_array().unwrap();
     assert!(plugins.contains(&json!("fstat")) && plugins.contains(&json!("process")));
 }

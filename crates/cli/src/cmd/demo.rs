@@ -46,7 +46,8 @@ async fn demo(args: &Args, dir: &Path) -> anyhow::Result<u8> {
     // A caller key for the tour, trusted by every simulated node.
     let config_file = write_client_setup(dir, &broker.url())?;
     let config = ClientConfig::load(Some(&config_file))?;
-    let trust = Arc::new(TrustStore::from_dir(dir.join("trusted_keys")).map_err(anyhow::Error::msg)?);
+    let trust =
+        Arc::new(TrustStore::from_dir(dir.join("trusted_keys")).map_err(anyhow::Error::msg)?);
     let fleet = Fleet::start(FleetSpec::new(vec![broker.url()], args.nodes, trust)).await?;
     println!(
         "Started an embedded broker on {} and {} simulated nodes (node01 ... {}).\n",
@@ -63,17 +64,30 @@ async fn demo(args: &Args, dir: &Path) -> anyhow::Result<u8> {
         discovery_timeout: 2.0,
         json: false,
         selectors,
+        discovery: Default::default(),
     };
 
     println!("$ mco ping");
-    super::ping::ping(&client, &common(Selectors::default()), Default::default(), &mut out).await?;
+    super::ping::ping(
+        &client,
+        &common(Selectors::default()),
+        Default::default(),
+        &mut out,
+    )
+    .await?;
 
     let selectors = Selectors {
         identity: vec!["/^node0[1-5]$/".into(), "node42".into()],
         ..Selectors::default()
     };
     println!("\n$ mco ping -I '/^node0[1-5]$/' -I node42");
-    super::ping::ping(&client, &common(selectors.clone()), selectors.filter()?, &mut out).await?;
+    super::ping::ping(
+        &client,
+        &common(selectors.clone()),
+        selectors.filter()?,
+        &mut out,
+    )
+    .await?;
 
     let selectors = Selectors {
         identity: vec!["node07".into()],
@@ -111,11 +125,15 @@ async fn demo(args: &Args, dir: &Path) -> anyhow::Result<u8> {
 /// the public key; returns the config file.
 fn write_client_setup(dir: &Path, url: &str) -> anyhow::Result<PathBuf> {
     let trusted = dir.join("trusted_keys");
-    std::fs::create_dir_all(&trusted).with_context(|| format!("cannot create {}", trusted.display()))?;
+    std::fs::create_dir_all(&trusted)
+        .with_context(|| format!("cannot create {}", trusted.display()))?;
     let key = dir.join("keys").join("demo");
     muster_client::keys::load_or_create(&key)?;
-    std::fs::copy(muster_client::keys::public_key_path(&key), trusted.join("demo.pub"))
-        .context("cannot trust the demo key")?;
+    std::fs::copy(
+        muster_client::keys::public_key_path(&key),
+        trusted.join("demo.pub"),
+    )
+    .context("cannot trust the demo key")?;
     let config_file = dir.join("client.cfg");
     std::fs::write(
         &config_file,

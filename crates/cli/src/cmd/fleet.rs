@@ -29,7 +29,11 @@ pub async fn run(args: Args) -> anyhow::Result<u8> {
     let mut spec = FleetSpec::new(vec![args.server.clone()], args.nodes, trust);
     spec.prefix = args.prefix;
     let fleet = Fleet::start(spec).await?;
-    println!("{} simulated nodes serving on {}", fleet.nodes().len(), args.server);
+    println!(
+        "{} simulated nodes serving on {}",
+        fleet.nodes().len(),
+        args.server
+    );
     super::shutdown_signal().await;
     fleet.stop().await;
     Ok(super::EXIT_OK)

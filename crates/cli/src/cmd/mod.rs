@@ -2,7 +2,10 @@
 
 pub mod broker;
 pub mod demo;
+pub mod facts;
+pub mod find;
 pub mod fleet;
+pub mod inventory;
 pub mod ping;
 pub mod rpc;
 pub mod server;
@@ -34,5 +37,8 @@ pub async fn shutdown_signal() {
 pub fn init_logging(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use anyhow::Context;
-use muster_client::{Call, Client};
+use muster_client::{Call, Client, Outcome, Targets};
 use serde_json::{Map, Value};
 
 use crate::args::Common;
@@ -24,39 +24,27 @@ pub struct Args {
 
 pub async fn run(args: Args) -> anyhow::Result<u8> {
     super::init_logging("warn");
-    let filter = args.common.selectors.filter()?;
+    let (filter, _) = args.common.plan()?;
     let data = parse_inputs(&args.inputs)?;
     let client = args.common.connect().await?;
-    let call = Call::new(&args.agent, &args.action).with_filter(filter).with_data(data);
+    let call = Call::new(&args.agent, &args.action)
+        .with_filter(filter)
+        .with_data(data);
     rpc(&client, &args.common, call, &mut std::io::stdout()).await
 }
 
 /// Discovers, runs the call, prints each result and the summary.
-pub async fn rpc(client: &Client, common: &Common, mut call: Call, out: &mut dyn Write) -> anyhow::Result<u8> {
-    call.collective = common.selectors.target.clone();
-    call.timeout = common.timeout_or(Duration::from_secs(10))?;
-    call.discovery_timeout = common.discovery_timeout()?;
-    let started = std::time::Instant::now();
-    let mut discovery = None;
-    if call.filter.exact_identities().is_none() {
-        let nodes = client
-            .discover(&call.filter, call.collective.as_deref(), call.discovery_timeout, call.window)
-            .await?;
-        if nodes.is_empty() {
-            eprintln!("No request sent, we did not discover any nodes.");
-            return Ok(super::EXIT_PARTIAL);
-        }
-        call.targets = muster_client::Targets::Nodes(nodes);
-        discovery = Some(started.elapsed());
-    }
-    let expected = match &call.targets {
-        muster_client::Targets::Nodes(nodes) => Some(nodes.len()),
-        _ => None,
+pub async fn rpc(
+    client: &Client,
+    common: &Common,
+    call: Call,
+    out: &mut dyn Write,
+) -> anyhow::Result<u8> {
+    let Some(outcome) =
+        discover_and_call(client, common, call.clone(), Duration::from_secs(10)).await?
+    else {
+        return Ok(super::EXIT_PARTIAL);
     };
-    let bar = render::progress(expected, common.json);
-    let mut outcome = client.call(&call, |_| bar.inc(1)).await?;
-    outcome.discovery = outcome.discovery.or(discovery);
-    bar.finish_and_clear();
     if common.json {
         let results = render::json_results(&call.agent, &call.action, &outcome);
         writeln!(out, "{}", serde_json::to_string_pretty(&results)?)?;
@@ -67,11 +55,59 @@ pub async fn rpc(client: &Client, common: &Common, mut call: Call, out: &mut dyn
         }
         render::rpc_summary(out, &outcome)?;
     }
-    Ok(if outcome.missing.is_empty() && outcome.failed().next().is_none() {
+    Ok(exit_code(&outcome))
+}
+
+/// OK when every addressed node answered and none failed.
+pub fn exit_code(outcome: &Outcome) -> u8 {
+    if outcome.missing.is_empty()
+        && outcome.failed().next().is_none()
+        && !outcome.responses.is_empty()
+    {
         super::EXIT_OK
     } else {
         super::EXIT_PARTIAL
-    })
+    }
+}
+
+/// Finds the nodes with the chosen discovery method (unless the filter
+/// names exact identities and discovery is broadcast), then runs `call` on
+/// exactly those, showing progress on a terminal. `None` when nothing was
+/// discovered, which has been said on stderr.
+pub async fn discover_and_call(
+    client: &Client,
+    common: &Common,
+    mut call: Call,
+    default_timeout: Duration,
+) -> anyhow::Result<Option<Outcome>> {
+    let discovery = common.discovery.discovery()?;
+    call.collective = common.selectors.target.clone();
+    call.timeout = common.timeout_or(default_timeout)?;
+    call.discovery_timeout = common.discovery_timeout()?;
+    let started = std::time::Instant::now();
+    let mut discovered = None;
+    let nodes = match call.filter.exact_identities() {
+        Some(nodes) if discovery.is_broadcast() => nodes,
+        _ => {
+            let nodes = common.discover(client, &call.filter, &discovery).await?;
+            discovered = Some(started.elapsed());
+            nodes
+        }
+    };
+    if nodes.is_empty() {
+        eprintln!("No request sent, we did not discover any nodes.");
+        return Ok(None);
+    }
+    call.targets = Targets::Nodes(nodes);
+    let expected = match &call.targets {
+        Targets::Nodes(nodes) => Some(nodes.len()),
+        _ => None,
+    };
+    let bar = render::progress(expected, common.json);
+    let mut outcome = client.call(&call, |_| bar.inc(1)).await?;
+    outcome.discovery = outcome.discovery.or(discovered);
+    bar.finish_and_clear();
+    Ok(Some(outcome))
 }
 
 /// `key=value` inputs. Values that read as JSON numbers, booleans, arrays
@@ -101,7 +137,13 @@ mod tests {
 
     #[test]
     fn inputs_are_typed_where_they_look_typed() {
-        let data = parse_inputs(&["fact=os.family".into(), "n=3".into(), "flag=true".into(), "s=a=b".into()]).unwrap();
+        let data = parse_inputs(&[
+            "fact=os.family".into(),
+            "n=3".into(),
+            "flag=true".into(),
+            "s=a=b".into(),
+        ])
+        .unwrap();
         assert_eq!(data["fact"], "os.family");
         assert_eq!(data["n"], 3);
         assert_eq!(data["flag"], true);

@@ -8,7 +8,12 @@ use muster_server::ServerConfig;
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Server config file
-    #[arg(long, short = 'c', value_name = "FILE", default_value = "/etc/muster/server.cfg")]
+    #[arg(
+        long,
+        short = 'c',
+        value_name = "FILE",
+        default_value = "/etc/muster/server.cfg"
+    )]
     pub config: PathBuf,
 }
 
@@ -35,7 +40,10 @@ fn init_logging(config: &ServerConfig) -> anyhow::Result<()> {
                 .append(true)
                 .open(path)
                 .with_context(|| format!("cannot open logfile {}", path.display()))?;
-            let _ = builder.with_ansi(false).with_writer(std::sync::Mutex::new(file)).try_init();
+            let _ = builder
+                .with_ansi(false)
+                .with_writer(std::sync::Mutex::new(file))
+                .try_init();
         }
         None => {
             let _ = builder.with_writer(std::io::stderr).try_init();

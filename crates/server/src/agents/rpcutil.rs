@@ -12,7 +12,6 @@ use crate::Node;
 /// MCollective's rpcutil agent.
 pub struct Rpcutil;
 
-
 impl Agent for Rpcutil {
     fn ddl(&self) -> &Ddl {
         muster_protocol::ddl::builtin("rpcutil").expect("the rpcutil DDL is built in")

@@ -1,0 +1,471 @@
+//! Discovery: which nodes a call is for, found without (or with) asking
+//! the fleet.
+//!
+//! | method | where the identities come from | the filter is applied by |
+//! | --- | --- | --- |
+//! | [`Discovery::Broadcast`] | the nodes that answer a broadcast ping | every node, for itself |
+//! | [`Discovery::Flatfile`] | a file (or stdin), one identity per line | identity selectors here; the rest by each addressed node |
+//! | [`Discovery::Inventory`] | a JSON array of [`NodeRecord`]s (`mco inventory --json`) | this process, with [`Filter::evaluate`] |
+//! | [`Discovery::External`] | a program given the filter as JSON, printing identities | the program |
+//!
+//! Every method but broadcast knows the identities up front, so requests go
+//! to each node directly and the ones that do not answer are named.
+//!
+//! ```
+//! use muster_client::discovery::parse_identities;
+//! let nodes = parse_identities("# web tier\nweb1\n\nweb2  # the new one\n", "nodes.txt").unwrap();
+//! assert_eq!(nodes, ["web1", "web2"]);
+//! let err = parse_identities("web1\nweb*\n", "nodes.txt").unwrap_err();
+//! assert_eq!(err.to_string(), "nodes.txt line 2: \"web*\" is not a valid identity");
+//! ```
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use muster_protocol::{subject, Filter, NodeView};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::{Client, ClientError, QuietWindow};
+
+/// The most a node list, inventory file or program output may hold.
+const MAX_INPUT_BYTES: u64 = 64 << 20;
+
+/// How the client finds the nodes a call is for.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Discovery {
+    /// Ask the fleet: a broadcast ping that ends when replies go quiet.
+    #[default]
+    Broadcast,
+    /// Identities listed in a file, one per line.
+    Flatfile(NodeList),
+    /// Node records in a JSON file, filtered here.
+    Inventory(PathBuf),
+    /// A program that prints identities.
+    External(PathBuf),
+}
+
+/// Where a flat list of identities comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NodeList {
+    File(PathBuf),
+    Stdin,
+}
+
+impl NodeList {
+    /// `-` is stdin, anything else a file.
+    pub fn from_arg(arg: &Path) -> NodeList {
+        if arg == Path::new("-") {
+            NodeList::Stdin
+        } else {
+            NodeList::File(arg.to_path_buf())
+        }
+    }
+
+    fn name(&self) -> String {
+        match self {
+            NodeList::File(path) => path.display().to_string(),
+            NodeList::Stdin => "stdin".to_string(),
+        }
+    }
+}
+
+/// Why discovery could not produce a node list.
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoveryError {
+    #[error("cannot read {source_name}: {reason}")]
+    Read { source_name: String, reason: String },
+    #[error("{source_name} line {line}: {text:?} is not a valid identity")]
+    BadIdentity {
+        source_name: String,
+        line: usize,
+        text: String,
+    },
+    #[error("{file}: not an inventory (a JSON array of node records as `mco inventory --json` writes): {reason}")]
+    Inventory { file: String, reason: String },
+    #[error("the {method} discovery method cannot evaluate data plugins such as fstat(...) locally; use --dm broadcast")]
+    DataPlugins { method: &'static str },
+    #[error("discovery program {program}: {reason}")]
+    Program { program: String, reason: String },
+    #[error("discovery program {program} did not finish within {} s", timeout.as_secs_f64())]
+    ProgramTimeout { program: String, timeout: Duration },
+}
+
+impl Discovery {
+    /// The method's name as `--dm` spells it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Discovery::Broadcast => "broadcast",
+            Discovery::Flatfile(_) => "flatfile",
+            Discovery::Inventory(_) => "inventory",
+            Discovery::External(_) => "external",
+        }
+    }
+
+    pub fn is_broadcast(&self) -> bool {
+        matches!(self, Discovery::Broadcast)
+    }
+
+    /// The nodes a method other than broadcast selects, sorted and without
+    /// duplicates; for broadcast, which needs the fleet, use
+    /// [`Client::discover_with`]. `timeout` bounds an external program.
+    pub async fn known_nodes(
+        &self,
+        filter: &Filter,
+        collective: &str,
+        timeout: Duration,
+    ) -> Result<Vec<String>, DiscoveryError> {
+        let mut nodes = match self {
+            Discovery::Broadcast => {
+                return Err(DiscoveryError::Read {
+                    source_name: "broadcast discovery".into(),
+                    reason: "it needs a connected client".into(),
+                })
+            }
+            Discovery::Flatfile(list) => flatfile(list, filter).await?,
+            Discovery::Inventory(file) => inventory(file, filter, collective).await?,
+            Discovery::External(program) => external(program, filter, collective, timeout).await?,
+        };
+        nodes.sort();
+        nodes.dedup();
+        Ok(nodes)
+    }
+}
+
+impl Client {
+    /// Finds the nodes matching `filter` with `discovery`, sorted.
+    pub async fn discover_with(
+        &self,
+        discovery: &Discovery,
+        filter: &Filter,
+        collective: Option<&str>,
+        timeout: Duration,
+        window: QuietWindow,
+    ) -> Result<Vec<String>, ClientError> {
+        match discovery {
+            Discovery::Broadcast => self.discover(filter, collective, timeout, window).await,
+            other => {
+                let collective = collective.unwrap_or(&self.config().main_collective);
+                Ok(other.known_nodes(filter, collective, timeout).await?)
+            }
+        }
+    }
+}
+
+/// Identities one per line; blank lines and `#` comments are skipped.
+/// `source_name` names the input in errors, which carry the line number.
+pub fn parse_identities(text: &str, source_name: &str) -> Result<Vec<String>, DiscoveryError> {
+    let mut nodes = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        let line = line
+            .split_once('#')
+            .map_or(line, |(before, _)| before)
+            .trim();
+        if line.is_empty() {
+            continue;
+        }
+        if !subject::is_valid_name(line) {
+            return Err(DiscoveryError::BadIdentity {
+                source_name: source_name.to_string(),
+                line: index + 1,
+                text: line.to_string(),
+            });
+        }
+        nodes.push(line.to_string());
+    }
+    Ok(nodes)
+}
+
+async fn flatfile(list: &NodeList, filter: &Filter) -> Result<Vec<String>, DiscoveryError> {
+    let text = match list {
+        NodeList::File(path) => read_file(path).await?,
+        NodeList::Stdin => tokio::task::spawn_blocking(|| {
+            let mut text = String::new();
+            std::io::stdin()
+                .take(MAX_INPUT_BYTES)
+                .read_to_string(&mut text)
+                .map(|_| text)
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|read| read.map_err(|e| e.to_string()))
+        .map_err(|reason| DiscoveryError::Read {
+            source_name: "stdin".into(),
+            reason,
+        })?,
+    };
+    let nodes = parse_identities(&text, &list.name())?;
+    // Only identity selectors can be judged from a name; the nodes
+    // themselves apply the rest, since the filter travels in the request.
+    Ok(nodes
+        .into_iter()
+        .filter(|n| filter.identity.is_empty() || filter.identity.iter().any(|p| p.matches(n)))
+        .collect())
+}
+
+async fn read_file(path: &Path) -> Result<String, DiscoveryError> {
+    let read_error = |reason: String| DiscoveryError::Read {
+        source_name: path.display().to_string(),
+        reason,
+    };
+    let meta = tokio::fs::metadata(path)
+        .await
+        .map_err(|e| read_error(e.to_string()))?;
+    if meta.len() > MAX_INPUT_BYTES {
+        return Err(read_error(format!(
+            "{} bytes is more than the {MAX_INPUT_BYTES} byte limit",
+            meta.len()
+        )));
+    }
+    tokio::fs::read_to_string(path)
+        .await
+        .map_err(|e| read_error(e.to_string()))
+}
+
+/// What a node knows about itself, as `mco inventory --json` writes it and
+/// `--dm inventory` reads it. Unknown fields are ignored, so richer
+/// records (from a registration collector, say) read too.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    pub identity: String,
+    #[serde(default = "empty_object")]
+    pub facts: Value,
+    #[serde(default)]
+    pub classes: Vec<String>,
+    #[serde(default)]
+    pub collectives: Vec<String>,
+    #[serde(default)]
+    pub agents: Vec<String>,
+}
+
+fn empty_object() -> Value {
+    Value::Object(Map::new())
+}
+
+impl NodeRecord {
+    /// The record for `identity` from its rpcutil inventory reply data.
+    pub fn from_inventory(identity: &str, data: &Value) -> NodeRecord {
+        let strings = |key: &str| -> Vec<String> {
+            data.get(key)
+                .and_then(Value::as_array)
+                .map(|items| {
+                    items
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        NodeRecord {
+            identity: identity.to_string(),
+            facts: data.get("facts").cloned().unwrap_or_else(empty_object),
+            classes: strings("classes"),
+            collectives: strings("collectives"),
+            agents: strings("agents"),
+        }
+    }
+
+    /// Reads a JSON array of records, checking every identity.
+    pub fn parse_all(text: &str, file: &str) -> Result<Vec<NodeRecord>, DiscoveryError> {
+        let records: Vec<NodeRecord> =
+            serde_json::from_str(text).map_err(|e| DiscoveryError::Inventory {
+                file: file.to_string(),
+                reason: e.to_string(),
+            })?;
+        for (index, record) in records.iter().enumerate() {
+            if !subject::is_valid_name(&record.identity) {
+                return Err(DiscoveryError::Inventory {
+                    file: file.to_string(),
+                    reason: format!(
+                        "record {} has the invalid identity {:?}",
+                        index + 1,
+                        record.identity
+                    ),
+                });
+            }
+        }
+        Ok(records)
+    }
+}
+
+impl NodeView for NodeRecord {
+    fn identity(&self) -> &str {
+        &self.identity
+    }
+
+    fn has_class(&self, matches: &dyn Fn(&str) -> bool) -> bool {
+        self.classes.iter().any(|c| matches(c))
+    }
+
+    fn has_agent(&self, matches: &dyn Fn(&str) -> bool) -> bool {
+        self.agents.iter().any(|a| matches(a))
+    }
+
+    fn fact(&self, path: &str) -> Option<Value> {
+        lookup(&self.facts, path)
+    }
+}
+
+/// A dotted path (`os.release.major`) into nested facts, as nodes look
+/// them up: a literal key with dots is tried first.
+pub fn lookup(facts: &Value, path: &str) -> Option<Value> {
+    if let Some(value) = facts.get(path) {
+        return Some(value.clone());
+    }
+    let mut current = facts;
+    for part in path.split('.') {
+        current = match current {
+            Value::Object(map) => map.get(part)?,
+            Value::Array(items) => items.get(part.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    Some(current.clone())
+}
+
+async fn inventory(
+    file: &Path,
+    filter: &Filter,
+    collective: &str,
+) -> Result<Vec<String>, DiscoveryError> {
+    if filter.uses_data() {
+        return Err(DiscoveryError::DataPlugins {
+            method: "inventory",
+        });
+    }
+    let text = read_file(file).await?;
+    let records = NodeRecord::parse_all(&text, &file.display().to_string())?;
+    let mut nodes = Vec::new();
+    for record in &records {
+        // A record that lists no collectives is taken to be in all of them.
+        let member =
+            record.collectives.is_empty() || record.collectives.iter().any(|c| c == collective);
+        if member && filter.evaluate(record).unwrap_or(false) {
+            nodes.push(record.identity.clone());
+        }
+    }
+    Ok(nodes)
+}
+
+async fn external(
+    program: &Path,
+    filter: &Filter,
+    collective: &str,
+    timeout: Duration,
+) -> Result<Vec<String>, DiscoveryError> {
+    let name = program.display().to_string();
+    let failed = |reason: String| DiscoveryError::Program {
+        program: name.clone(),
+        reason,
+    };
+    let filter_json = serde_json::to_string(filter)
+        .map_err(|e| failed(format!("cannot encode the filter: {e}")))?;
+    let mut child = tokio::process::Command::new(program)
+        .env("MCO_COLLECTIVE", collective)
+        .env("MCO_FILTER", &filter_json)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| failed(format!("cannot run it: {e}")))?;
+    let (Some(mut stdin), Some(stdout), Some(stderr)) =
+        (child.stdin.take(), child.stdout.take(), child.stderr.take())
+    else {
+        return Err(failed("cannot connect to its stdin and stdout".into()));
+    };
+    let run = async {
+        // A program that ignores its stdin may close it early: not an error.
+        let feed = async move {
+            let _ = stdin.write_all(filter_json.as_bytes()).await;
+            let _ = stdin.write_all(b"\n").await;
+            drop(stdin);
+        };
+        let mut out = Vec::new();
+        let mut err = Vec::new();
+        let mut stdout = stdout.take(MAX_INPUT_BYTES);
+        let mut stderr = stderr.take(64 * 1024);
+        let read_out = stdout.read_to_end(&mut out);
+        let read_err = stderr.read_to_end(&mut err);
+        let ((), read_out, _) = tokio::join!(feed, read_out, read_err);
+        read_out.map_err(|e| failed(format!("cannot read its output: {e}")))?;
+        let status = child
+            .wait()
+            .await
+            .map_err(|e| failed(format!("cannot wait for it: {e}")))?;
+        Ok::<_, DiscoveryError>((status, out, err))
+    };
+    let (status, out, err) = match tokio::time::timeout(timeout, run).await {
+        Ok(result) => result?,
+        Err(_) => {
+            return Err(DiscoveryError::ProgramTimeout {
+                program: name,
+                timeout,
+            })
+        }
+    };
+    if !status.success() {
+        let stderr = String::from_utf8_lossy(&err);
+        let stderr = stderr.trim();
+        let said = if stderr.is_empty() {
+            String::new()
+        } else {
+            format!(": {stderr}")
+        };
+        return Err(failed(format!("exited with {status}{said}")));
+    }
+    let text = String::from_utf8(out).map_err(|_| failed("its output is not UTF-8 text".into()))?;
+    parse_identities(&text, &format!("output of discovery program {name}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn identity_lists_skip_comments_and_name_bad_lines() {
+        assert_eq!(
+            parse_identities("a\n  b  \n#c\n\n", "x").unwrap(),
+            ["a", "b"]
+        );
+        let err = parse_identities("a\n\nb c\n", "list").unwrap_err();
+        assert!(
+            matches!(err, DiscoveryError::BadIdentity { line: 3, .. }),
+            "{err}"
+        );
+        assert!(parse_identities("a..b", "list").is_err());
+    }
+
+    #[test]
+    fn records_answer_filters_like_nodes() {
+        let record = NodeRecord::from_inventory(
+            "web1",
+            &json!({"facts": {"os": {"family": "Debian"}, "mem": 4096}, "classes": ["httpd"], "agents": ["rpcutil"], "collectives": ["mcollective"]}),
+        );
+        let yes = Filter::default()
+            .fact("os.family=Debian")
+            .unwrap()
+            .fact("mem>=4096")
+            .unwrap();
+        assert!(yes.matches(&record));
+        assert!(!Filter::default().class("redis").unwrap().matches(&record));
+        assert!(Filter::default()
+            .compound("httpd and not redis")
+            .unwrap()
+            .matches(&record));
+        assert!(Filter::default().agent("rpcutil").unwrap().matches(&record));
+    }
+
+    #[test]
+    fn inventory_files_must_be_arrays_of_records() {
+        assert!(NodeRecord::parse_all("{}", "f").is_err());
+        assert!(NodeRecord::parse_all(r#"[{"identity": "a b"}]"#, "f").is_err());
+        let records = NodeRecord::parse_all(r#"[{"identity": "a", "extra": 1}]"#, "f").unwrap();
+        assert_eq!(records[0].facts, json!({}));
+    }
+}

@@ -241,7 +241,7 @@ impl Common {
                 filter,
                 self.selectors.target.as_deref(),
                 self.discovery_timeout()?,
-                Default::default(),
+                client.config().window,
             )
             .await
             .with_context(|| format!("{} discovery failed", discovery.name()))?;

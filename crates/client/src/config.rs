@@ -21,6 +21,8 @@ pub struct ClientConfig {
     pub caller: String,
     /// Seconds a request stays valid.
     pub ttl: u64,
+    /// When broadcast discovery stops waiting (`discovery_window_ms` sets its floor).
+    pub window: crate::QuietWindow,
 }
 
 impl ClientConfig {
@@ -89,6 +91,15 @@ impl ClientConfig {
                 .map(str::to_string)
                 .unwrap_or_else(|| format!("user={user}")),
             ttl: config.number("ttl")?.unwrap_or(60),
+            window: crate::QuietWindow {
+                floor: std::time::Duration::from_millis(
+                    config
+                        .number("discovery_window_ms")?
+                        .unwrap_or(100)
+                        .clamp(1, 60_000),
+                ),
+                ..crate::QuietWindow::default()
+            },
         })
     }
 }
@@ -136,7 +147,7 @@ mod tests {
         let file = dir.path().join("client.cfg");
         std::fs::write(
             &file,
-            "plugin.nats.servers = nats://127.0.0.1:4999\nmain_collective = ops\ncollectives = ops, dev\nplugin.security.key = keys/me\nttl = 30\n",
+            "plugin.nats.servers = nats://127.0.0.1:4999\nmain_collective = ops\ncollectives = ops, dev\nplugin.security.key = keys/me\nttl = 30\ndiscovery_window_ms = 400\n",
         )
         .unwrap();
         let config = ClientConfig::load(Some(&file)).unwrap();
@@ -145,6 +156,7 @@ mod tests {
         assert_eq!(config.collectives, vec!["ops", "dev"]);
         assert_eq!(config.key_file, dir.path().join("keys/me"));
         assert_eq!(config.ttl, 30);
+        assert_eq!(config.window.floor, std::time::Duration::from_millis(400));
         assert_eq!(config.file, Some(file));
     }
 

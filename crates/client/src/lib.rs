@@ -80,7 +80,8 @@ pub struct Call {
     pub timeout: Duration,
     /// The upper bound for discovery.
     pub discovery_timeout: Duration,
-    pub window: QuietWindow,
+    /// When discovery and broadcasts stop waiting; `None`: the client config's.
+    pub window: Option<QuietWindow>,
     /// How [`Targets::Discover`] finds the nodes.
     pub discovery: Discovery,
 }
@@ -98,7 +99,7 @@ impl Call {
             targets: Targets::Discover,
             timeout: Duration::from_secs(10),
             discovery_timeout: Duration::from_secs(2),
-            window: QuietWindow::default(),
+            window: None,
             discovery: Discovery::Broadcast,
         }
     }
@@ -233,7 +234,7 @@ impl Client {
             .with_targets(Targets::Broadcast)
             .with_timeout(timeout);
         ping.collective = collective.map(str::to_string);
-        ping.window = window;
+        ping.window = Some(window);
         let outcome = self.send(&ping, &mut |_| {}).await?;
         let mut identities: Vec<String> = outcome
             .responses
@@ -261,7 +262,7 @@ impl Client {
                             &call.filter,
                             call.collective.as_deref(),
                             call.discovery_timeout,
-                            call.window,
+                            call.window.unwrap_or(self.config.window),
                         )
                         .await?
                     }
@@ -375,7 +376,10 @@ impl Client {
             }
             let deadline = match wanted {
                 Some(_) => hard,
-                None => call.window.deadline(&arrivals, hard),
+                None => call
+                    .window
+                    .unwrap_or(self.config.window)
+                    .deadline(&arrivals, hard),
             };
             let message = match tokio::time::timeout_at(deadline.into(), replies.next()).await {
                 Ok(Some(message)) => message,

@@ -188,7 +188,9 @@ impl Caller {
         std::fs::write(
             &path,
             format!(
-                "plugin.nats.servers = {url}\nplugin.security.key = keys/{}\nplugin.security.caller = user={}\n",
+                "plugin.nats.servers = {url}\nplugin.security.key = keys/{}\nplugin.security.caller = user={}\n\
+                 # generous, so a busy test machine does not end discovery early\n\
+                 discovery_window_ms = 500\n",
                 self.name, self.name
             ),
         )

@@ -33,6 +33,12 @@ enum Command {
     Facts(cmd::facts::Args),
     /// Show everything a node knows about itself: mco inventory NODE (--json: node records)
     Inventory(cmd::inventory::Args),
+    /// Query and manage packages: mco package PACKAGE ACTION
+    Package(cmd::package::Args),
+    /// Query and control services: mco service SERVICE ACTION
+    Service(cmd::service::Args),
+    /// Touch, remove or inspect files: mco filemgr [touch|remove|status] --file PATH
+    Filemgr(cmd::filemgr::Args),
     /// Run the node daemon
     Server(cmd::server::Args),
     /// Run the embedded NATS-protocol broker
@@ -41,6 +47,8 @@ enum Command {
     Fleet(cmd::fleet::Args),
     /// Start a broker and a simulated fleet, and take a short tour
     Demo(cmd::demo::Args),
+    /// Document agents, data plugins and discovery methods: mco plugin doc [NAME]
+    Plugin(cmd::plugin::Args),
 }
 
 fn main() -> ExitCode {
@@ -62,10 +70,14 @@ fn main() -> ExitCode {
             Command::Find(args) => cmd::find::run(args).await,
             Command::Facts(args) => cmd::facts::run(args).await,
             Command::Inventory(args) => cmd::inventory::run(args).await,
+            Command::Package(args) => cmd::package::run(args).await,
+            Command::Service(args) => cmd::service::run(args).await,
+            Command::Filemgr(args) => cmd::filemgr::run(args).await,
             Command::Server(args) => cmd::server::run(args).await,
             Command::Broker(args) => cmd::broker::run(args).await,
             Command::Fleet(args) => cmd::fleet::run(args).await,
             Command::Demo(args) => cmd::demo::run(args).await,
+            Command::Plugin(args) => cmd::plugin::run(args).await,
         }
     });
     match result {

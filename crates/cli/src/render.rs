@@ -4,6 +4,7 @@ use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 use muster_client::{ClientConfig, Outcome, Response};
+use muster_protocol::ddl::{Action, Display};
 use serde_json::{json, Value};
 
 /// Milliseconds with two decimals, as MCollective prints them.
@@ -50,8 +51,22 @@ pub fn no_responses(out: &mut dyn Write, missing: &[String]) -> std::io::Result<
     Ok(())
 }
 
-/// One node's rpc result: its name, then each output on its own line.
-pub fn rpc_result(out: &mut dyn Write, response: &Response) -> std::io::Result<()> {
+/// Whether a reply is shown, by the action's DDL `display` rule.
+pub fn shown(action: Option<&Action>, response: &Response) -> bool {
+    match action.map_or(Display::Always, |a| a.display) {
+        Display::Always => true,
+        Display::Ok => response.reply.statuscode.is_ok(),
+        Display::Failed => !response.reply.statuscode.is_ok(),
+    }
+}
+
+/// One node's rpc result: its name, then each output on its own line,
+/// labelled by the DDL's `display_as` where the action has one.
+pub fn rpc_result(
+    out: &mut dyn Write,
+    response: &Response,
+    action: Option<&Action>,
+) -> std::io::Result<()> {
     let reply = &response.reply;
     if !reply.statuscode.is_ok() {
         return writeln!(out, "{:<40} {}\n", reply.sender, reply.statusmsg);
@@ -59,10 +74,21 @@ pub fn rpc_result(out: &mut dyn Write, response: &Response) -> std::io::Result<(
     writeln!(out, "{}", reply.sender)?;
     match &reply.data {
         Value::Object(map) if !map.is_empty() => {
-            let width = map.keys().map(|k| k.len()).max().unwrap_or(0);
+            let label = |key: &str| -> String {
+                action
+                    .and_then(|a| a.output.get(key))
+                    .map(|o| o.display_as.clone())
+                    .filter(|d| !d.is_empty())
+                    .unwrap_or_else(|| key.to_string())
+            };
+            let width = map
+                .keys()
+                .map(|k| label(k).chars().count())
+                .max()
+                .unwrap_or(0);
             for (key, value) in map {
                 let text = value_text(value, width + 5);
-                writeln!(out, "   {key:>width$}: {text}")?;
+                writeln!(out, "   {:>width$}: {text}", label(key))?;
             }
         }
         Value::Object(_) | Value::Null => {}
@@ -154,4 +180,18 @@ pub fn announce_new_key(config: &ClientConfig) {
         public = public.display(),
         name = muster_client::user_name(),
     );
+}
+
+/// The DDL's aggregate summaries over the OK replies, each followed by a blank line.
+pub fn summaries(out: &mut dyn Write, action: &Action, outcome: &Outcome) -> std::io::Result<()> {
+    let data: Vec<&Value> = outcome
+        .responses
+        .iter()
+        .filter(|r| r.reply.statuscode.is_ok())
+        .map(|r| &r.reply.data)
+        .collect();
+    for summary in muster_protocol::aggregate::compute(action, &data) {
+        writeln!(out, "{}\n", summary.render())?;
+    }
+    Ok(())
 }

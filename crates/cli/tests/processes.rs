@@ -279,10 +279,41 @@ async fn rpc_inventory_returns_what_the_node_knows(kind: BrokerKind) {
         "{out}"
     );
 
-    // Unknown agents and actions get status 2 with a message.
-    let (_, replies) = setup.rpc_json(&["rpcutil", "nosuch", "-I", "node1"]).await;
-    assert_eq!(replies[0]["statuscode"], 2);
-    assert!(replies[0]["statusmsg"].as_str().unwrap().contains("nosuch"));
+    // An action the DDL does not know is refused before anything is sent;
+    // an agent the client has no DDL for is asked, and answers status 2.
+    let unknown_action = mco(&[
+        "rpc",
+        "--config",
+        &setup.config,
+        "rpcutil",
+        "nosuch",
+        "-I",
+        "node1",
+    ])
+    .await;
+    assert_eq!(unknown_action.status.code(), Some(2));
+    assert!(
+        stderr(&unknown_action).contains("unknown action \"nosuch\""),
+        "{}",
+        stderr(&unknown_action)
+    );
+    let bad_input = mco(&[
+        "rpc",
+        "--config",
+        &setup.config,
+        "rpcutil",
+        "get_fact",
+        "fact=a b",
+        "-I",
+        "node1",
+    ])
+    .await;
+    assert_eq!(bad_input.status.code(), Some(2));
+    assert!(
+        stderr(&bad_input).contains("input \"fact\""),
+        "{}",
+        stderr(&bad_input)
+    );
     let (unknown, replies) = setup
         .rpc_json(&["nosuchagent", "ping", "-I", "node1"])
         .await;

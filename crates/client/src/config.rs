@@ -21,6 +21,8 @@ pub struct ClientConfig {
     pub caller: String,
     /// Seconds a request stays valid.
     pub ttl: u64,
+    /// Directories with `<agent>.json` DDLs of external agents.
+    pub agent_dirs: Vec<PathBuf>,
     /// When broadcast discovery stops waiting (`discovery_window_ms` sets its floor).
     pub window: crate::QuietWindow,
 }
@@ -91,6 +93,11 @@ impl ClientConfig {
                 .map(str::to_string)
                 .unwrap_or_else(|| format!("user={user}")),
             ttl: config.number("ttl")?.unwrap_or(60),
+            agent_dirs: config
+                .list("plugin.external.agents_dir")
+                .into_iter()
+                .map(PathBuf::from)
+                .collect(),
             window: crate::QuietWindow {
                 floor: std::time::Duration::from_millis(
                     config

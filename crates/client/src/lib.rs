@@ -21,6 +21,7 @@
 //! ```
 
 mod config;
+pub mod ddls;
 pub mod discovery;
 pub mod keys;
 mod window;
@@ -209,6 +210,11 @@ impl Client {
             config,
             id,
         })
+    }
+
+    /// Flushes and closes the connection.
+    pub async fn close(self) {
+        let _ = self.nats.drain().await;
     }
 
     pub fn config(&self) -> &ClientConfig {

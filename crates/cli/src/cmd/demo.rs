@@ -116,6 +116,7 @@ async fn demo(args: &Args, dir: &Path) -> anyhow::Result<u8> {
         super::shutdown_signal().await;
         let _ = std::fs::remove_dir_all(dir);
     }
+    client.close().await;
     fleet.stop().await;
     broker.shutdown().await;
     Ok(super::EXIT_OK)

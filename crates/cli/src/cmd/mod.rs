@@ -1,14 +1,19 @@
 //! One module per `mco` application.
 
+pub mod action;
 pub mod broker;
 pub mod demo;
 pub mod facts;
+pub mod filemgr;
 pub mod find;
 pub mod fleet;
 pub mod inventory;
+pub mod package;
 pub mod ping;
+pub mod plugin;
 pub mod rpc;
 pub mod server;
+pub mod service;
 
 /// Every addressed node answered and none failed.
 pub const EXIT_OK: u8 = 0;

@@ -25,8 +25,10 @@ pub struct Args {
 pub async fn run(args: Args) -> anyhow::Result<u8> {
     super::init_logging("warn");
     let (filter, _) = args.common.plan()?;
-    let data = parse_inputs(&args.inputs)?;
-    let client = args.common.connect().await?;
+    let mut data = parse_inputs(&args.inputs)?;
+    let config = muster_client::ClientConfig::load(args.common.config.as_deref())?;
+    validate(&config, &args.agent, &args.action, &mut data)?;
+    let client = crate::args::connect(config).await?;
     let call = Call::new(&args.agent, &args.action)
         .with_filter(filter)
         .with_data(data);
@@ -49,13 +51,42 @@ pub async fn rpc(
         let results = render::json_results(&call.agent, &call.action, &outcome);
         writeln!(out, "{}", serde_json::to_string_pretty(&results)?)?;
     } else {
+        let ddl = muster_client::ddls::ddl_for(client.config(), &call.agent)
+            .ok()
+            .flatten();
+        let action = ddl.as_ref().and_then(|d| d.action(&call.action));
         writeln!(out)?;
-        for response in &outcome.responses {
-            render::rpc_result(out, response)?;
+        for response in outcome
+            .responses
+            .iter()
+            .filter(|r| render::shown(action, r))
+        {
+            render::rpc_result(out, response, action)?;
+        }
+        if let Some(action) = action {
+            render::summaries(out, action, &outcome)?;
         }
         render::rpc_summary(out, &outcome)?;
     }
     Ok(exit_code(&outcome))
+}
+
+/// Checks and converts inputs against the agent's DDL, when the client has
+/// one, so a mistake is an error before anything is sent.
+pub fn validate(
+    config: &muster_client::ClientConfig,
+    agent: &str,
+    action: &str,
+    data: &mut Map<String, Value>,
+) -> anyhow::Result<()> {
+    let ddl = muster_client::ddls::ddl_for(config, agent).map_err(anyhow::Error::msg)?;
+    if let Some(ddl) = ddl {
+        ddl.validate(action, data).map_err(|e| match e.code {
+            muster_protocol::StatusCode::UnknownAction => anyhow::anyhow!("{e}"),
+            _ => anyhow::anyhow!("{agent} {action}: {e}"),
+        })?;
+    }
+    Ok(())
 }
 
 /// OK when every addressed node answered and none failed.

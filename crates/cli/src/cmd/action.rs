@@ -1,0 +1,119 @@
+//! The shared engine of the agent applications (`mco package`, `mco
+//! service`, `mco filemgr`, `mco puppet`): validate the inputs against the
+//! agent's DDL, discover, run one action, and print one line per node,
+//! the DDL's aggregate summaries and the statistics block.
+
+use std::io::Write;
+use std::time::Duration;
+
+use muster_client::{Call, Response};
+use serde_json::{Map, Value};
+
+use crate::args::Common;
+use crate::render;
+
+/// What a node's line shows.
+pub enum Line<'a> {
+    /// One output field, e.g. `ensure`.
+    Field(&'a str),
+    /// The reply's status message.
+    Status,
+}
+
+/// Runs `agent action` with `data` on the nodes `common` selects.
+pub async fn run(
+    common: &Common,
+    agent: &str,
+    action: &str,
+    mut data: Map<String, Value>,
+    line: Line<'_>,
+    default_timeout: Duration,
+) -> anyhow::Result<u8> {
+    super::init_logging("warn");
+    let (filter, _) = common.plan()?;
+    let config = muster_client::ClientConfig::load(common.config.as_deref())?;
+    super::rpc::validate(&config, agent, action, &mut data)?;
+    let client = crate::args::connect(config).await?;
+    let call = Call::new(agent, action).with_filter(filter).with_data(data);
+    let Some(outcome) =
+        super::rpc::discover_and_call(&client, common, call, default_timeout).await?
+    else {
+        return Ok(super::EXIT_PARTIAL);
+    };
+    let mut out = std::io::stdout();
+    if common.json {
+        let results = render::json_results(agent, action, &outcome);
+        writeln!(out, "{}", serde_json::to_string_pretty(&results)?)?;
+        return Ok(super::rpc::exit_code(&outcome));
+    }
+    let ddl = muster_client::ddls::ddl_for(client.config(), agent)
+        .ok()
+        .flatten();
+    let ddl_action = ddl.as_ref().and_then(|d| d.action(action));
+    let mut responses: Vec<&Response> = outcome.responses.iter().collect();
+    responses.sort_by(|a, b| a.identity().cmp(b.identity()));
+    let width = responses
+        .iter()
+        .map(|r| r.identity().len())
+        .max()
+        .unwrap_or(0);
+    writeln!(out)?;
+    for response in responses {
+        let reply = &response.reply;
+        let text = match (&line, reply.statuscode.is_ok()) {
+            (Line::Field(field), true) => match reply.data.get(*field) {
+                Some(Value::String(s)) => s.clone(),
+                Some(Value::Null) | None => reply.statusmsg.clone(),
+                Some(other) => other.to_string(),
+            },
+            _ => reply.statusmsg.clone(),
+        };
+        writeln!(out, "   {:>width$}: {text}", response.identity())?;
+    }
+    writeln!(out)?;
+    if let Some(ddl_action) = ddl_action {
+        render::summaries(&mut out, ddl_action, &outcome)?;
+    }
+    render::rpc_summary(&mut out, &outcome)?;
+    Ok(super::rpc::exit_code(&outcome))
+}
+
+/// MCollective lets operators write `mco package rsync status` and
+/// `mco package status rsync`: whichever word is an action is the action.
+pub fn action_and_target(
+    first: &str,
+    second: &str,
+    actions: &[&str],
+) -> anyhow::Result<(String, String)> {
+    match (actions.contains(&first), actions.contains(&second)) {
+        (true, false) => Ok((first.to_string(), second.to_string())),
+        (false, true) => Ok((second.to_string(), first.to_string())),
+        (true, true) => Ok((first.to_string(), second.to_string())),
+        (false, false) => anyhow::bail!(
+            "neither {first:?} nor {second:?} is an action; the actions are: {}",
+            actions.join(", ")
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn either_word_order_works() {
+        let actions = ["status", "install"];
+        assert_eq!(
+            action_and_target("rsync", "status", &actions).unwrap(),
+            ("status".to_string(), "rsync".to_string())
+        );
+        assert_eq!(
+            action_and_target("install", "rsync", &actions).unwrap(),
+            ("install".to_string(), "rsync".to_string())
+        );
+        assert!(action_and_target("rsync", "vim", &actions)
+            .unwrap_err()
+            .to_string()
+            .contains("status, install"));
+    }
+}

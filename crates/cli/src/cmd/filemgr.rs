@@ -1,0 +1,38 @@
+//! `mco filemgr [touch|remove|status] --file PATH`: files on many nodes.
+
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use super::action::{self, Line};
+use crate::args::Common;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// touch (the default, as in MCollective), remove or status
+    #[arg(default_value = "touch", value_parser = ["touch", "remove", "status"])]
+    pub action: String,
+    /// The file to act on (an absolute path)
+    #[arg(long, short = 'f', value_name = "PATH")]
+    pub file: String,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<u8> {
+    let mut data = Map::new();
+    data.insert("file".into(), Value::String(args.file));
+    let line = match args.action.as_str() {
+        "status" => Line::Field("output"),
+        _ => Line::Status,
+    };
+    action::run(
+        &args.common,
+        "filemgr",
+        &args.action,
+        data,
+        line,
+        Duration::from_secs(30),
+    )
+    .await
+}

@@ -1,0 +1,187 @@
+//! `mco plugin doc [NAME]`: what agents, data plugins and discovery
+//! methods this client knows, and each agent's actions, inputs and outputs.
+
+use std::io::Write;
+
+use muster_client::ClientConfig;
+use muster_protocol::ddl::{Ddl, Display};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// What to do: `doc`
+    pub command: String,
+    /// An agent or data plugin to document; all are listed without one
+    pub name: Option<String>,
+    /// Client config file (for the directories of external agent DDLs)
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
+}
+
+const DISCOVERY_METHODS: &[(&str, &str)] = &[
+    (
+        "broadcast",
+        "Ask the fleet; matching nodes answer (the default)",
+    ),
+    (
+        "flatfile",
+        "Identities from a file, one per line (--nodes FILE)",
+    ),
+    (
+        "inventory",
+        "Node records written by mco inventory --json (--inventory FILE)",
+    ),
+    (
+        "external",
+        "Identities printed by a program (--discovery-program PROG)",
+    ),
+];
+
+pub async fn run(args: Args) -> anyhow::Result<u8> {
+    super::init_logging("warn");
+    if args.command != "doc" {
+        anyhow::bail!(
+            "unknown plugin command {:?}; try: mco plugin doc [NAME]",
+            args.command
+        );
+    }
+    let config = ClientConfig::load(args.config.as_deref())?;
+    let mut out = std::io::stdout();
+    match args.name {
+        None => list(&config, &mut out)?,
+        Some(name) => {
+            if let Some(ddl) =
+                muster_client::ddls::ddl_for(&config, &name).map_err(anyhow::Error::msg)?
+            {
+                agent_doc(&ddl, &mut out)?;
+            } else if let Some((_, properties)) = muster_protocol::DATA_PLUGINS
+                .iter()
+                .find(|(plugin, _)| *plugin == name)
+            {
+                writeln!(out, "{name} data plugin\n\nUse in -S filters as {name}('ARGUMENT').PROPERTY=VALUE\n\nPROPERTIES:")?;
+                for property in *properties {
+                    writeln!(out, "   {property}")?;
+                }
+            } else {
+                eprintln!("No agent or data plugin called {name:?}; `mco plugin doc` lists them.");
+                return Ok(super::EXIT_PARTIAL);
+            }
+        }
+    }
+    Ok(super::EXIT_OK)
+}
+
+fn list(config: &ClientConfig, out: &mut dyn Write) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "Please specify a plugin. Available plugins are:\n\nAgents:"
+    )?;
+    for ddl in muster_client::ddls::all_ddls(config) {
+        writeln!(
+            out,
+            "  {:<22} {}",
+            ddl.metadata.name, ddl.metadata.description
+        )?;
+    }
+    writeln!(out, "\nData Queries:")?;
+    for (plugin, _) in muster_protocol::DATA_PLUGINS {
+        writeln!(out, "  {plugin}")?;
+    }
+    writeln!(out, "\nDiscovery Methods:")?;
+    for (method, description) in DISCOVERY_METHODS {
+        writeln!(out, "  {method:<22} {description}")?;
+    }
+    Ok(())
+}
+
+/// An agent's documentation in MCollective's layout.
+pub fn agent_doc(ddl: &Ddl, out: &mut dyn Write) -> std::io::Result<()> {
+    let meta = &ddl.metadata;
+    writeln!(
+        out,
+        "{}\n{}\n\n{}\n",
+        meta.name,
+        "=".repeat(meta.name.len()),
+        meta.description
+    )?;
+    for (label, value) in [
+        ("Author", meta.author.as_str()),
+        ("Version", meta.version.as_str()),
+        ("License", meta.license.as_str()),
+        ("Timeout", &meta.timeout.to_string()),
+        ("Home Page", meta.url.as_str()),
+    ] {
+        writeln!(out, "{label:>12}: {value}")?;
+    }
+    writeln!(
+        out,
+        "\nACTIONS:\n========\n   {}\n",
+        ddl.action_names().join(", ")
+    )?;
+    for action in &ddl.actions {
+        let title = format!("{} action:", action.action);
+        writeln!(out, "   {title}\n   {}", "-".repeat(title.len()))?;
+        writeln!(out, "       {}", action.description)?;
+        if action.display != Display::Always {
+            writeln!(out, "       (replies shown: {:?})", action.display)?;
+        }
+        writeln!(out, "\n       INPUT:")?;
+        if action.input.is_empty() {
+            writeln!(out, "           This action does not have any inputs")?;
+        }
+        for (name, input) in &action.input {
+            writeln!(out, "           {name}:")?;
+            writeln!(out, "              Description: {}", input.description)?;
+            writeln!(out, "                   Prompt: {}", input.prompt)?;
+            writeln!(
+                out,
+                "                     Type: {}",
+                serde_json::to_value(input.kind)
+                    .unwrap_or_default()
+                    .as_str()
+                    .unwrap_or("")
+            )?;
+            writeln!(out, "                 Optional: {}", input.optional)?;
+            if let Some(validation) = &input.validation {
+                writeln!(out, "               Validation: {validation}")?;
+            }
+            if let Some(length) = input.maxlength {
+                writeln!(out, "                   Length: {length}")?;
+            }
+            if !input.list.is_empty() {
+                let values: Vec<String> = input.list.iter().map(|v| v.to_string()).collect();
+                writeln!(out, "                   Values: {}", values.join(", "))?;
+            }
+            if let Some(default) = &input.default {
+                writeln!(out, "            Default Value: {default}")?;
+            }
+            writeln!(out)?;
+        }
+        writeln!(out, "\n       OUTPUT:")?;
+        if action.output.is_empty() {
+            writeln!(out, "           This action does not declare any outputs")?;
+        }
+        for (name, output) in &action.output {
+            writeln!(out, "           {name}:")?;
+            writeln!(out, "              Description: {}", output.description)?;
+            writeln!(out, "               Display As: {}", output.display_as)?;
+            if let Some(default) = &output.default {
+                writeln!(out, "            Default Value: {default}")?;
+            }
+            writeln!(out)?;
+        }
+        if !action.aggregate.is_empty() {
+            writeln!(out, "       SUMMARIES:")?;
+            for aggregate in &action.aggregate {
+                let args: Vec<String> = aggregate.args.iter().map(|a| a.to_string()).collect();
+                writeln!(
+                    out,
+                    "           {}({})",
+                    aggregate.function,
+                    args.join(", ")
+                )?;
+            }
+            writeln!(out)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,39 @@
+//! `mco service SERVICE ACTION` (or `ACTION SERVICE`): query and control services.
+
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use super::action::{self, Line};
+use crate::args::Common;
+
+const ACTIONS: &[&str] = &["status", "start", "stop", "restart"];
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The service and the action (status, start, stop, restart), in either order
+    pub words: Vec<String>,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<u8> {
+    let [first, second] = args.words.as_slice() else {
+        anyhow::bail!(
+            "usage: mco service SERVICE ACTION (actions: {})",
+            ACTIONS.join(", ")
+        );
+    };
+    let (action, service) = action::action_and_target(first, second, ACTIONS)?;
+    let mut data = Map::new();
+    data.insert("service".into(), Value::String(service));
+    action::run(
+        &args.common,
+        "service",
+        &action,
+        data,
+        Line::Field("status"),
+        Duration::from_secs(60),
+    )
+    .await
+}

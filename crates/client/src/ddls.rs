@@ -1,0 +1,60 @@
+//! Where the client finds agent DDLs: built into muster for the built-in
+//! agents, and as `<agent>.json` files in the directories named by
+//! `plugin.external.agents_dir` (the same files nodes load external
+//! agents from), so inputs are checked before anything is sent.
+
+use std::path::Path;
+
+use muster_protocol::ddl::{self, Ddl};
+
+use crate::ClientConfig;
+
+/// The DDL of `agent`, if the client knows one.
+pub fn ddl_for(config: &ClientConfig, agent: &str) -> Result<Option<Ddl>, String> {
+    if let Some(ddl) = ddl::builtin(agent) {
+        return Ok(Some(ddl.clone()));
+    }
+    if !muster_protocol::subject::is_valid_name(agent) || agent.contains(['/', '.']) {
+        return Ok(None);
+    }
+    for dir in &config.agent_dirs {
+        let path = dir.join(format!("{agent}.json"));
+        if path.is_file() {
+            return read(&path).map(Some);
+        }
+    }
+    Ok(None)
+}
+
+/// Every DDL the client knows, sorted by agent name.
+pub fn all_ddls(config: &ClientConfig) -> Vec<Ddl> {
+    let mut ddls: Vec<Ddl> = ddl::builtin_names()
+        .into_iter()
+        .filter_map(ddl::builtin)
+        .cloned()
+        .collect();
+    for dir in &config.agent_dirs {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "json") {
+                match read(&path) {
+                    Ok(ddl) if !ddls.iter().any(|d| d.metadata.name == ddl.metadata.name) => {
+                        ddls.push(ddl)
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!("{e}"),
+                }
+            }
+        }
+    }
+    ddls.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    ddls
+}
+
+fn read(path: &Path) -> Result<Ddl, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ddl::from_json(&text).map_err(|e| format!("{}: {e}", path.display()))
+}

@@ -4,30 +4,12 @@
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use muster_testkit::{BrokerKind, Caller, TestBroker};
+use muster_testkit::{stderr, stdout, BrokerKind, Caller, TestBroker};
 
 const MCO: &str = env!("CARGO_BIN_EXE_mco");
 
-/// Runs `mco` with `args`, bounded by 30 s.
 async fn mco(args: &[&str]) -> Output {
-    let child = tokio::process::Command::new(MCO)
-        .args(args)
-        .env_remove("MCO_CONFIG")
-        .env("XDG_CONFIG_HOME", "/nonexistent-muster-test")
-        .kill_on_drop(true)
-        .output();
-    tokio::time::timeout(Duration::from_secs(30), child)
-        .await
-        .expect("mco did not finish within 30 s")
-        .expect("cannot run mco")
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
+    muster_testkit::run_mco(MCO, args).await
 }
 
 /// `mco fleet` as a child process, killed when dropped.

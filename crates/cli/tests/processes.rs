@@ -9,32 +9,14 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use muster_protocol::{subject, Filter, KeyPair, Reply, Request};
 use muster_testkit::{
-    nats_server_available, BrokerKind, Caller, NodeSetup, ServerProcess, TestBroker,
+    nats_server_available, stderr, stdout, BrokerKind, Caller, NodeSetup, ServerProcess, TestBroker,
 };
 use serde_json::Value;
 
 const MCO: &str = env!("CARGO_BIN_EXE_mco");
 
-/// Runs `mco` with `args`, bounded by 30 s.
 async fn mco(args: &[&str]) -> Output {
-    let child = tokio::process::Command::new(MCO)
-        .args(args)
-        .env_remove("MCO_CONFIG")
-        .env("XDG_CONFIG_HOME", "/nonexistent-muster-test")
-        .kill_on_drop(true)
-        .output();
-    tokio::time::timeout(Duration::from_secs(30), child)
-        .await
-        .expect("mco did not finish within 30 s")
-        .expect("cannot run mco")
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
+    muster_testkit::run_mco(MCO, args).await
 }
 
 /// The identities in `mco ping` output.

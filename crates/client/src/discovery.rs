@@ -306,25 +306,8 @@ impl NodeView for NodeRecord {
     }
 
     fn fact(&self, path: &str) -> Option<Value> {
-        lookup(&self.facts, path)
+        muster_protocol::lookup_fact(&self.facts, path)
     }
-}
-
-/// A dotted path (`os.release.major`) into nested facts, as nodes look
-/// them up: a literal key with dots is tried first.
-pub fn lookup(facts: &Value, path: &str) -> Option<Value> {
-    if let Some(value) = facts.get(path) {
-        return Some(value.clone());
-    }
-    let mut current = facts;
-    for part in path.split('.') {
-        current = match current {
-            Value::Object(map) => map.get(part)?,
-            Value::Array(items) => items.get(part.parse::<usize>().ok()?)?,
-            _ => return None,
-        };
-    }
-    Some(current.clone())
 }
 
 async fn inventory(

@@ -21,6 +21,7 @@
 //! assert_eq!(signer, keys.public());
 //! ```
 
+pub mod aggregate;
 pub mod config;
 pub mod ddl;
 mod envelope;
@@ -30,7 +31,7 @@ pub mod subject;
 
 pub use envelope::{Envelope, EnvelopeError, KeyPair, PublicKey};
 pub use filter::{
-    parse_with, Comparison, Compound, DataQuery, Expr, FactFilter, Filter, FilterError, NodeView,
+    lookup_fact, parse_with, Comparison, Compound, DataQuery, Expr, FactFilter, Filter, FilterError, NodeView,
     Op, ParseError, Pattern, DATA_PLUGINS,
 };
 pub use message::{new_id, now_ms, Reply, Request, StatusCode, PROTOCOL_VERSION};

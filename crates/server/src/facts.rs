@@ -201,23 +201,7 @@ pub fn parse_classes(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// Looks up a dotted path (`os.release.major`) in nested facts. A key
-/// that itself contains dots (`ipaddress_eth0` never does, but some
-/// custom facts do) is found too, because a literal key is tried first.
-pub fn lookup(facts: &Value, path: &str) -> Option<Value> {
-    if let Some(value) = facts.get(path) {
-        return Some(value.clone());
-    }
-    let mut current = facts;
-    for part in path.split('.') {
-        current = match current {
-            Value::Object(map) => map.get(part)?,
-            Value::Array(items) => items.get(part.parse::<usize>().ok()?)?,
-            _ => return None,
-        };
-    }
-    Some(current.clone())
-}
+pub use muster_protocol::lookup_fact as lookup;
 
 fn read_limited(path: &std::path::Path) -> Result<String, String> {
     let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;

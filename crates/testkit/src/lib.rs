@@ -199,6 +199,30 @@ impl Caller {
     }
 }
 
+/// Runs the `mco` binary at `mco` with `args` and no user config, bounded by 30 s.
+pub async fn run_mco(mco: &str, args: &[&str]) -> std::process::Output {
+    let child = tokio::process::Command::new(mco)
+        .args(args)
+        .env_remove("MCO_CONFIG")
+        .env("XDG_CONFIG_HOME", "/nonexistent-muster-test")
+        .kill_on_drop(true)
+        .output();
+    tokio::time::timeout(Duration::from_secs(30), child)
+        .await
+        .expect("mco did not finish within 30 s")
+        .expect("cannot run mco")
+}
+
+/// A process's standard output as text.
+pub fn stdout(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// A process's standard error as text.
+pub fn stderr(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
 /// One node's setup for an `mco server` process.
 pub struct NodeSetup<'a> {
     pub identity: &'a str,

@@ -223,6 +223,29 @@ impl Filter {
     }
 }
 
+/// A dotted path (`os.release.major`) into nested facts. A literal key
+/// that itself contains dots is tried first; numbers index into lists.
+///
+/// ```
+/// let facts = serde_json::json!({"os": {"release": {"major": "12"}}, "a.b": 1});
+/// assert_eq!(muster_protocol::lookup_fact(&facts, "os.release.major"), Some("12".into()));
+/// assert_eq!(muster_protocol::lookup_fact(&facts, "a.b"), Some(1.into()));
+/// ```
+pub fn lookup_fact(facts: &Value, path: &str) -> Option<Value> {
+    if let Some(value) = facts.get(path) {
+        return Some(value.clone());
+    }
+    let mut current = facts;
+    for part in path.split('.') {
+        current = match current {
+            Value::Object(map) => map.get(part)?,
+            Value::Array(items) => items.get(part.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    Some(current.clone())
+}
+
 fn non_empty(text: &str, kind: &'static str) -> Result<Pattern, FilterError> {
     if text.trim().is_empty() {
         return Err(FilterError::Empty(kind));

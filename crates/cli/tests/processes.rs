@@ -235,7 +235,7 @@ async fn rpc_inventory_returns_what_the_node_knows(kind: BrokerKind) {
     ])
     .await;
     let out = stdout(&text);
-    assert!(out.contains("value: RedHat"), "{out}");
+    assert!(out.contains("Value: RedHat"), "{out}");
     assert!(out.contains("Finished processing 3 / 3 hosts"), "{out}");
 
     // A node that does not exist is named, and the exit code says so.
@@ -557,7 +557,7 @@ async fn demo_runs_its_tour_and_exits() {
     );
     assert!(out.contains("Finished processing 1 / 1 hosts"), "{out}");
     assert!(
-        out.contains("value: Debian") || out.contains("value: RedHat"),
+        out.contains("Value: Debian") || out.contains("Value: RedHat"),
         "{out}"
     );
 }

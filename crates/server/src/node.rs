@@ -195,6 +195,7 @@ impl Node {
             return Outcome::Filtered;
         }
         Stats::count(&self.stats.passed);
+        let mut request = request;
         let reply = match self.agents.get(&request.agent) {
             None => Reply::error(
                 &request.id,
@@ -202,10 +203,21 @@ impl Node {
                 StatusCode::UnknownAction,
                 format!("unknown agent {:?}", request.agent),
             ),
-            Some(agent) => match agent.call(self, &request.action, &request).await {
-                Ok(data) => Reply::ok(&request.id, &self.identity, data),
-                Err(e) => Reply::error(&request.id, &self.identity, e.code, e.message),
-            },
+            Some(agent) => {
+                // The agent sees only inputs its DDL allows, converted to
+                // the declared types, whatever the client checked.
+                let mut data = std::mem::take(&mut request.data);
+                match agent.ddl().validate(&request.action, &mut data) {
+                    Err(e) => Reply::error(&request.id, &self.identity, e.code, e.message),
+                    Ok(()) => {
+                        request.data = data;
+                        match agent.call(self, &request.action, &request).await {
+                            Ok(data) => Reply::ok(&request.id, &self.identity, data),
+                            Err(e) => Reply::error(&request.id, &self.identity, e.code, e.message),
+                        }
+                    }
+                }
+            }
         };
         Stats::count(&self.stats.replies);
         Outcome::Reply {

@@ -170,7 +170,7 @@ async fn each_data_plugin_selects_by_what_is_on_this_machine() {
         (format!("fact('os.family').value={family}"), true),
         ("fact('role').value=db".to_string(), false),
         ("agent('rpcutil').version=/\\d+\\.\\d+/".to_string(), true),
-        ("agent('package').version=/./".to_string(), false),
+        ("agent('nosuchagent').version=/./".to_string(), false),
         ("collective('compute').member=true".to_string(), true),
         ("collective('storage').member=true".to_string(), false),
         (

@@ -1,0 +1,206 @@
+//! The node checks every request against the agent's DDL before the
+//! agent runs (DESIGN §4): signed requests go through `Node::handle` on a
+//! simulated node, and the answers carry MCollective's status codes.
+
+use std::sync::Arc;
+
+use muster_protocol::{ddl, KeyPair, Reply, Request, StatusCode};
+use muster_server::agents::Rpcutil;
+use muster_server::fleet::simulated_node;
+use muster_server::node::Outcome;
+use muster_server::{Agent, Node, TrustStore};
+use serde_json::{json, Map, Value};
+
+/// `simulated_node(_, 1, _)` has OS family Debian and role db.
+fn node(keys: &KeyPair) -> Node {
+    let trust = TrustStore::fixed([(keys.public(), "alice".to_string())]);
+    simulated_node("node01", 1, Arc::new(trust))
+}
+
+fn object(value: &Value) -> Map<String, Value> {
+    value.as_object().cloned().unwrap_or_default()
+}
+
+/// Sends one signed rpcutil request and returns the node's reply.
+async fn call(node: &Node, keys: &KeyPair, action: &str, inputs: &Value) -> Reply {
+    let request = Request::new("client1", "user=alice", "mcollective", "rpcutil", action)
+        .with_data(object(inputs));
+    let payload = keys.sign(&request).expect("signs").to_bytes();
+    match node.handle(&payload).await {
+        Outcome::Reply { reply, .. } => reply,
+        other => panic!("{action} {inputs}: expected a reply, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn requests_are_checked_against_the_ddl_before_the_agent_runs() {
+    let keys = KeyPair::generate();
+    let node = node(&keys);
+    // (what, action, inputs, status, words the status message must contain)
+    let cases: &[(&str, &str, Value, StatusCode, &[&str])] = &[
+        (
+            "required input missing",
+            "get_fact",
+            json!({}),
+            StatusCode::MissingData,
+            &["missing required input \"fact\""],
+        ),
+        (
+            "fails the DDL's regex",
+            "get_fact",
+            json!({"fact": "a b"}),
+            StatusCode::InvalidData,
+            &["input \"fact\"", "\"a b\""],
+        ),
+        (
+            "longer than maxlength",
+            "get_fact",
+            json!({"fact": "a".repeat(91)}),
+            StatusCode::InvalidData,
+            &["input \"fact\"", "91 characters"],
+        ),
+        (
+            "unknown action",
+            "nosuch",
+            json!({}),
+            StatusCode::UnknownAction,
+            &["\"nosuch\""],
+        ),
+        (
+            "input not in the DDL",
+            "get_fact",
+            json!({"fact": "os.family", "extra": 1}),
+            StatusCode::InvalidData,
+            &["unknown input \"extra\"", "fact"],
+        ),
+        (
+            "wrong type",
+            "get_facts",
+            json!({"facts": ["role"]}),
+            StatusCode::InvalidData,
+            &["input \"facts\" must be a string"],
+        ),
+        (
+            "inputs to an action that takes none",
+            "ping",
+            json!({"when": "now"}),
+            StatusCode::InvalidData,
+            &["unknown input \"when\""],
+        ),
+        (
+            "good request",
+            "get_fact",
+            json!({"fact": "os.family"}),
+            StatusCode::Ok,
+            &["OK"],
+        ),
+    ];
+    for (what, action, inputs, code, words) in cases {
+        let reply = call(&node, &keys, action, inputs).await;
+        assert_eq!(reply.statuscode, *code, "{what}: {reply:?}");
+        for word in *words {
+            assert!(
+                reply.statusmsg.contains(word),
+                "{what}: {:?} lacks {word:?}",
+                reply.statusmsg
+            );
+        }
+        if code.is_ok() {
+            assert_eq!(reply.data, json!({"fact": "os.family", "value": "Debian"}));
+        } else {
+            assert_eq!(reply.data, json!({}), "{what}: no data on refusal");
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_agent_sees_the_converted_inputs() {
+    // The DDL types `fact` as a string: a number becomes its text before
+    // the agent sees it, as on the client.
+    let keys = KeyPair::generate();
+    let node = node(&keys);
+    let reply = call(&node, &keys, "get_fact", &json!({"fact": 5})).await;
+    assert_eq!(reply.statuscode, StatusCode::Ok, "{reply:?}");
+    assert_eq!(reply.data["fact"], "5");
+}
+
+/// Inputs that pass the rpcutil DDL, per action that takes any.
+fn valid_inputs(action: &str) -> Value {
+    match action {
+        "get_fact" => json!({"fact": "role"}),
+        "get_facts" => json!({"facts": "role, os.family"}),
+        "get_data" => json!({"source": "fact", "query": "role"}),
+        _ => json!({}),
+    }
+}
+
+#[tokio::test]
+async fn every_rpcutil_ddl_action_is_implemented() {
+    let keys = KeyPair::generate();
+    let node = node(&keys);
+    let rpcutil = ddl::builtin("rpcutil").expect("built in");
+    assert!(!rpcutil.actions.is_empty());
+    for action in rpcutil.action_names() {
+        let inputs = valid_inputs(&action);
+        let mut checked = object(&inputs);
+        rpcutil
+            .validate(&action, &mut checked)
+            .unwrap_or_else(|e| panic!("the test's inputs for {action} are invalid: {e}"));
+        let reply = call(&node, &keys, &action, &inputs).await;
+        assert_ne!(
+            reply.statuscode,
+            StatusCode::UnknownAction,
+            "{action} is in the DDL but not implemented: {}",
+            reply.statusmsg
+        );
+        assert_eq!(reply.statuscode, StatusCode::Ok, "{action}: {reply:?}");
+    }
+}
+
+#[tokio::test]
+async fn every_action_rpcutil_implements_is_in_its_ddl() {
+    // The agent is called directly, past the node's DDL check, with every
+    // action name MCollective's and Choria's rpcutil have had and a few
+    // that no rpcutil has: whatever it answers for must be in the DDL.
+    let keys = KeyPair::generate();
+    let node = node(&keys);
+    let agent = Rpcutil;
+    let rpcutil = agent.ddl();
+    let candidates = [
+        "ping",
+        "inventory",
+        "get_fact",
+        "get_facts",
+        "agent_inventory",
+        "collective_info",
+        "daemon_stats",
+        "get_data",
+        "get_config_item",
+        "get_agent",
+        "stats",
+        "facts",
+        "shutdown",
+        "reload_agents",
+        "",
+        "nosuch",
+    ];
+    let mut implemented = Vec::new();
+    for action in candidates {
+        let request = Request::new("client1", "user=alice", "mcollective", "rpcutil", action)
+            .with_data(object(&valid_inputs(action)));
+        match agent.call(&node, action, &request).await {
+            Err(e) if e.code == StatusCode::UnknownAction => {}
+            _ => implemented.push(action.to_string()),
+        }
+    }
+    for action in &implemented {
+        assert!(
+            rpcutil.action(action).is_some(),
+            "rpcutil implements {action:?} but its DDL does not list it"
+        );
+    }
+    let mut listed = rpcutil.action_names();
+    listed.sort();
+    implemented.sort();
+    assert_eq!(implemented, listed, "implemented and described differ");
+}

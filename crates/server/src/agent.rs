@@ -21,6 +21,9 @@ pub type ActionFuture = Pin<Box<dyn Future<Output = ActionResult> + Send>>;
 pub struct ActionError {
     pub code: StatusCode,
     pub message: String,
+    /// Outputs that still go back with the failure (MCollective replies
+    /// carry data whatever their status).
+    pub data: Value,
 }
 
 impl ActionError {
@@ -28,7 +31,14 @@ impl ActionError {
         ActionError {
             code,
             message: message.into(),
+            data: Value::Object(serde_json::Map::new()),
         }
+    }
+
+    /// The same failure, with outputs.
+    pub fn with_data(mut self, data: Value) -> ActionError {
+        self.data = data;
+        self
     }
 
     pub fn missing(input: &str) -> ActionError {

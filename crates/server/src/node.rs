@@ -213,7 +213,10 @@ impl Node {
                         request.data = data;
                         match agent.call(self, &request.action, &request).await {
                             Ok(data) => Reply::ok(&request.id, &self.identity, data),
-                            Err(e) => Reply::error(&request.id, &self.identity, e.code, e.message),
+                            Err(e) => Reply {
+                                data: e.data,
+                                ..Reply::error(&request.id, &self.identity, e.code, e.message)
+                            },
                         }
                     }
                 }

@@ -414,10 +414,15 @@ impl Run {
                 }
                 Ok(Value::Object(data))
             }
-            ProgramReply { code, message, .. } => Err(ActionError::new(
+            ProgramReply {
+                code,
+                message,
+                data,
+            } => Err(ActionError::new(
                 code,
                 message.unwrap_or_else(|| format!("agent {agent} failed")),
-            )),
+            )
+            .with_data(Value::Object(data))),
         }
     }
 

@@ -1,0 +1,473 @@
+//! The `package` agent against the machine's real dpkg and apt, through
+//! `Node::handle` so the DDL's input checks run as in production.
+//!
+//! The test builds a tiny `.deb` in two versions with `dpkg-deb`, serves
+//! them from a local file repository that apt reads through its own
+//! temporary lists (never the network, never the machine's sources), and
+//! purges the package again whatever happens. The tests share one lock:
+//! dpkg allows one writer, and scripts written while another test forks
+//! could be "text file busy".
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use md5::Md5;
+use muster_protocol::config::Config;
+use muster_protocol::{KeyPair, Reply, Request, StatusCode};
+use muster_server::fleet::simulated_node;
+use muster_server::node::Outcome;
+use muster_server::{Agent, Node, ServerConfig, TrustStore};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use tempfile::TempDir;
+
+const PACKAGE: &str = "muster-test-pkg";
+const PAYLOAD: &str = "/usr/share/muster-test-pkg/VERSION";
+
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A node running the package agent as `settings` configure it.
+struct Harness {
+    node: Node,
+    caller: KeyPair,
+}
+
+impl Harness {
+    fn new(settings: &str) -> Harness {
+        let caller = KeyPair::generate();
+        let trust = TrustStore::fixed([(caller.public(), "alice".to_string())]);
+        let mut node = simulated_node("node01", 1, Arc::new(trust));
+        node.add_agent(package_from(settings).expect("valid package settings"));
+        Harness { node, caller }
+    }
+
+    async fn call(&self, action: &str, inputs: Value) -> Reply {
+        let data = inputs.as_object().cloned().expect("inputs are an object");
+        let request =
+            Request::new("client1", "user=alice", "mcollective", "package", action).with_data(data);
+        let envelope = self.caller.sign(&request).expect("signs");
+        match self.node.handle(&envelope.to_bytes()).await {
+            Outcome::Reply { reply, .. } => reply,
+            other => panic!("expected a reply, got {other:?}"),
+        }
+    }
+
+    /// Runs `action` on the test package and insists it succeeded.
+    async fn ok(&self, action: &str, inputs: Value) -> Value {
+        let reply = self.call(action, inputs).await;
+        assert_eq!(
+            reply.statuscode,
+            StatusCode::Ok,
+            "{action}: {}",
+            reply.statusmsg
+        );
+        reply.data
+    }
+}
+
+/// The package agent `for_config` builds from these settings.
+fn package_from(settings: &str) -> Result<Arc<dyn Agent>, String> {
+    let text = format!("identity = node01\n{settings}\n");
+    let config = Config::parse(&text).map_err(|e| e.to_string())?;
+    let server = ServerConfig::from_config(&config).map_err(|e| e.to_string())?;
+    muster_server::agents::for_config(&server)?
+        .into_iter()
+        .find(|agent| agent.ddl().metadata.name == "package")
+        .ok_or_else(|| "for_config has no package agent".to_string())
+}
+
+fn run(program: &str, args: &[&str]) -> std::process::Output {
+    let output = Command::new(program)
+        .args(args)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    assert!(
+        output.status.success(),
+        "{program} {args:?}: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// The test package's version as dpkg itself reports it, if installed.
+fn dpkg_version() -> Option<String> {
+    let output = Command::new("dpkg-query")
+        .args(["-W", "-f", "${Status}\t${Version}", PACKAGE])
+        .output()
+        .expect("dpkg-query runs");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let (status, version) = text.split_once('\t')?;
+    status.ends_with(" installed").then(|| version.to_string())
+}
+
+/// Purges the test package when dropped, so a failed assertion leaves the
+/// machine as it was.
+struct PurgeOnDrop;
+
+impl Drop for PurgeOnDrop {
+    fn drop(&mut self) {
+        let _ = Command::new("dpkg")
+            .args(["--purge", PACKAGE])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .output();
+    }
+}
+
+/// A local apt repository with the test package at 1.0 and 1.1, and the
+/// apt options that make apt read only it.
+struct Repository {
+    _dir: TempDir,
+    apt_options: String,
+}
+
+impl Repository {
+    fn build() -> Repository {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        let repo = root.join("repo");
+        std::fs::create_dir_all(&repo).expect("mkdir repo");
+        let mut index = String::new();
+        for version in ["1.0", "1.1"] {
+            let deb = build_deb(root, &repo, version);
+            let bytes = std::fs::read(&deb).expect("read .deb");
+            index.push_str(&format!(
+                "Package: {PACKAGE}\nVersion: {version}\nArchitecture: all\n\
+                 Maintainer: muster tests <muster@localhost>\n\
+                 Filename: ./{}\nSize: {}\nMD5sum: {}\nSHA256: {}\n\
+                 Description: muster package agent test package\n\n",
+                deb.file_name().and_then(|n| n.to_str()).expect("name"),
+                bytes.len(),
+                hex(&Md5::digest(&bytes)),
+                hex(&Sha256::digest(&bytes)),
+            ));
+        }
+        std::fs::write(repo.join("Packages"), index).expect("write Packages");
+        let sources = root.join("sources.list");
+        std::fs::write(
+            &sources,
+            format!("deb [trusted=yes] file:{} ./\n", repo.display()),
+        )
+        .expect("write sources.list");
+        for sub in ["lists/partial", "log"] {
+            std::fs::create_dir_all(root.join(sub)).expect("mkdir");
+        }
+        // apt's state and caches stay in the temporary directory.
+        let apt_options = [
+            format!("Dir::Etc::SourceList={}", sources.display()),
+            "Dir::Etc::SourceParts=/dev/null".into(),
+            format!("Dir::State::Lists={}", root.join("lists").display()),
+            format!(
+                "Dir::State::extended_states={}",
+                root.join("extended_states").display()
+            ),
+            "Dir::Cache::pkgcache=".into(),
+            "Dir::Cache::srcpkgcache=".into(),
+            format!("Dir::Log={}", root.join("log").display()),
+            "APT::Get::List-Cleanup=0".into(),
+            "APT::Sandbox::User=root".into(),
+            "Acquire::Languages=none".into(),
+        ]
+        .iter()
+        .map(|option| format!("-o {option}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+        let mut update: Vec<&str> = apt_options.split_whitespace().collect();
+        update.extend(["-q", "update"]);
+        run("apt-get", &update);
+        Repository {
+            _dir: dir,
+            apt_options,
+        }
+    }
+}
+
+fn build_deb(root: &Path, repo: &Path, version: &str) -> PathBuf {
+    let tree = root.join(format!("build-{version}"));
+    let share = tree.join("usr/share").join(PACKAGE);
+    std::fs::create_dir_all(tree.join("DEBIAN")).expect("mkdir DEBIAN");
+    std::fs::create_dir_all(&share).expect("mkdir share");
+    std::fs::write(share.join("VERSION"), format!("{version}\n")).expect("payload");
+    std::fs::write(
+        tree.join("DEBIAN/control"),
+        format!(
+            "Package: {PACKAGE}\nVersion: {version}\nArchitecture: all\n\
+             Maintainer: muster tests <muster@localhost>\n\
+             Description: muster package agent test package\n"
+        ),
+    )
+    .expect("control");
+    let deb = repo.join(format!("{PACKAGE}_{version}_all.deb"));
+    run(
+        "dpkg-deb",
+        &[
+            "--root-owner-group",
+            "--build",
+            tree.to_str().expect("utf-8"),
+            deb.to_str().expect("utf-8"),
+        ],
+    );
+    deb
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn payload() -> Option<String> {
+    std::fs::read_to_string(PAYLOAD)
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn apt_installs_updates_and_removes_a_real_package() {
+    let _serial = SERIAL.lock().await;
+    if !is_root() {
+        eprintln!("skipped: installing packages needs root");
+        return;
+    }
+    let _purge = PurgeOnDrop;
+    // A run that crashed before its guard ran left it behind.
+    drop(PurgeOnDrop);
+    assert_eq!(dpkg_version(), None, "{PACKAGE} is still installed");
+
+    let repo = Repository::build();
+    let h = Harness::new(&format!(
+        "plugin.package.provider = apt\nplugin.package.apt_options = {}",
+        repo.apt_options
+    ));
+    let package = json!({ "package": PACKAGE });
+
+    let status = h.ok("status", package.clone()).await;
+    assert_eq!(status["ensure"], "absent");
+    assert_eq!(status["version"], "");
+    assert_eq!(status["name"], PACKAGE);
+    assert_eq!(status["provider"], "apt");
+
+    let installed = h
+        .ok("install", json!({ "package": PACKAGE, "version": "1.0" }))
+        .await;
+    assert_eq!(installed["ensure"], "1.0");
+    assert_eq!(installed["version"], "1.0");
+    assert_eq!(installed["arch"], "all");
+    assert!(
+        installed["output"]
+            .as_str()
+            .is_some_and(|o| o.contains("Setting up muster-test-pkg (1.0)")),
+        "{}",
+        installed["output"]
+    );
+    assert_eq!(dpkg_version().as_deref(), Some("1.0"));
+    assert_eq!(payload().as_deref(), Some("1.0"));
+
+    let status = h.ok("status", package.clone()).await;
+    assert_eq!(status["ensure"], "1.0");
+    assert_eq!(status["arch"], "all");
+
+    let updated = h.ok("update", package.clone()).await;
+    assert_eq!(updated["ensure"], "1.1");
+    assert_eq!(dpkg_version().as_deref(), Some("1.1"));
+    assert_eq!(payload().as_deref(), Some("1.1"));
+
+    let removed = h.ok("uninstall", package.clone()).await;
+    assert_eq!(removed["ensure"], "absent");
+    assert_eq!(dpkg_version(), None);
+    assert_eq!(payload(), None);
+
+    // Updating what is not installed fails rather than installing it.
+    let reply = h.call("update", package.clone()).await;
+    assert_eq!(reply.statuscode, StatusCode::Aborted, "{reply:?}");
+    assert!(reply.statusmsg.contains("not installed"), "{reply:?}");
+    assert_eq!(dpkg_version(), None);
+
+    // Without a version, install takes the newest.
+    let installed = h.ok("install", package.clone()).await;
+    assert_eq!(installed["ensure"], "1.1");
+    let purged = h.ok("purge", package.clone()).await;
+    assert_eq!(purged["ensure"], "purged");
+    assert_eq!(dpkg_version(), None);
+    assert_eq!(payload(), None);
+    assert_eq!(h.ok("status", package.clone()).await["ensure"], "absent");
+
+    // A version the repository does not have: apt's own words, status 1.
+    let reply = h
+        .call("install", json!({ "package": PACKAGE, "version": "9.9" }))
+        .await;
+    assert_eq!(reply.statuscode, StatusCode::Aborted, "{reply:?}");
+    assert!(
+        reply.statusmsg.contains("Version '9.9'") && reply.statusmsg.contains("was not found"),
+        "{reply:?}"
+    );
+    assert_eq!(dpkg_version(), None);
+}
+
+/// An executable script in `dir`.
+fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("write script");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    path
+}
+
+#[tokio::test]
+async fn names_that_are_not_shell_safe_are_refused_before_anything_runs() {
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ran = dir.path().join("ran");
+    let record = format!("echo \"$@\" >> {}\nexit 1", ran.display());
+    let dpkg_query = script(dir.path(), "dpkg-query", &record);
+    let apt_get = script(dir.path(), "apt-get", &record);
+    let h = Harness::new(&format!(
+        "plugin.package.provider = apt\nplugin.package.dpkg_query = {}\nplugin.package.apt_get = {}",
+        dpkg_query.display(),
+        apt_get.display()
+    ));
+
+    let hostile = [
+        json!({ "package": "vim;reboot" }),
+        json!({ "package": "vim && reboot" }),
+        json!({ "package": "$(reboot)" }),
+        json!({ "package": "-oAPT::Update::Pre-Invoke::=reboot" }),
+        json!({ "package": "vim*" }),
+        json!({ "package": "x".repeat(129) }),
+        json!({ "package": ["vim"] }),
+    ];
+    for action in ["status", "install", "update", "uninstall", "purge"] {
+        for inputs in &hostile {
+            let reply = h.call(action, inputs.clone()).await;
+            assert_eq!(
+                reply.statuscode,
+                StatusCode::InvalidData,
+                "{action} {inputs}: {reply:?}"
+            );
+        }
+        let reply = h.call(action, json!({})).await;
+        assert_eq!(reply.statuscode, StatusCode::MissingData, "{reply:?}");
+    }
+    let reply = h
+        .call(
+            "install",
+            json!({ "package": "vim", "version": "1;reboot" }),
+        )
+        .await;
+    assert_eq!(reply.statuscode, StatusCode::InvalidData, "{reply:?}");
+    assert!(!ran.exists(), "a tool ran for a refused request");
+
+    // The same node does run its tools for a good name.
+    let reply = h.call("status", json!({ "package": "vim" })).await;
+    assert_eq!(reply.statuscode, StatusCode::Ok, "{reply:?}");
+    assert_eq!(reply.data["ensure"], "absent");
+    let args = std::fs::read_to_string(&ran).expect("dpkg-query ran");
+    assert!(args.trim_end().ends_with(" vim"), "{args:?}");
+}
+
+#[tokio::test]
+async fn a_node_without_a_package_tool_says_so() {
+    let _serial = SERIAL.lock().await;
+    let forced = Harness::new(
+        "plugin.package.provider = apt\n\
+         plugin.package.dpkg_query = /nonexistent/muster/dpkg-query\n\
+         plugin.package.apt_get = /nonexistent/muster/apt-get",
+    );
+    let detected = Harness::new(
+        "plugin.package.dpkg_query = /nonexistent/muster/dpkg-query\n\
+         plugin.package.apt_get = /nonexistent/muster/apt-get\n\
+         plugin.package.rpm = /nonexistent/muster/rpm\n\
+         plugin.package.dnf = /nonexistent/muster/dnf\n\
+         plugin.package.yum = /nonexistent/muster/yum",
+    );
+    for (h, detail) in [
+        (&forced, "/nonexistent/muster/dpkg-query"),
+        (&detected, "/nonexistent/muster/yum"),
+    ] {
+        for action in ["status", "install", "update", "uninstall", "purge"] {
+            let reply = h.call(action, json!({ "package": "rsync" })).await;
+            assert_eq!(reply.statuscode, StatusCode::Aborted, "{reply:?}");
+            assert!(
+                reply
+                    .statusmsg
+                    .contains("no package provider found on this node"),
+                "{reply:?}"
+            );
+            assert!(reply.statusmsg.contains(detail), "{reply:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_hung_tool_is_killed_at_the_timeout() {
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pid_file = dir.path().join("pid");
+    // The tool's own child must die too: the whole process group is killed.
+    let dpkg_query = script(
+        dir.path(),
+        "dpkg-query",
+        &format!("sleep 60 &\necho $! > {}\nwait", pid_file.display()),
+    );
+    let apt_get = script(dir.path(), "apt-get", "exit 0");
+    let h = Harness::new(&format!(
+        "plugin.package.provider = apt\nplugin.package.timeout = 1\n\
+         plugin.package.dpkg_query = {}\nplugin.package.apt_get = {}",
+        dpkg_query.display(),
+        apt_get.display()
+    ));
+
+    let started = Instant::now();
+    let reply = h.call("status", json!({ "package": "rsync" })).await;
+    assert!(started.elapsed() < Duration::from_secs(20), "{reply:?}");
+    assert_eq!(reply.statuscode, StatusCode::Aborted, "{reply:?}");
+    assert!(reply.statusmsg.contains("timed out after 1 s"), "{reply:?}");
+
+    let pid = std::fs::read_to_string(&pid_file).expect("the tool started");
+    let proc_dir = PathBuf::from(format!("/proc/{}", pid.trim()));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while alive(&proc_dir) {
+        assert!(
+            Instant::now() < deadline,
+            "the tool's child {} survived",
+            pid.trim()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Whether a process exists and is not a zombie waiting to be reaped.
+fn alive(proc_dir: &Path) -> bool {
+    std::fs::read_to_string(proc_dir.join("stat"))
+        .map(|stat| {
+            stat.rsplit_once(')')
+                .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
+}
+
+#[test]
+fn bad_settings_name_their_line() {
+    let cases = [
+        ("plugin.package.provider = zypper", "zypper"),
+        ("plugin.package.timeout = soon", "plugin.package.timeout"),
+        ("plugin.package.timeout = 0", "at least 1"),
+    ];
+    for (setting, mention) in cases {
+        let err = package_from(&format!("\n{setting}"))
+            .err()
+            .unwrap_or_else(|| panic!("{setting} was accepted"));
+        assert!(err.contains(":3:"), "{setting}: {err}");
+        assert!(err.contains(mention), "{setting}: {err}");
+    }
+}

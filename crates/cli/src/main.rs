@@ -39,6 +39,8 @@ enum Command {
     Service(cmd::service::Args),
     /// Touch, remove or inspect files: mco filemgr [touch|remove|status] --file PATH
     Filemgr(cmd::filemgr::Args),
+    /// Run Puppet and see how it went: mco puppet status|count|summary|runonce|runall N|enable|disable|resource
+    Puppet(cmd::puppet::Args),
     /// Run the node daemon
     Server(cmd::server::Args),
     /// Run the embedded NATS-protocol broker
@@ -73,6 +75,7 @@ fn main() -> ExitCode {
             Command::Package(args) => cmd::package::run(args).await,
             Command::Service(args) => cmd::service::run(args).await,
             Command::Filemgr(args) => cmd::filemgr::run(args).await,
+            Command::Puppet(args) => cmd::puppet::run(args).await,
             Command::Server(args) => cmd::server::run(args).await,
             Command::Broker(args) => cmd::broker::run(args).await,
             Command::Fleet(args) => cmd::fleet::run(args).await,

@@ -6,7 +6,7 @@
 use std::io::Write;
 use std::time::Duration;
 
-use muster_client::{Call, Response};
+use muster_client::{Call, Client, Outcome, Response};
 use serde_json::{Map, Value};
 
 use crate::args::Common;
@@ -18,33 +18,61 @@ pub enum Line<'a> {
     Field(&'a str),
     /// The reply's status message.
     Status,
+    /// Text made from the reply's data.
+    Format(fn(&Value) -> String),
 }
 
-/// Runs `agent action` with `data` on the nodes `common` selects.
+/// Runs `agent action` with `data` on the nodes `common` selects and
+/// prints the results.
 pub async fn run(
     common: &Common,
     agent: &str,
     action: &str,
-    mut data: Map<String, Value>,
+    data: Map<String, Value>,
     line: Line<'_>,
     default_timeout: Duration,
 ) -> anyhow::Result<u8> {
+    let Some((client, outcome)) = call(common, agent, action, data, default_timeout).await? else {
+        return Ok(super::EXIT_PARTIAL);
+    };
+    print(&client, common, agent, action, &outcome, line)?;
+    Ok(super::rpc::exit_code(&outcome))
+}
+
+/// Validates the inputs, discovers and runs the action. `None` when no
+/// node matched (which has been said on stderr).
+pub async fn call(
+    common: &Common,
+    agent: &str,
+    action: &str,
+    mut data: Map<String, Value>,
+    default_timeout: Duration,
+) -> anyhow::Result<Option<(Client, Outcome)>> {
     super::init_logging("warn");
     let (filter, _) = common.plan()?;
     let config = muster_client::ClientConfig::load(common.config.as_deref())?;
     super::rpc::validate(&config, agent, action, &mut data)?;
     let client = crate::args::connect(config).await?;
     let call = Call::new(agent, action).with_filter(filter).with_data(data);
-    let Some(outcome) =
-        super::rpc::discover_and_call(&client, common, call, default_timeout).await?
-    else {
-        return Ok(super::EXIT_PARTIAL);
-    };
+    let outcome = super::rpc::discover_and_call(&client, common, call, default_timeout).await?;
+    Ok(outcome.map(|outcome| (client, outcome)))
+}
+
+/// One line per node (sorted), the DDL's summaries and the statistics;
+/// or everything as JSON.
+pub fn print(
+    client: &Client,
+    common: &Common,
+    agent: &str,
+    action: &str,
+    outcome: &Outcome,
+    line: Line<'_>,
+) -> anyhow::Result<()> {
     let mut out = std::io::stdout();
     if common.json {
-        let results = render::json_results(agent, action, &outcome);
+        let results = render::json_results(agent, action, outcome);
         writeln!(out, "{}", serde_json::to_string_pretty(&results)?)?;
-        return Ok(super::rpc::exit_code(&outcome));
+        return Ok(());
     }
     let ddl = muster_client::ddls::ddl_for(client.config(), agent)
         .ok()
@@ -66,16 +94,17 @@ pub async fn run(
                 Some(Value::Null) | None => reply.statusmsg.clone(),
                 Some(other) => other.to_string(),
             },
+            (Line::Format(format), true) => format(&reply.data),
             _ => reply.statusmsg.clone(),
         };
         writeln!(out, "   {:>width$}: {text}", response.identity())?;
     }
     writeln!(out)?;
     if let Some(ddl_action) = ddl_action {
-        render::summaries(&mut out, ddl_action, &outcome)?;
+        render::summaries(&mut out, ddl_action, outcome)?;
     }
-    render::rpc_summary(&mut out, &outcome)?;
-    Ok(super::rpc::exit_code(&outcome))
+    render::rpc_summary(&mut out, outcome)?;
+    Ok(())
 }
 
 /// MCollective lets operators write `mco package rsync status` and

@@ -11,6 +11,7 @@ pub mod inventory;
 pub mod package;
 pub mod ping;
 pub mod plugin;
+pub mod puppet;
 pub mod rpc;
 pub mod server;
 pub mod service;

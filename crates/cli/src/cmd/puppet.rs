@@ -1,0 +1,412 @@
+//! `mco puppet`: run Puppet across the fleet and see how it went.
+//!
+//! ```text
+//! mco puppet status | count | summary | enable | disable "reason"
+//! mco puppet runonce [--noop] [--tags a,b] [--splay --splaylimit 30] [--environment E] [--force]
+//! mco puppet runall 5              # at most 5 nodes running at once
+//! mco puppet resource file /etc/motd content="hello"
+//! ```
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use muster_client::{Call, Client, Targets};
+use serde_json::{json, Map, Value};
+
+use super::action::{self, Line};
+use crate::args::Common;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum Command {
+    /// Whether Puppet is enabled, applying or idling, and when it last ran
+    Status(Plain),
+    /// How many nodes are enabled, disabled, applying, idling
+    Count(Plain),
+    /// The last run's resources, changes, failures and time, fleet-wide
+    Summary(Plain),
+    /// Enable Puppet
+    Enable(Plain),
+    /// Disable Puppet, with a message saying why
+    Disable {
+        /// Why Puppet is disabled
+        message: Option<String>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Start one Puppet run on every matching node
+    Runonce {
+        #[command(flatten)]
+        run: RunOptions,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Run Puppet on every matching node, at most CONCURRENCY at a time
+    Runall {
+        /// How many nodes may run at once
+        concurrency: usize,
+        #[command(flatten)]
+        run: RunOptions,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Manage one resource: mco puppet resource TYPE NAME key=value ...
+    Resource {
+        /// Resource type, e.g. file, package, service, exec
+        kind: String,
+        /// Resource title, e.g. /etc/motd
+        name: String,
+        /// Properties as key=value
+        properties: Vec<String>,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Plain {
+    #[command(flatten)]
+    pub common: Common,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct RunOptions {
+    /// Do a no-op run
+    #[arg(long)]
+    pub noop: bool,
+    /// Only apply resources with these tags (comma-separated)
+    #[arg(long, value_name = "TAGS")]
+    pub tags: Option<String>,
+    /// Sleep a random time before running
+    #[arg(long)]
+    pub splay: bool,
+    /// Longest splay, in seconds
+    #[arg(long, value_name = "SECONDS")]
+    pub splaylimit: Option<u64>,
+    /// The Puppet environment to use
+    #[arg(long, value_name = "ENV")]
+    pub environment: Option<String>,
+    /// Run even when Puppet is disabled
+    #[arg(long)]
+    pub force: bool,
+}
+
+impl RunOptions {
+    fn data(&self) -> Map<String, Value> {
+        let mut data = Map::new();
+        if self.noop {
+            data.insert("noop".into(), json!(true));
+        }
+        if let Some(tags) = &self.tags {
+            data.insert("tags".into(), json!(tags));
+        }
+        if self.splay {
+            data.insert("splay".into(), json!(true));
+        }
+        if let Some(limit) = self.splaylimit {
+            data.insert("splaylimit".into(), json!(limit));
+        }
+        if let Some(environment) = &self.environment {
+            data.insert("environment".into(), json!(environment));
+        }
+        if self.force {
+            data.insert("force".into(), json!(true));
+        }
+        data
+    }
+}
+
+const RUN_TIMEOUT: Duration = Duration::from_secs(1800);
+
+pub async fn run(args: Args) -> anyhow::Result<u8> {
+    let quick = Duration::from_secs(20);
+    match args.command {
+        Command::Status(p) => {
+            action::run(
+                &p.common,
+                "puppet",
+                "status",
+                Map::new(),
+                Line::Field("message"),
+                quick,
+            )
+            .await
+        }
+        Command::Enable(p) => {
+            action::run(
+                &p.common,
+                "puppet",
+                "enable",
+                Map::new(),
+                Line::Field("status"),
+                quick,
+            )
+            .await
+        }
+        Command::Disable { message, common } => {
+            let mut data = Map::new();
+            if let Some(message) = message {
+                data.insert("message".into(), json!(message));
+            }
+            action::run(
+                &common,
+                "puppet",
+                "disable",
+                data,
+                Line::Field("status"),
+                quick,
+            )
+            .await
+        }
+        Command::Runonce { run, common } => {
+            action::run(
+                &common,
+                "puppet",
+                "runonce",
+                run.data(),
+                Line::Field("summary"),
+                RUN_TIMEOUT,
+            )
+            .await
+        }
+        Command::Summary(p) => {
+            action::run(
+                &p.common,
+                "puppet",
+                "last_run_summary",
+                Map::new(),
+                Line::Format(run_line),
+                quick,
+            )
+            .await
+        }
+        Command::Count(p) => count(&p.common).await,
+        Command::Resource {
+            kind,
+            name,
+            properties,
+            common,
+        } => {
+            let mut data = Map::new();
+            data.insert("type".into(), json!(kind));
+            data.insert("name".into(), json!(name));
+            data.insert(
+                "properties".into(),
+                Value::Object(super::rpc::parse_inputs(&properties)?),
+            );
+            action::run(
+                &common,
+                "puppet",
+                "resource",
+                data,
+                Line::Field("result"),
+                RUN_TIMEOUT,
+            )
+            .await
+        }
+        Command::Runall {
+            concurrency,
+            run,
+            common,
+        } => runall(&common, concurrency, &run).await,
+    }
+}
+
+/// `12 resources, 1 changed, 0 failed in 3.2 s`
+fn run_line(data: &Value) -> String {
+    let n = |key: &str| data.get(key).and_then(Value::as_f64).unwrap_or(0.0);
+    format!(
+        "{} resources, {} changed, {} failed in {:.1} s",
+        n("total_resources"),
+        n("changed_resources"),
+        n("failed_resources"),
+        n("total_time")
+    )
+}
+
+/// MCollective's `mco puppet count`.
+async fn count(common: &Common) -> anyhow::Result<u8> {
+    let Some((_, outcome)) = action::call(
+        common,
+        "puppet",
+        "status",
+        Map::new(),
+        Duration::from_secs(20),
+    )
+    .await?
+    else {
+        return Ok(super::EXIT_PARTIAL);
+    };
+    let ok: Vec<&Value> = outcome
+        .responses
+        .iter()
+        .filter(|r| r.reply.statuscode.is_ok())
+        .map(|r| &r.reply.data)
+        .collect();
+    let with = |key: &str, want: bool| {
+        ok.iter()
+            .filter(|d| d.get(key).and_then(Value::as_bool) == Some(want))
+            .count()
+    };
+    if common.json {
+        let counts = json!({
+            "total": ok.len(),
+            "enabled": with("enabled", true),
+            "disabled": with("enabled", false),
+            "applying": with("applying", true),
+            "idling": with("idling", true),
+        });
+        println!("{}", serde_json::to_string_pretty(&counts)?);
+    } else {
+        println!("Total Puppet nodes: {}\n", ok.len());
+        println!(
+            "          Nodes currently enabled: {}",
+            with("enabled", true)
+        );
+        println!(
+            "         Nodes currently disabled: {}\n",
+            with("enabled", false)
+        );
+        println!(
+            "Nodes currently doing puppet runs: {}",
+            with("applying", true)
+        );
+        println!("       Nodes currently idling: {}", with("idling", true));
+        let failed = outcome.responses.len() - ok.len();
+        if failed > 0 {
+            println!("\n{failed} nodes could not report their Puppet status");
+        }
+        if !outcome.missing.is_empty() {
+            let mut out = std::io::stdout();
+            crate::render::no_responses(&mut out, &outcome.missing)?;
+        }
+    }
+    Ok(super::rpc::exit_code(&outcome))
+}
+
+/// Runs Puppet on every matching node with at most `concurrency` runs at
+/// once: it starts the next node as soon as one of the running ones
+/// reports it is no longer applying.
+async fn runall(common: &Common, concurrency: usize, run: &RunOptions) -> anyhow::Result<u8> {
+    if concurrency == 0 {
+        anyhow::bail!("runall needs a concurrency of at least 1");
+    }
+    super::init_logging("warn");
+    let (filter, discovery) = common.plan()?;
+    let config = muster_client::ClientConfig::load(common.config.as_deref())?;
+    let mut data = run.data();
+    super::rpc::validate(&config, "puppet", "runonce", &mut data)?;
+    let client = crate::args::connect(config).await?;
+    let nodes = common.discover(&client, &filter, &discovery).await?;
+    if nodes.is_empty() {
+        eprintln!("No request sent, we did not discover any nodes.");
+        return Ok(super::EXIT_PARTIAL);
+    }
+    let per_node = common.timeout_or(RUN_TIMEOUT)?;
+    let started = Instant::now();
+    let total = nodes.len();
+    let mut queue: VecDeque<String> = nodes.into();
+    let mut running: Vec<(String, Instant)> = Vec::new();
+    let (mut succeeded, mut failed) = (0usize, 0usize);
+    println!("Running Puppet on {total} nodes, at most {concurrency} at a time");
+    while !queue.is_empty() || !running.is_empty() {
+        while running.len() < concurrency {
+            let Some(node) = queue.pop_front() else { break };
+            let outcome = one(
+                &client,
+                &node,
+                "runonce",
+                data.clone(),
+                Duration::from_secs(60),
+            )
+            .await?;
+            match outcome {
+                Ok(reply) => {
+                    let summary = reply
+                        .get("summary")
+                        .and_then(Value::as_str)
+                        .unwrap_or("started");
+                    println!("{} {node}: {summary}", clock(started));
+                    running.push((node, Instant::now()));
+                }
+                Err(why) => {
+                    println!("{} {node}: could not start: {why}", clock(started));
+                    failed += 1;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let mut still = Vec::new();
+        for (node, since) in running {
+            match one(
+                &client,
+                &node,
+                "status",
+                Map::new(),
+                Duration::from_secs(20),
+            )
+            .await?
+            {
+                Ok(status) if status.get("applying").and_then(Value::as_bool) == Some(true) => {
+                    if since.elapsed() < per_node {
+                        still.push((node, since));
+                    } else {
+                        println!(
+                            "{} {node}: still running after {} s; no longer waiting",
+                            clock(started),
+                            per_node.as_secs()
+                        );
+                        failed += 1;
+                    }
+                }
+                Ok(_) => {
+                    println!("{} {node}: finished", clock(started));
+                    succeeded += 1;
+                }
+                Err(why) => {
+                    println!("{} {node}: status unknown: {why}", clock(started));
+                    failed += 1;
+                }
+            }
+        }
+        running = still;
+    }
+    println!(
+        "\nFinished {succeeded} / {total} Puppet runs in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(if failed == 0 {
+        super::EXIT_OK
+    } else {
+        super::EXIT_PARTIAL
+    })
+}
+
+fn clock(started: Instant) -> String {
+    format!("[{:>6.1} s]", started.elapsed().as_secs_f64())
+}
+
+/// One action on one node: its reply data, or why it failed.
+async fn one(
+    client: &Client,
+    node: &str,
+    action: &str,
+    data: Map<String, Value>,
+    timeout: Duration,
+) -> anyhow::Result<Result<Value, String>> {
+    let call = Call::new("puppet", action)
+        .with_data(data)
+        .with_targets(Targets::Nodes(vec![node.to_string()]))
+        .with_timeout(timeout);
+    let outcome = client.call(&call, |_| {}).await?;
+    Ok(match outcome.responses.first() {
+        None => Err("no response".into()),
+        Some(r) if !r.reply.statuscode.is_ok() => Err(r.reply.statusmsg.clone()),
+        Some(r) => Ok(r.reply.data.clone()),
+    })
+}

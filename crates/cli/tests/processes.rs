@@ -77,6 +77,7 @@ impl Setup {
                         facts_yaml: facts,
                         classes,
                         collectives,
+                        settings: "",
                     },
                 )
             })

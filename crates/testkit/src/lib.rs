@@ -229,6 +229,8 @@ pub struct NodeSetup<'a> {
     pub facts_yaml: &'a str,
     pub classes: &'a [&'a str],
     pub collectives: &'a [&'a str],
+    /// More config lines, e.g. agents' `plugin.*` settings.
+    pub settings: &'a str,
 }
 
 /// A running `mco server` process, killed when dropped.
@@ -256,12 +258,13 @@ impl ServerProcess {
             format!(
                 "identity = {}\ncollectives = {collectives}\nmain_collective = mcollective\n\
                  factsource = yaml\nplugin.yaml = {}\nclassesfile = {}\nplugin.nats.servers = {url}\n\
-                 plugin.security.trusted_keys = {}\nlogfile = {}\nloglevel = debug\n",
+                 plugin.security.trusted_keys = {}\nlogfile = {}\nloglevel = debug\n{}\n",
                 node.identity,
                 facts.display(),
                 classes.display(),
                 trusted_keys.display(),
                 dir.path().join("server.log").display(),
+                node.settings,
             ),
         )
         .expect("server config");

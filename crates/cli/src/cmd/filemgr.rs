@@ -22,10 +22,7 @@ pub struct Args {
 pub async fn run(args: Args) -> anyhow::Result<u8> {
     let mut data = Map::new();
     data.insert("file".into(), Value::String(args.file));
-    let line = match args.action.as_str() {
-        "status" => Line::Field("output"),
-        _ => Line::Status,
-    };
+    let line = Line::Field("output");
     action::run(
         &args.common,
         "filemgr",

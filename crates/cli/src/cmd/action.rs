@@ -16,8 +16,6 @@ use crate::render;
 pub enum Line<'a> {
     /// One output field, e.g. `ensure`.
     Field(&'a str),
-    /// The reply's status message.
-    Status,
     /// Text made from the reply's data.
     Format(fn(&Value) -> String),
 }

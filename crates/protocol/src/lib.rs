@@ -31,7 +31,7 @@ pub mod subject;
 
 pub use envelope::{Envelope, EnvelopeError, KeyPair, PublicKey};
 pub use filter::{
-    lookup_fact, parse_with, Comparison, Compound, DataQuery, Expr, FactFilter, Filter, FilterError, NodeView,
-    Op, ParseError, Pattern, DATA_PLUGINS,
+    lookup_fact, parse_with, Comparison, Compound, DataQuery, Expr, FactFilter, Filter,
+    FilterError, NodeView, Op, ParseError, Pattern, DATA_PLUGINS,
 };
 pub use message::{new_id, now_ms, Reply, Request, StatusCode, PROTOCOL_VERSION};

@@ -9,14 +9,30 @@ use std::sync::Arc;
 
 use crate::{Agent, ServerConfig};
 
+mod external;
+mod filemgr;
+mod package;
+mod puppet;
 mod rpcutil;
+mod service;
 
+pub use puppet::Puppet;
 pub use rpcutil::Rpcutil;
+pub use service::Service;
 
 /// The agents a real node runs besides rpcutil, as its config sets them up.
 /// A broken agent setting is an error naming its line.
 pub fn for_config(config: &ServerConfig) -> Result<Vec<Arc<dyn Agent>>, String> {
     let _ = config;
-    let agents: Vec<Arc<dyn Agent>> = Vec::new();
+    let mut agents: Vec<Arc<dyn Agent>> = Vec::new();
+    agents.extend(external::load_all(config)?);
+    agents.push(Arc::new(filemgr::Filemgr::from_config(config)?));
+    agents.push(Arc::new(package::Package::from_config(config)?));
+    agents.push(Arc::new(
+        service::Service::from_settings(&config.settings).map_err(|e| e.to_string())?,
+    ));
+    agents.push(Arc::new(
+        puppet::Puppet::from_settings(&config.settings).map_err(|e| e.to_string())?,
+    ));
     Ok(agents)
 }

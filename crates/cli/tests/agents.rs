@@ -85,7 +85,9 @@ struct Setup {
 }
 
 impl Setup {
-    async fn start() -> Setup {
+    /// A broker and one `mco server`; `extra` adds settings, with `{dir}`
+    /// standing for the test's temporary directory.
+    async fn start(extra: &str) -> Setup {
         let broker = TestBroker::start(BrokerKind::Embedded).await;
         let caller = Caller::new("tester");
         let dir = tempfile::tempdir().unwrap();
@@ -101,10 +103,11 @@ impl Setup {
             .unwrap();
         let settings = format!(
             "plugin.service.provider = sysv\nplugin.service.initd = {}\n\
-             plugin.filemgr.allowed_paths = {}\nplugin.external.agents_dir = {}\n",
+             plugin.filemgr.allowed_paths = {}\nplugin.external.agents_dir = {}\n{}",
             dir.path().join("init.d").display(),
             dir.path().join("files").display(),
             examples().display(),
+            extra.replace("{dir}", &dir.path().display().to_string()),
         );
         let server = ServerProcess::start(
             Path::new(MCO),
@@ -168,7 +171,7 @@ fn ok(output: &Output) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agents_act_on_the_real_machine_through_the_broker() {
-    let setup = Setup::start().await;
+    let setup = Setup::start("").await;
 
     // filemgr: touch, status with its summary, remove.
     let file = setup.dir.path().join("files/motd");
@@ -252,4 +255,79 @@ async fn agents_act_on_the_real_machine_through_the_broker() {
     );
     let doc = ok(&mco(&["plugin", "doc", "hello", "--config", &setup.config]).await);
     assert!(doc.contains("echo action:"), "{doc}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn puppet_runs_and_manages_resources_through_the_broker() {
+    if !Path::new("/usr/bin/puppet").exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install puppet (.ci/run does)"
+        );
+        eprintln!("skipped: puppet is not installed");
+        return;
+    }
+    // Puppet's state, config and code stay in the test's directory.
+    let settings = "plugin.puppet.vardir = {dir}/puppet/var\nplugin.puppet.confdir = {dir}/puppet/etc\n\
+                    plugin.puppet.codedir = {dir}/puppet/code\nplugin.puppet.logdir = {dir}/puppet/log\n\
+                    plugin.puppet.rundir = {dir}/puppet/run\nplugin.puppet.apply_manifest = {dir}/site.pp\n\
+                    plugin.puppet.resource_allow_types = file\n";
+    let setup = Setup::start(settings).await;
+    let dir = setup.dir.path();
+    let managed = dir.join("files/managed.txt");
+    std::fs::write(
+        dir.join("site.pp"),
+        format!(
+            "file {{ '{}': ensure => file, content => \"from puppet\\n\" }}\n",
+            managed.display()
+        ),
+    )
+    .unwrap();
+
+    // One resource, the way `mco puppet resource` is used.
+    let motd = dir.join("files/motd");
+    let out = ok(&setup
+        .run(&[
+            "puppet",
+            "resource",
+            "file",
+            &motd.display().to_string(),
+            "content=hello",
+            "ensure=file",
+        ])
+        .await);
+    assert!(out.contains("Summary of"), "{out}");
+    assert_eq!(std::fs::read_to_string(&motd).unwrap(), "hello");
+    let denied = setup
+        .run(&[
+            "puppet",
+            "resource",
+            "exec",
+            "touch-it",
+            "command=/bin/true",
+        ])
+        .await;
+    assert_eq!(denied.status.code(), Some(1), "{}", stdout(&denied));
+
+    // A no-op run changes nothing; a real one applies the manifest.
+    ok(&setup.run(&["puppet", "runonce", "--noop"]).await);
+    assert!(!managed.exists());
+    ok(&setup.run(&["puppet", "runall", "1"]).await);
+    assert_eq!(std::fs::read_to_string(&managed).unwrap(), "from puppet\n");
+    let out = ok(&setup.run(&["puppet", "summary"]).await);
+    assert!(out.contains("1 changed, 0 failed"), "{out}");
+
+    // Disabled with a reason: status says so, runs are refused, count agrees.
+    ok(&setup
+        .run(&["puppet", "disable", "maintenance window"])
+        .await);
+    let out = ok(&setup.run(&["puppet", "status"]).await);
+    assert!(out.contains("maintenance window"), "{out}");
+    let refused = setup.run(&["puppet", "runonce"]).await;
+    assert_eq!(refused.status.code(), Some(1), "{}", stdout(&refused));
+    let out = ok(&setup.run(&["puppet", "count"]).await);
+    assert!(out.contains("Nodes currently disabled: 1"), "{out}");
+    ok(&setup.run(&["puppet", "enable"]).await);
+    let out = ok(&setup.run(&["puppet", "count"]).await);
+    assert!(out.contains("Nodes currently enabled: 1"), "{out}");
 }

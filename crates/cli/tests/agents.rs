@@ -331,3 +331,45 @@ async fn puppet_runs_and_manages_resources_through_the_broker() {
     let out = ok(&setup.run(&["puppet", "count"]).await);
     assert!(out.contains("Nodes currently enabled: 1"), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn package_lifecycle_through_the_broker() {
+    use muster_testkit::apt::{dpkg_version, is_root, PurgeOnDrop, Repository, PACKAGE};
+    if !is_root() {
+        eprintln!("skipped: installing packages needs root");
+        return;
+    }
+    let repository = Repository::build();
+    let _purge = PurgeOnDrop;
+    let settings = format!(
+        "plugin.package.provider = apt\nplugin.package.apt_options = {}\n",
+        repository.apt_options
+    );
+    let setup = Setup::start(&settings).await;
+
+    let out = ok(&setup.run(&["package", PACKAGE, "status"]).await);
+    assert!(out.contains("node1: absent"), "{out}");
+    let out = ok(&setup
+        .run(&["package", "install", PACKAGE, "--pkg-version", "1.0"])
+        .await);
+    assert!(
+        out.contains("node1: 1.0") && out.contains("1.0 = 1"),
+        "{out}"
+    );
+    assert_eq!(dpkg_version().as_deref(), Some("1.0"));
+    let out = ok(&setup.run(&["package", PACKAGE, "update"]).await);
+    assert!(out.contains("node1: 1.1"), "{out}");
+    assert_eq!(dpkg_version().as_deref(), Some("1.1"));
+    let out = ok(&setup.run(&["package", PACKAGE, "uninstall"]).await);
+    assert!(out.contains("node1: absent"), "{out}");
+    assert_eq!(dpkg_version(), None);
+    ok(&setup.run(&["package", PACKAGE, "install"]).await);
+    let out = ok(&setup.run(&["package", "purge", PACKAGE]).await);
+    assert!(out.contains("node1: purged"), "{out}");
+    assert_eq!(dpkg_version(), None);
+    // A version apt does not have: the node says so, the exit code too.
+    let missing = setup
+        .run(&["package", "install", PACKAGE, "--pkg-version", "9.9"])
+        .await;
+    assert_eq!(missing.status.code(), Some(1), "{}", stdout(&missing));
+}

@@ -5,6 +5,8 @@
 //! ([`TestBroker`]), a caller with a key pair and its client config
 //! ([`Caller`]), and `mco server` processes ([`ServerProcess`]).
 
+pub mod apt;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -204,3 +204,98 @@ async fn every_action_rpcutil_implements_is_in_its_ddl() {
     implemented.sort();
     assert_eq!(implemented, listed, "implemented and described differ");
 }
+
+/// Every built-in agent serves exactly the actions its DDL lists: each
+/// DDL action, given valid inputs, is not "unknown" (the tools behind it
+/// are pointed at paths that do not exist, so nothing on this machine
+/// changes), and an action outside the DDL is unknown to the agent too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_builtin_agent_implements_exactly_its_ddl() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = dir.path().join("files");
+    std::fs::create_dir(&files).unwrap();
+    let text = format!(
+        "identity = node01\nplugin.package.provider = apt\nplugin.package.dpkg_query = /nonexistent/dpkg-query\n\
+         plugin.package.apt_get = /nonexistent/apt-get\nplugin.service.provider = sysv\n\
+         plugin.service.initd = {}\nplugin.puppet.command = /nonexistent/puppet\n\
+         plugin.filemgr.allowed_paths = {}\n",
+        dir.path().display(),
+        files.display()
+    );
+    let config = muster_server::ServerConfig::from_config(
+        &muster_protocol::config::Config::parse(&text).unwrap(),
+    )
+    .unwrap();
+    let keys = KeyPair::generate();
+    let mut node = node(&keys);
+    let agents = muster_server::agents::for_config(&config).unwrap();
+    for agent in &agents {
+        node.add_agent(agent.clone());
+    }
+    let names: Vec<String> = agents
+        .iter()
+        .map(|a| a.ddl().metadata.name.clone())
+        .collect();
+    for builtin in ["filemgr", "package", "puppet", "service"] {
+        assert!(
+            names.contains(&builtin.to_string()),
+            "{builtin} is not registered: {names:?}"
+        );
+    }
+    let file = files.join("x").display().to_string();
+    let candidates = [
+        json!("muster-none"),
+        json!(file),
+        json!("file"),
+        json!(true),
+        json!(1),
+        json!({"ensure": "file"}),
+    ];
+    for agent in agents
+        .iter()
+        .filter(|a| names.contains(&a.ddl().metadata.name))
+    {
+        let ddl = agent.ddl();
+        let name = &ddl.metadata.name;
+        for action in &ddl.actions {
+            let mut inputs = Map::new();
+            for (input, spec) in &action.input {
+                if spec.optional || spec.default.is_some() {
+                    continue;
+                }
+                let good = candidates.iter().find(|value| {
+                    let mut trial = inputs.clone();
+                    trial.insert(input.clone(), (*value).clone());
+                    match action.validate(&mut trial) {
+                        Ok(()) => true,
+                        Err(e) => e.input != *input,
+                    }
+                });
+                let good = good.unwrap_or_else(|| {
+                    panic!("no test value fits {name} {} {input}", action.action)
+                });
+                inputs.insert(input.clone(), good.clone());
+            }
+            let request = Request::new("c", "user=t", "mcollective", name, &action.action)
+                .with_data(inputs.clone());
+            let reply = match node.handle(&keys.sign(&request).unwrap().to_bytes()).await {
+                Outcome::Reply { reply, .. } => reply,
+                other => panic!("{name} {}: {other:?}", action.action),
+            };
+            assert_ne!(
+                reply.statuscode,
+                StatusCode::UnknownAction,
+                "{name} {} with {inputs:?}: {}",
+                action.action,
+                reply.statusmsg
+            );
+        }
+        let request = Request::new("c", "user=t", "mcollective", name, "not_in_any_ddl");
+        let outside = agent.call(&node, "not_in_any_ddl", &request).await;
+        assert_eq!(
+            outside.err().map(|e| e.code),
+            Some(StatusCode::UnknownAction),
+            "{name}"
+        );
+    }
+}

@@ -96,13 +96,41 @@ pub struct Common {
         default_value_t = 2.0
     )]
     pub discovery_timeout: f64,
-    /// Print results as JSON
-    #[arg(long, short = 'j')]
+    /// Print every reply and the statistics as one JSON document
+    #[arg(long, short = 'j', conflicts_with = "jsonl")]
     pub json: bool,
+    /// Print each reply as one JSON line as it arrives, then a statistics line
+    #[arg(long)]
+    pub jsonl: bool,
+    /// Whose results to print (default: failures, and OK results as the DDL says)
+    #[arg(long, value_enum, value_name = "WHICH")]
+    pub display: Option<DisplayMode>,
+    /// Keep only replies for which this jq expression is true, e.g. '.data.ensure != "2.3.4"'
+    #[arg(long = "filter-replies", value_name = "EXPR")]
+    pub filter_replies: Option<String>,
+    /// No progress bar, even on a terminal
+    #[arg(long = "no-progress")]
+    pub no_progress: bool,
+    /// Verbose statistics: round trips and the request id
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
     #[command(flatten)]
     pub selectors: Selectors,
     #[command(flatten)]
     pub discovery: DiscoveryFlags,
+    #[command(flatten)]
+    pub batching: crate::batching::BatchFlags,
+}
+
+/// Which nodes' results `--display` prints.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DisplayMode {
+    /// Only nodes that answered OK
+    Ok,
+    /// Only nodes that failed
+    Failed,
+    /// Every node that answered
+    All,
 }
 
 /// The discovery methods `--dm` names.
@@ -220,12 +248,22 @@ impl Common {
         let filter = self.selectors.filter()?;
         let discovery = self.discovery.discovery()?;
         self.discovery_timeout()?;
+        self.reply_filter()?;
         if matches!(discovery, Discovery::Inventory(_)) && filter.uses_data() {
             anyhow::bail!(muster_client::DiscoveryError::DataPlugins {
                 method: "inventory"
             });
         }
         Ok((filter, discovery))
+    }
+
+    /// The compiled `--filter-replies` expression; one that does not
+    /// compile is an error before anything is sent.
+    pub fn reply_filter(&self) -> anyhow::Result<Option<crate::render::ReplyFilter>> {
+        self.filter_replies
+            .as_deref()
+            .map(crate::render::ReplyFilter::new)
+            .transpose()
     }
 
     /// Finds the matching nodes with the chosen method, sorted.

@@ -3,20 +3,29 @@
 //! work lives in the library crates and in `cmd/`.
 
 mod args;
+mod batching;
 mod cmd;
 mod render;
 
+use std::ffi::OsString;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
     name = "mco",
     version,
-    about = "muster: fleet orchestration in the tradition of MCollective"
+    about = "muster: fleet orchestration in the tradition of MCollective",
+    disable_help_subcommand = true,
+    after_help = "Any executable mco-NAME on PATH runs as `mco NAME`; `mco help` lists those too.\n\
+                  `mco help APP` or `mco APP --help` shows an application's usage and examples."
 )]
 struct Cli {
+    /// Client config file for every application (exported to custom ones as MCO_CONFIG)
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -24,22 +33,59 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Ping every matching node and show its round-trip time
+    #[command(after_help = "Examples:
+  mco ping
+  mco ping -F os.family=Debian -C httpd
+  mco ping --nodes nodes.txt          # ping exactly these; the silent ones are listed")]
     Ping(cmd::ping::Args),
     /// Run an agent's action on matching nodes: mco rpc AGENT ACTION [key=value ...]
+    #[command(after_help = "Examples:
+  mco rpc rpcutil ping
+  mco rpc rpcutil get_fact fact=os.family -I web01
+  mco rpc package status package=openssl -C httpd --json
+  mco plugin doc package             # an agent's actions, inputs and outputs")]
     Rpc(cmd::rpc::Args),
     /// List the identities of matching nodes, one per line
+    #[command(after_help = "Examples:
+  mco find
+  mco find -F role=db -T compute
+  mco find -S \"httpd and not os.family=RedHat\" | wc -l")]
     Find(cmd::find::Args),
     /// Show how a fact's values are spread over matching nodes: mco facts FACT
+    #[command(after_help = "Examples:
+  mco facts os.family
+  mco facts memorysize_mb -C httpd")]
     Facts(cmd::facts::Args),
     /// Show everything a node knows about itself: mco inventory NODE (--json: node records)
+    #[command(after_help = "Examples:
+  mco inventory node07
+  mco inventory --json > inventory.json     # records for --dm inventory
+  mco find --inventory inventory.json -C redis")]
     Inventory(cmd::inventory::Args),
     /// Query and manage packages: mco package PACKAGE ACTION
+    #[command(after_help = "Examples:
+  mco package openssl status
+  mco package install nginx -C role::web
+  mco package nginx install --pkg-version 1.24.0-1 -I web01")]
     Package(cmd::package::Args),
     /// Query and control services: mco service SERVICE ACTION
+    #[command(after_help = "Examples:
+  mco service nginx status
+  mco service restart nginx -C role::web")]
     Service(cmd::service::Args),
     /// Touch, remove or inspect files: mco filemgr [touch|remove|status] --file PATH
+    #[command(after_help = "Examples:
+  mco filemgr --file /tmp/flag                  # touch
+  mco filemgr status --file /etc/motd -F os.family=Debian
+  mco filemgr remove -f /tmp/flag -I web01")]
     Filemgr(cmd::filemgr::Args),
     /// Run Puppet and see how it went: mco puppet status|count|summary|runonce|runall N|enable|disable|resource
+    #[command(after_help = "Examples:
+  mco puppet status
+  mco puppet runonce --noop -C role::web
+  mco puppet runall 5                     # at most 5 nodes running at once
+  mco puppet disable \"deploy in progress\"
+  mco puppet resource file /etc/motd content=hello")]
     Puppet(cmd::puppet::Args),
     /// Run the node daemon
     Server(cmd::server::Args),
@@ -50,23 +96,63 @@ enum Command {
     /// Start a broker and a simulated fleet, and take a short tour
     Demo(cmd::demo::Args),
     /// Document agents, data plugins and discovery methods: mco plugin doc [NAME]
+    #[command(after_help = "Examples:
+  mco plugin doc                 # every agent, data plugin and discovery method
+  mco plugin doc package         # one agent's actions, inputs and outputs
+  mco plugin doc fstat           # a data plugin for -S")]
     Plugin(cmd::plugin::Args),
+    /// List applications, built in and on PATH, or show one's usage: mco help [APP]
+    #[command(after_help = "Examples:
+  mco help
+  mco help rpc
+  mco help puppet runall")]
+    Help(cmd::help::Args),
+    /// Print a shell completion script: mco completion bash|zsh|fish
+    #[command(after_help = "Examples:
+  mco completion bash > ~/.local/share/bash-completion/completions/mco
+  mco completion zsh > ~/.zfunc/_mco              # with fpath+=(~/.zfunc) before compinit
+  mco completion fish > ~/.config/fish/completions/mco.fish")]
+    Completion(cmd::completion::Args),
+    /// Print the manual page (mco.1), or write every page: mco man --out DIR
+    #[command(after_help = "Examples:
+  mco man | man -l -
+  mco man --out /usr/local/share/man/man1")]
+    Man(cmd::help::ManArgs),
+    /// mco NAME runs the program mco-NAME found on PATH
+    #[command(external_subcommand)]
+    External(Vec<OsString>),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    if let Some(config) = &cli.config {
+        // Every application, and custom ones after exec, read it from there.
+        std::env::set_var(muster_client::CONFIG_ENV, config);
+    }
+    // These need no runtime; an external application replaces this process.
+    let result = match cli.command {
+        Command::Help(args) => cmd::help::run(args, Cli::command()),
+        Command::Completion(args) => cmd::completion::run(args, Cli::command()),
+        Command::Man(args) => cmd::help::man(args, Cli::command()),
+        Command::External(argv) => cmd::external::run(argv, &Cli::command()),
+        command => run(command),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("mco: {e:#}");
+            ExitCode::from(cmd::EXIT_ERROR)
+        }
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<u8> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("mco: cannot start the async runtime: {e}");
-            return ExitCode::from(cmd::EXIT_ERROR);
-        }
-    };
-    let result = runtime.block_on(async {
-        match cli.command {
+        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?;
+    runtime.block_on(async {
+        match command {
             Command::Ping(args) => cmd::ping::run(args).await,
             Command::Rpc(args) => cmd::rpc::run(args).await,
             Command::Find(args) => cmd::find::run(args).await,
@@ -81,20 +167,43 @@ fn main() -> ExitCode {
             Command::Fleet(args) => cmd::fleet::run(args).await,
             Command::Demo(args) => cmd::demo::run(args).await,
             Command::Plugin(args) => cmd::plugin::run(args).await,
+            Command::Help(_) | Command::Completion(_) | Command::Man(_) | Command::External(_) => {
+                unreachable!("handled before the runtime starts")
+            }
         }
-    });
-    match result {
-        Ok(code) => ExitCode::from(code),
-        Err(e) => {
-            eprintln!("mco: {e:#}");
-            ExitCode::from(cmd::EXIT_ERROR)
-        }
-    }
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;
+
+    #[test]
+    fn every_client_application_has_examples() {
+        let cli = super::Cli::command();
+        for name in [
+            "ping",
+            "rpc",
+            "find",
+            "facts",
+            "inventory",
+            "package",
+            "service",
+            "puppet",
+            "filemgr",
+            "plugin",
+            "help",
+            "completion",
+            "man",
+        ] {
+            let sub = cli.find_subcommand(name).expect(name);
+            let after = sub
+                .get_after_help()
+                .map(|h| h.to_string())
+                .unwrap_or_default();
+            assert!(after.starts_with("Examples:\n  mco "), "{name}: {after:?}");
+        }
+    }
 
     #[test]
     fn command_line_definition_is_consistent() {

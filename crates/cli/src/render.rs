@@ -1,15 +1,71 @@
-//! How results look on a terminal and as JSON.
+//! How results look on a terminal and as JSON: per-node results, the
+//! DDL's summaries, the statistics block, the `--json` document and
+//! `--jsonl` lines, the progress bar, and which replies are kept
+//! (`--filter-replies`) and shown (`--display`).
 
+mod reply_filter;
+
+use std::ffi::OsString;
 use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use muster_client::{ClientConfig, Outcome, Response};
+use muster_client::{Call, ClientConfig, Outcome, Response};
 use muster_protocol::ddl::{Action, Display};
 use serde_json::{json, Value};
+
+pub use reply_filter::ReplyFilter;
+
+use crate::args::{Common, DisplayMode};
 
 /// Milliseconds with two decimals, as MCollective prints them.
 pub fn ms(d: Duration) -> String {
     format!("{:.2}", d.as_secs_f64() * 1000.0)
+}
+
+fn ms_number(d: Duration) -> f64 {
+    (d.as_secs_f64() * 100_000.0).round() / 100.0
+}
+
+/// Plain ANSI colour, only on a terminal and never with `NO_COLOR` set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Style {
+    colour: bool,
+}
+
+impl Style {
+    /// Colour when stdout is a terminal and `NO_COLOR` is unset or empty.
+    pub fn for_stdout() -> Style {
+        Style {
+            colour: colour_wanted(
+                std::io::stdout().is_terminal(),
+                std::env::var_os("NO_COLOR"),
+            ),
+        }
+    }
+
+    /// A failed node's line: red.
+    pub fn failed(&self, text: &str) -> String {
+        self.paint("31", text)
+    }
+
+    /// A heading: bold.
+    pub fn heading(&self, text: &str) -> String {
+        self.paint("1", text)
+    }
+
+    fn paint(&self, code: &str, text: &str) -> String {
+        if self.colour {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+}
+
+/// <https://no-color.org>: any non-empty `NO_COLOR` turns colour off.
+pub fn colour_wanted(terminal: bool, no_color: Option<OsString>) -> bool {
+    terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
 /// One ping line: `node01                                   time=1.23 ms`.
@@ -23,13 +79,19 @@ pub fn ping_line(out: &mut dyn Write, response: &Response) -> std::io::Result<()
 }
 
 /// The statistics block after a ping.
-pub fn ping_summary(out: &mut dyn Write, outcome: &Outcome) -> std::io::Result<()> {
-    writeln!(out, "\n\n---- ping statistics ----")?;
-    match outcome.rtt_stats() {
+pub fn ping_summary(
+    out: &mut dyn Write,
+    outcome: &Outcome,
+    kept: &[&Response],
+    verbose: bool,
+    style: Style,
+) -> std::io::Result<()> {
+    writeln!(out, "\n\n{}", style.heading("---- ping statistics ----"))?;
+    match rtt_stats(kept) {
         Some((min, max, avg)) => writeln!(
             out,
             "{} replies max: {} min: {} avg: {} (finished in {} ms)",
-            outcome.responses.len(),
+            kept.len(),
             ms(max),
             ms(min),
             ms(avg),
@@ -37,26 +99,39 @@ pub fn ping_summary(out: &mut dyn Write, outcome: &Outcome) -> std::io::Result<(
         )?,
         None => writeln!(out, "No responses received")?,
     }
+    if verbose {
+        writeln!(out, "Request ID: {}", outcome.request_id)?;
+    }
     no_responses(out, &outcome.missing)
 }
 
-/// The addressed nodes that did not answer, by name.
+/// The addressed nodes that did not answer, by name, in columns.
 pub fn no_responses(out: &mut dyn Write, missing: &[String]) -> std::io::Result<()> {
-    if !missing.is_empty() {
-        writeln!(out, "\nNo response from:\n")?;
-        for node in missing {
-            writeln!(out, "    {node}")?;
-        }
+    if missing.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    writeln!(out, "\nNo response from:\n")?;
+    let width = missing.iter().map(|n| n.chars().count()).max().unwrap_or(0) + 3;
+    let columns = (76 / width).max(1);
+    for row in missing.chunks(columns) {
+        let cells: Vec<String> = row.iter().map(|n| format!("{n:<width$}")).collect();
+        writeln!(out, "    {}", cells.concat().trim_end())?;
+    }
+    writeln!(out)
 }
 
-/// Whether a reply is shown, by the action's DDL `display` rule.
-pub fn shown(action: Option<&Action>, response: &Response) -> bool {
-    match action.map_or(Display::Always, |a| a.display) {
-        Display::Always => true,
-        Display::Ok => response.reply.statuscode.is_ok(),
-        Display::Failed => !response.reply.statuscode.is_ok(),
+/// Whether a reply's result prints. By default failures always do, and
+/// OK results as the action's DDL `display` says; `--display` overrides.
+pub fn shown(mode: Option<DisplayMode>, action: Option<&Action>, response: &Response) -> bool {
+    let ok = response.reply.statuscode.is_ok();
+    match mode {
+        Some(DisplayMode::All) => true,
+        Some(DisplayMode::Ok) => ok,
+        Some(DisplayMode::Failed) => !ok,
+        None => match action.map_or(Display::Always, |a| a.display) {
+            Display::Always | Display::Ok => true,
+            Display::Failed => !ok,
+        },
     }
 }
 
@@ -66,10 +141,12 @@ pub fn rpc_result(
     out: &mut dyn Write,
     response: &Response,
     action: Option<&Action>,
+    style: Style,
 ) -> std::io::Result<()> {
     let reply = &response.reply;
     if !reply.statuscode.is_ok() {
-        return writeln!(out, "{:<40} {}\n", reply.sender, reply.statusmsg);
+        let line = format!("{:<40} {}", reply.sender, reply.statusmsg);
+        return writeln!(out, "{}\n", style.failed(&line));
     }
     writeln!(out, "{}", reply.sender)?;
     match &reply.data {
@@ -112,49 +189,246 @@ fn value_text(value: &Value, indent: usize) -> String {
     }
 }
 
-/// `Finished processing` and the nodes that did not answer.
-pub fn rpc_summary(out: &mut dyn Write, outcome: &Outcome) -> std::io::Result<()> {
-    let expected = outcome
-        .expected
-        .as_ref()
-        .map_or(outcome.responses.len(), Vec::len);
+/// The replies that `--filter-replies` keeps (all of them without one),
+/// in arrival order. A reply the expression fails on is left out, and
+/// the first such failure is reported on stderr.
+pub fn kept<'a>(
+    outcome: &'a Outcome,
+    agent: &str,
+    action: &str,
+    filter: Option<&ReplyFilter>,
+) -> Vec<&'a Response> {
+    let Some(filter) = filter else {
+        return outcome.responses.iter().collect();
+    };
+    let mut warned = false;
+    outcome
+        .responses
+        .iter()
+        .filter(|r| match filter.keeps(&reply_json(agent, action, r)) {
+            Ok(keep) => keep,
+            Err(e) => {
+                if !warned {
+                    eprintln!(
+                        "mco: --filter-replies failed on {}'s reply ({e}); replies it fails on are left out",
+                        r.identity()
+                    );
+                    warned = true;
+                }
+                false
+            }
+        })
+        .collect()
+}
+
+/// `Finished processing`, then MCollective's `rpc stats` block, then the
+/// nodes that did not answer. `kept` is how many replies `--filter-replies`
+/// kept, when there is one.
+pub fn rpc_stats(
+    out: &mut dyn Write,
+    outcome: &Outcome,
+    kept: Option<usize>,
+    verbose: bool,
+    style: Style,
+) -> std::io::Result<()> {
+    let responded = outcome.responses.len();
     let failed = outcome.failed().count();
+    let total = outcome.elapsed + outcome.discovery.unwrap_or_default();
     writeln!(
         out,
-        "Finished processing {} / {} hosts in {} ms",
-        outcome.responses.len(),
-        expected,
-        ms(outcome.elapsed + outcome.discovery.unwrap_or_default())
+        "Finished processing {responded} / {} hosts in {} ms\n",
+        discovered(outcome),
+        ms(total)
     )?;
-    if failed > 0 {
-        writeln!(out, "{failed} of them failed")?;
+    writeln!(out, "{}", style.heading("---- rpc stats ----"))?;
+    let line =
+        |out: &mut dyn Write, label: &str, value: String| writeln!(out, "{label:>16}: {value}");
+    line(
+        out,
+        "Nodes",
+        format!("{} / {responded}", discovered(outcome)),
+    )?;
+    line(
+        out,
+        "Pass / Fail",
+        format!("{} / {failed}", responded - failed),
+    )?;
+    line(out, "No Replies", outcome.missing.len().to_string())?;
+    if let Some(kept) = kept {
+        line(out, "Filter Matches", kept.to_string())?;
+    }
+    if let Some(discovery) = outcome.discovery {
+        line(out, "Discovery Time", format!("{} ms", ms(discovery)))?;
+    }
+    line(out, "Agent Time", format!("{} ms", ms(outcome.elapsed)))?;
+    line(out, "Total Time", format!("{} ms", ms(total)))?;
+    if verbose {
+        if let Some((min, max, avg)) = outcome.rtt_stats() {
+            line(
+                out,
+                "Round Trips",
+                format!("min {} / avg {} / max {} ms", ms(min), ms(avg), ms(max)),
+            )?;
+        }
+        line(out, "Request ID", outcome.request_id.clone())?;
     }
     no_responses(out, &outcome.missing)
 }
 
-/// MCollective's `--json` layout: one object per reply.
-pub fn json_results(agent: &str, action: &str, outcome: &Outcome) -> Value {
-    Value::Array(
-        outcome
-            .responses
-            .iter()
-            .map(|r| {
-                json!({
-                    "agent": agent,
-                    "action": action,
-                    "sender": r.reply.sender,
-                    "statuscode": r.reply.statuscode,
-                    "statusmsg": r.reply.statusmsg,
-                    "data": r.reply.data,
-                })
-            })
-            .collect(),
-    )
+/// The nodes addressed: those discovered (or named), else those that answered.
+fn discovered(outcome: &Outcome) -> usize {
+    outcome
+        .expected
+        .as_ref()
+        .map_or(outcome.responses.len(), Vec::len)
 }
 
-/// A progress bar on a terminal, nothing otherwise.
-pub fn progress(total: Option<usize>, json: bool) -> indicatif::ProgressBar {
-    if json || !std::io::stderr().is_terminal() {
+fn rtt_stats(responses: &[&Response]) -> Option<(Duration, Duration, Duration)> {
+    let min = responses.iter().map(|r| r.rtt).min()?;
+    let max = responses.iter().map(|r| r.rtt).max()?;
+    let avg = responses.iter().map(|r| r.rtt).sum::<Duration>() / responses.len() as u32;
+    Some((min, max, avg))
+}
+
+/// One reply in MCollective's `--json` field names.
+pub fn reply_json(agent: &str, action: &str, response: &Response) -> Value {
+    json!({
+        "sender": response.reply.sender,
+        "agent": agent,
+        "action": action,
+        "statuscode": response.reply.statuscode,
+        "statusmsg": response.reply.statusmsg,
+        "data": response.reply.data,
+    })
+}
+
+/// The statistics of a call, for `--json` and `--jsonl`: everyone who
+/// answered counts, `shown` is how many replies `--filter-replies` kept.
+pub fn statistics_json(outcome: &Outcome, shown: usize) -> Value {
+    let failed = outcome.failed().count();
+    let rtt = outcome.rtt_stats().map(|(min, max, avg)| {
+        json!({"min": ms_number(min), "avg": ms_number(avg), "max": ms_number(max)})
+    });
+    json!({
+        "discovered": discovered(outcome),
+        "responded": outcome.responses.len(),
+        "succeeded": outcome.responses.len() - failed,
+        "failed": failed,
+        "no_responses": outcome.missing,
+        "shown": shown,
+        "discovery_ms": outcome.discovery.map(ms_number),
+        "agent_ms": ms_number(outcome.elapsed),
+        "total_ms": ms_number(outcome.elapsed + outcome.discovery.unwrap_or_default()),
+        "rtt_ms": rtt,
+        "request_id": outcome.request_id,
+    })
+}
+
+/// The `--json` document: the kept replies and the statistics.
+pub fn json_document(agent: &str, action: &str, outcome: &Outcome, kept: &[&Response]) -> Value {
+    let replies: Vec<Value> = kept.iter().map(|r| reply_json(agent, action, r)).collect();
+    json!({"replies": replies, "statistics": statistics_json(outcome, kept.len())})
+}
+
+/// The outcome of a call that found no nodes and sent nothing.
+pub fn nothing_sent() -> Outcome {
+    Outcome {
+        request_id: String::new(),
+        responses: Vec::new(),
+        expected: Some(Vec::new()),
+        missing: Vec::new(),
+        bad_replies: 0,
+        discovery: None,
+        elapsed: Duration::ZERO,
+    }
+}
+
+/// What `--json` and `--jsonl` print after the replies: the document, or
+/// the statistics line (the reply lines were streamed as they arrived).
+/// Says whether it printed anything; text output is the caller's.
+pub fn machine_output(
+    out: &mut dyn Write,
+    common: &Common,
+    agent: &str,
+    action: &str,
+    outcome: &Outcome,
+    kept: &[&Response],
+) -> anyhow::Result<bool> {
+    if common.json {
+        let document = json_document(agent, action, outcome, kept);
+        writeln!(out, "{}", serde_json::to_string_pretty(&document)?)?;
+    } else if common.jsonl {
+        // Lines not streamed (a caller that did not use `replies()`) come now.
+        if STREAMED.swap(0, Ordering::Relaxed) == 0 {
+            for response in kept {
+                writeln!(out, "{}", reply_json(agent, action, response))?;
+            }
+        }
+        let statistics = json!({"statistics": statistics_json(outcome, kept.len())});
+        writeln!(out, "{statistics}")?;
+    } else {
+        return Ok(false);
+    }
+    out.flush()?;
+    Ok(true)
+}
+
+/// Reply lines `--jsonl` has streamed to stdout in this process.
+static STREAMED: AtomicUsize = AtomicUsize::new(0);
+
+/// Watches replies arrive: moves the progress bar and, for `--jsonl`,
+/// prints each kept reply at once. Derefs to the bar.
+pub struct Progress {
+    bar: indicatif::ProgressBar,
+    stream: Option<(String, String, Option<ReplyFilter>)>,
+}
+
+impl Progress {
+    /// Call for every reply as it arrives.
+    pub fn reply(&self, response: &Response) {
+        self.bar.inc(1);
+        if let Some((agent, action, filter)) = &self.stream {
+            let line = reply_json(agent, action, response);
+            if filter
+                .as_ref()
+                .is_none_or(|f| f.keeps(&line).unwrap_or(false))
+            {
+                let mut out = std::io::stdout().lock();
+                if writeln!(out, "{line}").and_then(|_| out.flush()).is_ok() {
+                    STREAMED.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+}
+
+impl std::ops::Deref for Progress {
+    type Target = indicatif::ProgressBar;
+
+    fn deref(&self) -> &indicatif::ProgressBar {
+        &self.bar
+    }
+}
+
+/// The progress bar (on a terminal, unless `--json`, `--jsonl` or
+/// `--no-progress`) and the `--jsonl` stream for `call`'s replies.
+pub fn replies(total: Option<usize>, common: &Common, call: &Call) -> Progress {
+    let quiet = common.json || common.jsonl || common.no_progress;
+    Progress {
+        bar: progress(total, quiet),
+        stream: common.jsonl.then(|| {
+            (
+                call.agent.clone(),
+                call.action.clone(),
+                common.reply_filter().ok().flatten(),
+            )
+        }),
+    }
+}
+
+/// A progress bar on a terminal, nothing otherwise or when `quiet`.
+pub fn progress(total: Option<usize>, quiet: bool) -> indicatif::ProgressBar {
+    if quiet || !std::io::stderr().is_terminal() {
         return indicatif::ProgressBar::hidden();
     }
     match total {
@@ -182,16 +456,115 @@ pub fn announce_new_key(config: &ClientConfig) {
     );
 }
 
-/// The DDL's aggregate summaries over the OK replies, each followed by a blank line.
-pub fn summaries(out: &mut dyn Write, action: &Action, outcome: &Outcome) -> std::io::Result<()> {
-    let data: Vec<&Value> = outcome
-        .responses
+/// The DDL's aggregate summaries over the kept OK replies, each followed
+/// by a blank line, headings in bold.
+pub fn summaries(
+    out: &mut dyn Write,
+    action: &Action,
+    kept: &[&Response],
+    style: Style,
+) -> std::io::Result<()> {
+    let data: Vec<&Value> = kept
         .iter()
         .filter(|r| r.reply.statuscode.is_ok())
         .map(|r| &r.reply.data)
         .collect();
     for summary in muster_protocol::aggregate::compute(action, &data) {
-        writeln!(out, "{}\n", summary.render())?;
+        let text = summary.render();
+        let (heading, rest) = match text.split_once('\n') {
+            Some((heading, rest)) => (heading, format!("\n{rest}")),
+            None => (text.as_str(), String::new()),
+        };
+        writeln!(out, "{}{rest}\n", style.heading(heading))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use muster_protocol::{Reply, StatusCode};
+
+    fn response(sender: &str, code: StatusCode, ms: u64) -> Response {
+        Response {
+            reply: if code.is_ok() {
+                Reply::ok("r1", sender, json!({"value": sender}))
+            } else {
+                Reply::error("r1", sender, code, "msg")
+            },
+            rtt: Duration::from_millis(ms),
+        }
+    }
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(colour_wanted(true, None));
+        assert!(colour_wanted(true, Some("".into())));
+        assert!(!colour_wanted(true, Some("1".into())));
+        assert!(!colour_wanted(false, None));
+        let on = Style { colour: true };
+        assert_eq!(on.failed("x"), "\x1b[31mx\x1b[0m");
+        assert_eq!(Style { colour: false }.heading("x"), "x");
+    }
+
+    #[test]
+    fn silent_nodes_are_listed_in_columns() {
+        let missing: Vec<String> = (1..=12).map(|n| format!("node{n:02}")).collect();
+        let mut out = Vec::new();
+        no_responses(&mut out, &missing).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.starts_with("\nNo response from:\n\n    node01   node02"),
+            "{text}"
+        );
+        assert!(text.lines().all(|l| l.len() <= 80), "{text}");
+        assert_eq!(text.matches("node").count(), 12);
+    }
+
+    #[test]
+    fn statistics_block_reads_like_mcollective() {
+        let outcome = Outcome {
+            request_id: "abc".into(),
+            responses: vec![
+                response("node01", StatusCode::Ok, 2),
+                response("node02", StatusCode::Aborted, 4),
+            ],
+            expected: Some(vec!["node01".into(), "node02".into(), "node03".into()]),
+            missing: vec!["node03".into()],
+            bad_replies: 0,
+            discovery: Some(Duration::from_millis(100)),
+            elapsed: Duration::from_millis(35),
+        };
+        let mut out = Vec::new();
+        rpc_stats(&mut out, &outcome, None, true, Style { colour: false }).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let expected = "Finished processing 2 / 3 hosts in 135.00 ms\n\n\
+                        ---- rpc stats ----\n\
+                        \x20          Nodes: 3 / 2\n\
+                        \x20    Pass / Fail: 1 / 1\n\
+                        \x20     No Replies: 1\n\
+                        \x20 Discovery Time: 100.00 ms\n\
+                        \x20     Agent Time: 35.00 ms\n\
+                        \x20     Total Time: 135.00 ms\n\
+                        \x20    Round Trips: min 2.00 / avg 3.00 / max 4.00 ms\n\
+                        \x20     Request ID: abc\n\
+                        \nNo response from:\n\n    node03\n\n";
+        assert_eq!(text, expected);
+        let stats = statistics_json(&outcome, 1);
+        assert_eq!(stats["succeeded"], 1);
+        assert_eq!(stats["failed"], 1);
+        assert_eq!(stats["no_responses"], json!(["node03"]));
+        assert_eq!(stats["total_ms"], 135.0);
+    }
+
+    #[test]
+    fn failures_show_by_default_and_display_overrides() {
+        let ok = response("a", StatusCode::Ok, 1);
+        let failed = response("b", StatusCode::Aborted, 1);
+        assert!(shown(None, None, &ok) && shown(None, None, &failed));
+        assert!(!shown(Some(DisplayMode::Failed), None, &ok));
+        assert!(shown(Some(DisplayMode::Failed), None, &failed));
+        assert!(!shown(Some(DisplayMode::Ok), None, &failed));
+        assert!(shown(Some(DisplayMode::All), None, &failed));
+    }
 }

@@ -121,7 +121,7 @@ async fn find_facts_inventory_and_flatfile_from_the_command_line() {
     let list = list.display().to_string();
     let ping = mco(&["ping", "--config", c, "--nodes", &list]).await;
     let text = stdout(&ping);
-    assert_eq!(ping.status.code(), Some(1), "{text}{}", stderr(&ping));
+    assert_eq!(ping.status.code(), Some(3), "{text}{}", stderr(&ping));
     assert!(
         text.contains("node03 ") && text.contains("node04 "),
         "{text}"

@@ -5,25 +5,90 @@
 //! A [`Call`] says which agent and action to run, with which inputs, on
 //! which nodes; [`Client::call`] signs it, sends it, and collects the
 //! replies into an [`Outcome`] that knows who answered, who did not, and
-//! how long it took. This crate knows nothing about terminals.
+//! how long it took. This crate knows nothing about terminals: progress
+//! bars, tables and colours are the application's business.
+//!
+//! # Writing an application
+//!
+//! 1. **Connect.** [`ClientConfig::load`] reads `--config FILE` when given,
+//!    else `$MCO_CONFIG` (which `mco` sets for the `mco-NAME` programs it
+//!    runs), else `~/.config/muster/client.cfg`. [`Client::connect`] loads
+//!    or creates the signing key and connects to the broker.
+//! 2. **Select nodes.** A [`muster_protocol::Filter`] is built from the
+//!    same texts as `mco`'s `-I`, `-F`, `-C`, `-A` and `-S` flags; a text
+//!    that does not parse is an error before anything is sent.
+//! 3. **Discover** (optional): [`Client::discover`] returns the sorted
+//!    identities that match. [`Client::call`] discovers by itself when the
+//!    call's targets are [`Targets::Discover`] (the default), and skips
+//!    discovery when the filter names exact identities.
+//! 4. **Call an action** with inputs as a JSON map. The client does not
+//!    check them against the DDL; [`ddls::ddl_for`] gives the DDL, whose
+//!    `validate` does, as `mco rpc` does.
+//! 5. **Stream replies**: the callback passed to [`Client::call`] sees each
+//!    [`Response`] as it arrives, for progress or streaming output.
+//! 6. **Read the statistics** from the [`Outcome`]: `responses` (arrival
+//!    order), `expected`, `missing` (sorted names of the nodes that did not
+//!    answer), [`Outcome::failed`], [`Outcome::rtt_stats`], `discovery` and
+//!    `elapsed`.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
 //! use muster_client::{Call, Client, ClientConfig};
+//! use muster_protocol::Filter;
+//! use serde_json::{json, Map, Value};
 //!
+//! // 1. Connect, with the config mco would use.
 //! let config = ClientConfig::load(None)?;
 //! let client = Client::connect(config).await?;
-//! let outcome = client.call(&Call::new("rpcutil", "ping"), |_| {}).await?;
-//! for response in &outcome.responses {
-//!     println!("{} {:?}", response.identity(), response.rtt);
+//!
+//! // 2. and 3. The Debian web servers, as `-F os.family=Debian -C httpd`.
+//! let filter = Filter::default().fact("os.family=Debian")?.class("httpd")?;
+//! let window = client.config().window;
+//! let nodes = client.discover(&filter, None, Duration::from_secs(2), window).await?;
+//! println!("{} nodes match", nodes.len());
+//!
+//! // 4. and 5. Ask each for a fact, printing replies as they arrive.
+//! let mut data = Map::new();
+//! data.insert("fact".into(), json!("system_uptime.seconds"));
+//! let call = Call::new("rpcutil", "get_fact")
+//!     .with_filter(filter)
+//!     .with_data(data)
+//!     .with_timeout(Duration::from_secs(5));
+//! let outcome = client
+//!     .call(&call, |response| {
+//!         let value = response.reply.data.get("value").unwrap_or(&Value::Null);
+//!         println!("{:20} {value}", response.identity());
+//!     })
+//!     .await?;
+//!
+//! // 6. The statistics.
+//! println!(
+//!     "{} / {} answered, {} failed, in {:?}",
+//!     outcome.responses.len(),
+//!     outcome.expected.as_ref().map_or(0, Vec::len),
+//!     outcome.failed().count(),
+//!     outcome.elapsed,
+//! );
+//! if !outcome.missing.is_empty() {
+//!     println!("No response from: {}", outcome.missing.join(", "));
 //! }
+//! if let Some((min, max, avg)) = outcome.rtt_stats() {
+//!     println!("round trips: min {min:?}, max {max:?}, avg {avg:?}");
+//! }
+//! client.close().await;
 //! # Ok(()) }
 //! ```
+//!
+//! A whole application built this way, with a test against a simulated
+//! fleet, is `examples/mco-uptime.rs`; `docs/applications.md` explains how
+//! `mco` finds and runs such programs.
 
 mod config;
 pub mod ddls;
 pub mod discovery;
 pub mod keys;
+pub mod limit;
 mod window;
 
 use std::collections::HashSet;
@@ -35,6 +100,7 @@ use serde_json::{Map, Value};
 
 pub use config::{default_dir, user_name, ClientConfig, CONFIG_ENV};
 pub use discovery::{Discovery, DiscoveryError, NodeList, NodeRecord};
+pub use limit::{Limit, LimitError};
 pub use window::{Arrivals, QuietWindow};
 
 /// What went wrong talking to the fleet.
@@ -85,6 +151,39 @@ pub struct Call {
     pub window: Option<QuietWindow>,
     /// How [`Targets::Discover`] finds the nodes.
     pub discovery: Discovery,
+    /// Send directed requests to a few nodes at a time; `None`: all at once.
+    pub batch: Option<Batch>,
+}
+
+/// Sending a directed call to `size` nodes at a time, as MCollective's
+/// `--batch`: each batch gets its own request and the call's full timeout,
+/// and the next batch goes `sleep` after the last reply (or the timeout)
+/// of the one before. Broadcast calls ignore it: nobody knows in advance
+/// who will answer, so there is nothing to split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Batch {
+    /// Nodes per batch; 0 counts as 1.
+    pub size: usize,
+    /// The pause between batches.
+    pub sleep: Duration,
+}
+
+impl Batch {
+    /// MCollective's default pause between batches.
+    pub const DEFAULT_SLEEP: Duration = Duration::from_secs(1);
+
+    /// `size` nodes at a time, with [`Batch::DEFAULT_SLEEP`] between batches.
+    pub fn new(size: usize) -> Batch {
+        Batch {
+            size,
+            sleep: Batch::DEFAULT_SLEEP,
+        }
+    }
+
+    pub fn with_sleep(mut self, sleep: Duration) -> Batch {
+        self.sleep = sleep;
+        self
+    }
 }
 
 impl Call {
@@ -102,6 +201,7 @@ impl Call {
             discovery_timeout: Duration::from_secs(2),
             window: None,
             discovery: Discovery::Broadcast,
+            batch: None,
         }
     }
 
@@ -129,6 +229,21 @@ impl Call {
         self.discovery = discovery;
         self
     }
+
+    /// Sends to `batch.size` nodes at a time (directed calls only).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use muster_client::{Batch, Call};
+    ///
+    /// let call = Call::new("service", "restart")
+    ///     .with_batch(Batch::new(10).with_sleep(Duration::from_secs(5)));
+    /// assert_eq!(call.batch.unwrap().size, 10);
+    /// ```
+    pub fn with_batch(mut self, batch: Batch) -> Call {
+        self.batch = Some(batch);
+        self
+    }
 }
 
 /// One node's reply and how long it took.
@@ -147,6 +262,8 @@ impl Response {
 /// Everything a call produced.
 #[derive(Debug, Clone)]
 pub struct Outcome {
+    /// The request's id (with batches: the first batch's; each batch is
+    /// its own request).
     pub request_id: String,
     /// Replies in arrival order, one per node.
     pub responses: Vec<Response>,
@@ -158,7 +275,8 @@ pub struct Outcome {
     pub bad_replies: usize,
     /// How long discovery took, when there was one.
     pub discovery: Option<Duration>,
-    /// From sending the request to the end of collection.
+    /// From sending the request to the end of collection (with batches:
+    /// from the first send to the end of the last batch, sleeps included).
     pub elapsed: Duration,
 }
 
@@ -252,6 +370,8 @@ impl Client {
     }
 
     /// Runs `call`, reporting each reply to `on_reply` as it arrives.
+    /// With [`Call::batch`], directed requests go out a batch at a time;
+    /// replies still stream to `on_reply` and the [`Outcome`] covers them all.
     pub async fn call(
         &self,
         call: &Call,
@@ -283,8 +403,45 @@ impl Client {
         }
     }
 
-    /// Signs and publishes one request, then collects its replies.
+    /// Sends `call`, in batches when it has them and is directed to more
+    /// nodes than one batch holds, and combines what the batches got.
     async fn send(
+        &self,
+        call: &Call,
+        on_reply: &mut dyn FnMut(&Response),
+    ) -> Result<Outcome, ClientError> {
+        let (batch, nodes) = match (&call.batch, &call.targets) {
+            (Some(batch), Targets::Nodes(nodes)) if nodes.len() > batch.size.max(1) => {
+                (batch, nodes)
+            }
+            _ => return self.send_once(call, on_reply).await,
+        };
+        let started = Instant::now();
+        let mut combined: Option<Outcome> = None;
+        for (i, chunk) in nodes.chunks(batch.size.max(1)).enumerate() {
+            if i > 0 {
+                tokio::time::sleep(batch.sleep).await;
+            }
+            let part = call.clone().with_targets(Targets::Nodes(chunk.to_vec()));
+            let outcome = self.send_once(&part, on_reply).await?;
+            match &mut combined {
+                None => combined = Some(outcome),
+                Some(all) => {
+                    all.responses.extend(outcome.responses);
+                    all.missing.extend(outcome.missing);
+                    all.bad_replies += outcome.bad_replies;
+                }
+            }
+        }
+        let mut outcome = combined.expect("more nodes than one batch holds");
+        outcome.expected = Some(nodes.clone());
+        outcome.missing.sort();
+        outcome.elapsed = started.elapsed();
+        Ok(outcome)
+    }
+
+    /// Signs and publishes one request, then collects its replies.
+    async fn send_once(
         &self,
         call: &Call,
         on_reply: &mut dyn FnMut(&Response),

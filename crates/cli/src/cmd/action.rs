@@ -31,7 +31,16 @@ pub async fn run(
     default_timeout: Duration,
 ) -> anyhow::Result<u8> {
     let Some((client, outcome)) = call(common, agent, action, data, default_timeout).await? else {
-        return Ok(super::EXIT_PARTIAL);
+        let mut out = std::io::stdout();
+        render::machine_output(
+            &mut out,
+            common,
+            agent,
+            action,
+            &render::nothing_sent(),
+            &[],
+        )?;
+        return Ok(super::EXIT_NO_NODES);
     };
     print(&client, common, agent, action, &outcome, line)?;
     Ok(super::rpc::exit_code(&outcome))
@@ -56,8 +65,8 @@ pub async fn call(
     Ok(outcome.map(|outcome| (client, outcome)))
 }
 
-/// One line per node (sorted), the DDL's summaries and the statistics;
-/// or everything as JSON.
+/// One line per node (sorted; `--display` picks whose), the DDL's
+/// summaries and the statistics; or the `--json` document or `--jsonl`.
 pub fn print(
     client: &Client,
     common: &Common,
@@ -67,16 +76,21 @@ pub fn print(
     line: Line<'_>,
 ) -> anyhow::Result<()> {
     let mut out = std::io::stdout();
-    if common.json {
-        let results = render::json_results(agent, action, outcome);
-        writeln!(out, "{}", serde_json::to_string_pretty(&results)?)?;
+    let filter = common.reply_filter()?;
+    let kept = render::kept(outcome, agent, action, filter.as_ref());
+    if render::machine_output(&mut out, common, agent, action, outcome, &kept)? {
         return Ok(());
     }
+    let style = render::Style::for_stdout();
     let ddl = muster_client::ddls::ddl_for(client.config(), agent)
         .ok()
         .flatten();
     let ddl_action = ddl.as_ref().and_then(|d| d.action(action));
-    let mut responses: Vec<&Response> = outcome.responses.iter().collect();
+    let mut responses: Vec<&Response> = kept
+        .iter()
+        .copied()
+        .filter(|r| render::shown(common.display, ddl_action, r))
+        .collect();
     responses.sort_by(|a, b| a.identity().cmp(b.identity()));
     let width = responses
         .iter()
@@ -95,13 +109,19 @@ pub fn print(
             (Line::Format(format), true) => format(&reply.data),
             _ => reply.statusmsg.clone(),
         };
-        writeln!(out, "   {:>width$}: {text}", response.identity())?;
+        let text = format!("   {:>width$}: {text}", response.identity());
+        if reply.statuscode.is_ok() {
+            writeln!(out, "{text}")?;
+        } else {
+            writeln!(out, "{}", style.failed(&text))?;
+        }
     }
     writeln!(out)?;
     if let Some(ddl_action) = ddl_action {
-        render::summaries(&mut out, ddl_action, outcome)?;
+        render::summaries(&mut out, ddl_action, &kept, style)?;
     }
-    render::rpc_summary(&mut out, outcome)?;
+    let matched = filter.is_some().then_some(kept.len());
+    render::rpc_stats(&mut out, outcome, matched, common.verbose, style)?;
     Ok(())
 }
 

@@ -63,8 +63,14 @@ async fn demo(args: &Args, dir: &Path) -> anyhow::Result<u8> {
         timeout: None,
         discovery_timeout: 2.0,
         json: false,
+        jsonl: false,
+        display: None,
+        filter_replies: None,
+        no_progress: false,
+        verbose: false,
         selectors,
         discovery: Default::default(),
+        batching: Default::default(),
     };
 
     println!("$ mco ping");

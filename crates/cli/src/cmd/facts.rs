@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::Duration;
 
-use muster_client::{Call, Outcome};
+use muster_client::{Call, Response};
 use serde_json::{Map, Value};
 
 use crate::args::Common;
@@ -40,36 +40,56 @@ pub async fn run(args: Args) -> anyhow::Result<u8> {
     let Some(outcome) =
         super::rpc::discover_and_call(&client, &args.common, call, Duration::from_secs(10)).await?
     else {
-        return Ok(super::EXIT_PARTIAL);
+        let mut out = std::io::stdout();
+        render::machine_output(
+            &mut out,
+            &args.common,
+            "rpcutil",
+            "get_fact",
+            &render::nothing_sent(),
+            &[],
+        )?;
+        return Ok(super::EXIT_NO_NODES);
     };
+    let filter = args.common.reply_filter()?;
+    let kept = render::kept(&outcome, "rpcutil", "get_fact", filter.as_ref());
     let mut out = std::io::stdout().lock();
-    let values = distribution(&outcome);
+    let values = distribution(&kept);
     if args.common.json {
+        // The common document, with the distribution as "values".
+        let mut document = render::json_document("rpcutil", "get_fact", &outcome, &kept);
         let map: Map<String, Value> = values
             .iter()
             .map(|(value, nodes)| (value.clone(), Value::from(nodes.clone())))
             .collect();
-        writeln!(out, "{}", serde_json::to_string_pretty(&map)?)?;
-    } else {
+        document["values"] = Value::Object(map);
+        writeln!(out, "{}", serde_json::to_string_pretty(&document)?)?;
+    } else if !render::machine_output(
+        &mut out,
+        &args.common,
+        "rpcutil",
+        "get_fact",
+        &outcome,
+        &kept,
+    )? {
+        let style = render::Style::for_stdout();
         report(&mut out, fact, &values)?;
         writeln!(out)?;
-        render::rpc_summary(&mut out, &outcome)?;
-        for failed in outcome.failed() {
-            writeln!(out, "    {}: {}", failed.identity(), failed.reply.statusmsg)?;
+        for failed in kept.iter().filter(|r| !r.reply.statuscode.is_ok()) {
+            let line = format!("    {}: {}", failed.identity(), failed.reply.statusmsg);
+            writeln!(out, "{}", style.failed(&line))?;
         }
+        let matched = filter.is_some().then_some(kept.len());
+        render::rpc_stats(&mut out, &outcome, matched, args.common.verbose, style)?;
     }
     Ok(super::rpc::exit_code(&outcome))
 }
 
 /// Each value with the nodes that have it, sorted by value (numerically
 /// when both are numbers), nodes sorted by name.
-pub fn distribution(outcome: &Outcome) -> Vec<(String, Vec<String>)> {
+pub fn distribution(responses: &[&Response]) -> Vec<(String, Vec<String>)> {
     let mut by_value: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for response in outcome
-        .responses
-        .iter()
-        .filter(|r| r.reply.statuscode.is_ok())
-    {
+    for response in responses.iter().filter(|r| r.reply.statuscode.is_ok()) {
         let value = match response.reply.data.get("value") {
             None | Some(Value::Null) => MISSING.to_string(),
             Some(Value::String(s)) => s.clone(),

@@ -44,7 +44,7 @@ pub async fn run(args: Args) -> anyhow::Result<u8> {
     }
     out.flush()?;
     Ok(if nodes.is_empty() {
-        super::EXIT_PARTIAL
+        super::EXIT_NO_NODES
     } else {
         super::EXIT_OK
     })

@@ -31,10 +31,11 @@ pub async fn run(args: Args) -> anyhow::Result<u8> {
     let Some(outcome) =
         super::rpc::discover_and_call(&client, &args.common, call, Duration::from_secs(10)).await?
     else {
-        return Ok(super::EXIT_PARTIAL);
+        return Ok(super::EXIT_NO_NODES);
     };
-    let mut answered: Vec<(NodeRecord, &Value)> = outcome
-        .responses
+    let reply_filter = args.common.reply_filter()?;
+    let kept = crate::render::kept(&outcome, "rpcutil", "inventory", reply_filter.as_ref());
+    let mut answered: Vec<(NodeRecord, &Value)> = kept
         .iter()
         .filter(|r| r.reply.statuscode.is_ok())
         .map(|r| {
@@ -46,7 +47,16 @@ pub async fn run(args: Args) -> anyhow::Result<u8> {
         .collect();
     answered.sort_by(|(a, _), (b, _)| a.identity.cmp(&b.identity));
     let mut out = std::io::stdout().lock();
-    if args.common.json {
+    if args.common.jsonl {
+        crate::render::machine_output(
+            &mut out,
+            &args.common,
+            "rpcutil",
+            "inventory",
+            &outcome,
+            &kept,
+        )?;
+    } else if args.common.json {
         let records: Vec<&NodeRecord> = answered.iter().map(|(record, _)| record).collect();
         writeln!(out, "{}", serde_json::to_string_pretty(&records)?)?;
     } else {
@@ -71,10 +81,13 @@ pub async fn run(args: Args) -> anyhow::Result<u8> {
         for (record, data) in &answered {
             render(&mut out, record, data, stats.get(&record.identity))?;
         }
-        for failed in outcome.failed() {
-            writeln!(out, "{}: {}", failed.identity(), failed.reply.statusmsg)?;
+        let style = crate::render::Style::for_stdout();
+        for failed in kept.iter().filter(|r| !r.reply.statuscode.is_ok()) {
+            let line = format!("{}: {}", failed.identity(), failed.reply.statusmsg);
+            writeln!(out, "{}", style.failed(&line))?;
         }
-        crate::render::no_responses(&mut out, &outcome.missing)?;
+        let matched = reply_filter.is_some().then_some(kept.len());
+        crate::render::rpc_stats(&mut out, &outcome, matched, args.common.verbose, style)?;
     }
     Ok(super::rpc::exit_code(&outcome))
 }

@@ -2,11 +2,14 @@
 
 pub mod action;
 pub mod broker;
+pub mod completion;
 pub mod demo;
+pub mod external;
 pub mod facts;
 pub mod filemgr;
 pub mod find;
 pub mod fleet;
+pub mod help;
 pub mod inventory;
 pub mod package;
 pub mod ping;
@@ -16,12 +19,21 @@ pub mod rpc;
 pub mod server;
 pub mod service;
 
-/// Every addressed node answered and none failed.
+// Exit codes a script can rely on (README, docs/output.md). When some
+// nodes failed and others did not answer, "failed" wins.
+
+/// Every addressed node answered, and none failed.
 pub const EXIT_OK: u8 = 0;
-/// Some node failed, did not answer, or none matched.
-pub const EXIT_PARTIAL: u8 = 1;
-/// Bad usage, config, or no broker: nothing was done.
+/// Some node answered with a failure (status not 0).
+pub const EXIT_FAILED: u8 = 1;
+/// Another name for [`EXIT_FAILED`], for applications that only tell OK from not.
+pub const EXIT_PARTIAL: u8 = EXIT_FAILED;
+/// Bad usage, validation or config, or no broker: nothing was done.
 pub const EXIT_ERROR: u8 = 2;
+/// Some addressed node did not answer (and none failed).
+pub const EXIT_NO_REPLY: u8 = 3;
+/// No node matched: nothing was sent.
+pub const EXIT_NO_NODES: u8 = 4;
 
 /// Waits for Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {

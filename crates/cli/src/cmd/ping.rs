@@ -24,7 +24,8 @@ pub async fn run(args: Args) -> anyhow::Result<u8> {
 /// Pings with a broadcast and stops when the replies go quiet (or at
 /// `-t`, 2 s by default, like MCollective's discovery). With another
 /// discovery method, pings exactly the nodes it names, directly, and lists
-/// those that do not answer.
+/// those that do not answer. Lines (or `--jsonl` objects) print as
+/// replies arrive.
 pub async fn ping(
     client: &Client,
     common: &Common,
@@ -32,13 +33,15 @@ pub async fn ping(
     out: &mut dyn Write,
 ) -> anyhow::Result<u8> {
     let discovery = common.discovery.discovery()?;
+    let reply_filter = common.reply_filter()?;
     let targets = if discovery.is_broadcast() {
         Targets::Broadcast
     } else {
         let nodes = common.discover(client, &filter, &discovery).await?;
         if nodes.is_empty() {
             eprintln!("No request sent, we did not discover any nodes.");
-            return Ok(super::EXIT_PARTIAL);
+            render::machine_output(out, common, "rpcutil", "ping", &render::nothing_sent(), &[])?;
+            return Ok(super::EXIT_NO_NODES);
         }
         Targets::Nodes(nodes)
     };
@@ -47,29 +50,44 @@ pub async fn ping(
         .with_targets(targets)
         .with_timeout(common.timeout_or(Duration::from_secs(2))?);
     call.collective = common.selectors.target.clone();
-    let json = common.json;
+    let text = !common.json && !common.jsonl;
     let outcome = client
         .call(&call, |response| {
-            if !json {
+            let reply = render::reply_json("rpcutil", "ping", response);
+            if !reply_filter
+                .as_ref()
+                .is_none_or(|f| f.keeps(&reply).unwrap_or(false))
+            {
+                return;
+            }
+            if text {
                 let _ = render::ping_line(out, response);
+            } else if common.jsonl {
+                let _ = writeln!(out, "{reply}").and_then(|_| out.flush());
             }
         })
         .await?;
-    if json {
-        let nodes: Vec<_> = outcome
-            .responses
-            .iter()
-            .map(|r| serde_json::json!({"sender": r.identity(), "rtt_ms": r.rtt.as_secs_f64() * 1000.0}))
-            .collect();
-        writeln!(out, "{}", serde_json::to_string_pretty(&nodes)?)?;
+    let kept = render::kept(&outcome, "rpcutil", "ping", reply_filter.as_ref());
+    if common.json {
+        render::machine_output(out, common, "rpcutil", "ping", &outcome, &kept)?;
+    } else if common.jsonl {
+        // The reply lines went out as they arrived.
+        let statistics =
+            serde_json::json!({"statistics": render::statistics_json(&outcome, kept.len())});
+        writeln!(out, "{statistics}")?;
     } else {
-        render::ping_summary(out, &outcome)?;
+        let style = render::Style::for_stdout();
+        render::ping_summary(out, &outcome, &kept, common.verbose, style)?;
     }
-    Ok(
-        if outcome.responses.is_empty() || !outcome.missing.is_empty() {
-            super::EXIT_PARTIAL
-        } else {
-            super::EXIT_OK
-        },
-    )
+    Ok(exit_code(&outcome))
+}
+
+/// Ping's exit code: nobody answering means no node matched; a directed
+/// ping with silent nodes is "some did not answer".
+fn exit_code(outcome: &muster_client::Outcome) -> u8 {
+    if outcome.responses.is_empty() && outcome.expected.is_none() {
+        super::EXIT_NO_NODES
+    } else {
+        super::rpc::exit_code(outcome)
+    }
 }

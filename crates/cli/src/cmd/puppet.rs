@@ -240,10 +240,11 @@ async fn count(common: &Common) -> anyhow::Result<u8> {
     )
     .await?
     else {
-        return Ok(super::EXIT_PARTIAL);
+        return Ok(super::EXIT_NO_NODES);
     };
-    let ok: Vec<&Value> = outcome
-        .responses
+    let filter = common.reply_filter()?;
+    let kept = crate::render::kept(&outcome, "puppet", "status", filter.as_ref());
+    let ok: Vec<&Value> = kept
         .iter()
         .filter(|r| r.reply.statuscode.is_ok())
         .map(|r| &r.reply.data)
@@ -253,7 +254,10 @@ async fn count(common: &Common) -> anyhow::Result<u8> {
             .filter(|d| d.get(key).and_then(Value::as_bool) == Some(want))
             .count()
     };
-    if common.json {
+    if common.jsonl {
+        let mut out = std::io::stdout();
+        crate::render::machine_output(&mut out, common, "puppet", "status", &outcome, &kept)?;
+    } else if common.json {
         let counts = json!({
             "total": ok.len(),
             "enabled": with("enabled", true),
@@ -277,14 +281,20 @@ async fn count(common: &Common) -> anyhow::Result<u8> {
             with("applying", true)
         );
         println!("       Nodes currently idling: {}", with("idling", true));
-        let failed = outcome.responses.len() - ok.len();
+        let failed = kept.len() - ok.len();
         if failed > 0 {
             println!("\n{failed} nodes could not report their Puppet status");
         }
-        if !outcome.missing.is_empty() {
-            let mut out = std::io::stdout();
-            crate::render::no_responses(&mut out, &outcome.missing)?;
-        }
+        println!();
+        let matched = filter.is_some().then_some(kept.len());
+        let style = crate::render::Style::for_stdout();
+        crate::render::rpc_stats(
+            &mut std::io::stdout(),
+            &outcome,
+            matched,
+            common.verbose,
+            style,
+        )?;
     }
     Ok(super::rpc::exit_code(&outcome))
 }
@@ -305,7 +315,7 @@ async fn runall(common: &Common, concurrency: usize, run: &RunOptions) -> anyhow
     let nodes = common.discover(&client, &filter, &discovery).await?;
     if nodes.is_empty() {
         eprintln!("No request sent, we did not discover any nodes.");
-        return Ok(super::EXIT_PARTIAL);
+        return Ok(super::EXIT_NO_NODES);
     }
     let per_node = common.timeout_or(RUN_TIMEOUT)?;
     let started = Instant::now();
@@ -383,7 +393,7 @@ async fn runall(common: &Common, concurrency: usize, run: &RunOptions) -> anyhow
     Ok(if failed == 0 {
         super::EXIT_OK
     } else {
-        super::EXIT_PARTIAL
+        super::EXIT_FAILED
     })
 }
 

@@ -35,39 +35,50 @@ pub async fn run(args: Args) -> anyhow::Result<u8> {
     rpc(&client, &args.common, call, &mut std::io::stdout()).await
 }
 
-/// Discovers, runs the call, prints each result and the summary.
+/// Discovers, runs the call, and prints the kept replies (`--display`
+/// picks whose), the DDL's summaries and the statistics; or the `--json`
+/// document, or `--jsonl` lines.
 pub async fn rpc(
     client: &Client,
     common: &Common,
     call: Call,
     out: &mut dyn Write,
 ) -> anyhow::Result<u8> {
+    let filter = common.reply_filter()?;
     let Some(outcome) =
         discover_and_call(client, common, call.clone(), Duration::from_secs(10)).await?
     else {
-        return Ok(super::EXIT_PARTIAL);
+        render::machine_output(
+            out,
+            common,
+            &call.agent,
+            &call.action,
+            &render::nothing_sent(),
+            &[],
+        )?;
+        return Ok(super::EXIT_NO_NODES);
     };
-    if common.json {
-        let results = render::json_results(&call.agent, &call.action, &outcome);
-        writeln!(out, "{}", serde_json::to_string_pretty(&results)?)?;
-    } else {
-        let ddl = muster_client::ddls::ddl_for(client.config(), &call.agent)
-            .ok()
-            .flatten();
-        let action = ddl.as_ref().and_then(|d| d.action(&call.action));
-        writeln!(out)?;
-        for response in outcome
-            .responses
-            .iter()
-            .filter(|r| render::shown(action, r))
-        {
-            render::rpc_result(out, response, action)?;
-        }
-        if let Some(action) = action {
-            render::summaries(out, action, &outcome)?;
-        }
-        render::rpc_summary(out, &outcome)?;
+    let kept = render::kept(&outcome, &call.agent, &call.action, filter.as_ref());
+    if render::machine_output(out, common, &call.agent, &call.action, &outcome, &kept)? {
+        return Ok(exit_code(&outcome));
     }
+    let style = render::Style::for_stdout();
+    let ddl = muster_client::ddls::ddl_for(client.config(), &call.agent)
+        .ok()
+        .flatten();
+    let action = ddl.as_ref().and_then(|d| d.action(&call.action));
+    writeln!(out)?;
+    for response in kept
+        .iter()
+        .filter(|r| render::shown(common.display, action, r))
+    {
+        render::rpc_result(out, response, action, style)?;
+    }
+    if let Some(action) = action {
+        render::summaries(out, action, &kept, style)?;
+    }
+    let matched = filter.is_some().then_some(kept.len());
+    render::rpc_stats(out, &outcome, matched, common.verbose, style)?;
     Ok(exit_code(&outcome))
 }
 
@@ -89,22 +100,25 @@ pub fn validate(
     Ok(())
 }
 
-/// OK when every addressed node answered and none failed.
+/// The exit code for everyone who answered (whatever `--filter-replies`
+/// kept): failures win over missing replies.
 pub fn exit_code(outcome: &Outcome) -> u8 {
-    if outcome.missing.is_empty()
-        && outcome.failed().next().is_none()
-        && !outcome.responses.is_empty()
-    {
-        super::EXIT_OK
+    if outcome.failed().next().is_some() {
+        super::EXIT_FAILED
+    } else if !outcome.missing.is_empty() {
+        super::EXIT_NO_REPLY
+    } else if outcome.responses.is_empty() {
+        super::EXIT_NO_NODES
     } else {
-        super::EXIT_PARTIAL
+        super::EXIT_OK
     }
 }
 
 /// Finds the nodes with the chosen discovery method (unless the filter
-/// names exact identities and discovery is broadcast), then runs `call` on
-/// exactly those, showing progress on a terminal. `None` when nothing was
-/// discovered, which has been said on stderr.
+/// names exact identities and discovery is broadcast), keeps the random
+/// subset `--limit-nodes`/`--one` ask for, then runs `call` on exactly those,
+/// `--batch` nodes at a time if asked, showing progress on a terminal.
+/// `None` when nothing was discovered, which has been said on stderr.
 pub async fn discover_and_call(
     client: &Client,
     common: &Common,
@@ -129,13 +143,17 @@ pub async fn discover_and_call(
         eprintln!("No request sent, we did not discover any nodes.");
         return Ok(None);
     }
+    // --limit-nodes/--one: the request goes to, and the statistics count,
+    // only the chosen nodes.
+    let nodes = common.batching.choose(nodes);
+    call.batch = common.batching.batch();
     call.targets = Targets::Nodes(nodes);
     let expected = match &call.targets {
         Targets::Nodes(nodes) => Some(nodes.len()),
         _ => None,
     };
-    let bar = render::progress(expected, common.json);
-    let mut outcome = client.call(&call, |_| bar.inc(1)).await?;
+    let bar = render::replies(expected, common, &call);
+    let mut outcome = client.call(&call, |response| bar.reply(response)).await?;
     outcome.discovery = outcome.discovery.or(discovered);
     bar.finish_and_clear();
     Ok(Some(outcome))

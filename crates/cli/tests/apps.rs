@@ -4,10 +4,10 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
 
-use muster_testkit::{stderr, stdout, BrokerKind, Caller, TestBroker};
+use muster_testkit::{stderr, stdout, BrokerKind, Caller, FleetProcess, TestBroker};
 
 const MCO: &str = env!("CARGO_BIN_EXE_mco");
 const APPS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/apps");
@@ -42,50 +42,12 @@ fn script(dir: &Path, name: &str, body: &str) {
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
 }
 
-/// `mco fleet` as a child process, killed when dropped.
-struct FleetProcess(Child);
-
-impl Drop for FleetProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hello_from_path_greets_every_node() {
     let broker = TestBroker::start(BrokerKind::Embedded).await;
     let caller = Caller::new("tester");
     let config = caller.client_config(&broker.url()).display().to_string();
-    let _fleet = FleetProcess(
-        Command::new(MCO)
-            .args([
-                "fleet",
-                "--nodes",
-                "5",
-                "--server",
-                &broker.url(),
-                "--trusted-keys",
-            ])
-            .arg(caller.trusted_keys())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("cannot start mco fleet"),
-    );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let found = mco(&["find", "--config", &config]).await;
-        if stdout(&found).lines().count() == 5 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the fleet did not answer within 20 s: {}",
-            stderr(&found)
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let _fleet = FleetProcess::start(MCO, &broker.url(), &caller, 5).await;
 
     let apps = Path::new(APPS);
     // The config given before the name reaches the application as MCO_CONFIG.

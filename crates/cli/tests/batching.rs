@@ -2,25 +2,15 @@
 //! binary against a simulated fleet (`mco fleet`) on a test broker.
 
 use std::collections::BTreeSet;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
-use muster_testkit::{stderr, stdout, BrokerKind, Caller, TestBroker};
+use muster_testkit::{stderr, stdout, BrokerKind, Caller, FleetProcess, TestBroker};
 
 const MCO: &str = env!("CARGO_BIN_EXE_mco");
 
 async fn mco(args: &[&str]) -> Output {
     muster_testkit::run_mco(MCO, args).await
-}
-
-/// `mco fleet` as a child process, killed when dropped.
-struct FleetProcess(Child);
-
-impl Drop for FleetProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// Every `sender` in `--json` output, wherever the document puts the
@@ -50,36 +40,8 @@ async fn limits_and_batches_from_the_command_line() {
     let broker = TestBroker::start(BrokerKind::Embedded).await;
     let caller = Caller::new("tester");
     let config = caller.client_config(&broker.url()).display().to_string();
-    let _fleet = FleetProcess(
-        Command::new(MCO)
-            .args([
-                "fleet",
-                "--nodes",
-                "20",
-                "--server",
-                &broker.url(),
-                "--trusted-keys",
-            ])
-            .arg(caller.trusted_keys())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("cannot start mco fleet"),
-    );
+    let _fleet = FleetProcess::start(MCO, &broker.url(), &caller, 20).await;
     let c = config.as_str();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let found = mco(&["find", "--config", c]).await;
-        if stdout(&found).lines().count() == 20 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the fleet did not answer within 20 s: {}",
-            stderr(&found)
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 
     let ping = ["rpc", "rpcutil", "ping", "--config", c];
     for (flags, hosts) in [

@@ -1,10 +1,9 @@
 //! End to end: the real `mco` binary's discovery applications against a
 //! simulated fleet (`mco fleet`) on a test broker.
 
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Output;
 
-use muster_testkit::{stderr, stdout, BrokerKind, Caller, TestBroker};
+use muster_testkit::{stderr, stdout, BrokerKind, Caller, FleetProcess, TestBroker};
 
 const MCO: &str = env!("CARGO_BIN_EXE_mco");
 
@@ -12,51 +11,13 @@ async fn mco(args: &[&str]) -> Output {
     muster_testkit::run_mco(MCO, args).await
 }
 
-/// `mco fleet` as a child process, killed when dropped.
-struct FleetProcess(Child);
-
-impl Drop for FleetProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn find_facts_inventory_and_flatfile_from_the_command_line() {
     let broker = TestBroker::start(BrokerKind::Embedded).await;
     let caller = Caller::new("tester");
     let config = caller.client_config(&broker.url()).display().to_string();
-    let _fleet = FleetProcess(
-        Command::new(MCO)
-            .args([
-                "fleet",
-                "--nodes",
-                "20",
-                "--server",
-                &broker.url(),
-                "--trusted-keys",
-            ])
-            .arg(caller.trusted_keys())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("cannot start mco fleet"),
-    );
+    let _fleet = FleetProcess::start(MCO, &broker.url(), &caller, 20).await;
     let c = config.as_str();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let found = mco(&["find", "--config", c]).await;
-        if stdout(&found).lines().count() == 20 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the fleet did not answer within 20 s: {}",
-            stderr(&found)
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 
     // Roles cycle web, db, cache, app, lb by n % 5: db is 1, 6, 11, 16.
     let found = mco(&["find", "--config", c, "-F", "role=db"]).await;

@@ -6,26 +6,15 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
 
-use muster_testkit::{stderr, stdout, BrokerKind, Caller, TestBroker};
+use muster_testkit::{stderr, stdout, BrokerKind, Caller, FleetProcess, TestBroker};
 use serde_json::{json, Value};
 
 const MCO: &str = env!("CARGO_BIN_EXE_mco");
 
 async fn mco(args: &[&str]) -> Output {
     muster_testkit::run_mco(MCO, args).await
-}
-
-/// `mco fleet` as a child process, killed when dropped.
-struct FleetProcess(Child);
-
-impl Drop for FleetProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// A broker and 20 simulated nodes: roles cycle web, db, cache, app, lb by
@@ -42,29 +31,7 @@ impl Fleet {
         let broker = TestBroker::start(BrokerKind::Embedded).await;
         let caller = Caller::new("tester");
         let config = caller.client_config(&broker.url()).display().to_string();
-        let fleet = FleetProcess(
-            Command::new(MCO)
-                .args(["fleet", "--nodes", "20", "--server", &broker.url()])
-                .arg("--trusted-keys")
-                .arg(caller.trusted_keys())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("cannot start mco fleet"),
-        );
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let found = mco(&["find", "--config", &config]).await;
-            if stdout(&found).lines().count() == 20 {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the fleet did not answer within 20 s: {}",
-                stderr(&found)
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        let fleet = FleetProcess::start(MCO, &broker.url(), &caller, 20).await;
         Fleet {
             _fleet: fleet,
             _broker: broker,

@@ -225,6 +225,52 @@ pub fn stderr(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// `mco fleet` as a child process: `nodes` simulated nodes that trust
+/// `caller`, killed when dropped.
+pub struct FleetProcess(Child);
+
+impl FleetProcess {
+    /// Starts the fleet and waits (at most 20 s) until `mco find` sees every node.
+    pub async fn start(mco: &str, broker_url: &str, caller: &Caller, nodes: usize) -> FleetProcess {
+        let child = Command::new(mco)
+            .args([
+                "fleet",
+                "--nodes",
+                &nodes.to_string(),
+                "--server",
+                broker_url,
+                "--trusted-keys",
+            ])
+            .arg(caller.trusted_keys())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cannot start mco fleet");
+        let fleet = FleetProcess(child);
+        let config = caller.client_config(broker_url).display().to_string();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let found = run_mco(mco, &["find", "--config", &config]).await;
+            if stdout(&found).lines().count() == nodes {
+                return fleet;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the fleet did not answer within 20 s: {}",
+                stderr(&found)
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+impl Drop for FleetProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// One node's setup for an `mco server` process.
 pub struct NodeSetup<'a> {
     pub identity: &'a str,

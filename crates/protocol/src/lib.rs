@@ -28,6 +28,7 @@ mod envelope;
 mod filter;
 mod message;
 pub mod subject;
+pub mod time;
 
 pub use envelope::{Envelope, EnvelopeError, KeyPair, PublicKey};
 pub use filter::{

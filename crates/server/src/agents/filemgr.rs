@@ -9,7 +9,7 @@
 //! on the blocking pool.
 
 use std::ffi::CString;
-use std::io::{ErrorKind, Read};
+use std::io::ErrorKind;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
@@ -17,7 +17,7 @@ use std::sync::Arc;
 use muster_protocol::ddl::Ddl;
 use muster_protocol::{Request, StatusCode};
 use serde_json::{json, Map, Value};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
 use crate::agent::{ready, ActionError, ActionFuture, Agent};
 use crate::{Node, ServerConfig};
@@ -185,7 +185,8 @@ fn status(file: &str) -> Result<Value, ActionError> {
     result.insert("owner".into(), json!(name_of("/etc/passwd", uid)));
     result.insert("group".into(), json!(name_of("/etc/group", gid)));
     let sha256 = if result.get("type") == Some(&json!("file")) {
-        json!(sha256_file(Path::new(file)).map_err(|e| aborted(format!("{file}: sha256: {e}")))?)
+        json!(crate::data::hash_file::<Sha256>(Path::new(file))
+            .map_err(|e| aborted(format!("{file}: sha256: {e}")))?)
     } else {
         json!(0)
     };
@@ -210,25 +211,6 @@ fn lookup_name(text: &str, id: u64) -> Option<String> {
         let number: u64 = fields.next()?.trim().parse().ok()?;
         (number == id && !name.is_empty()).then(|| name.to_string())
     })
-}
-
-fn sha256_file(path: &Path) -> std::io::Result<String> {
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 64 << 10];
-    loop {
-        match file.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => hasher.update(&buf[..n]),
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
 }
 
 fn touch(file: &str) -> Result<Value, ActionError> {

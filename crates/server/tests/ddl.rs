@@ -23,13 +23,7 @@ fn object(value: &Value) -> Map<String, Value> {
 
 /// Sends one signed rpcutil request and returns the node's reply.
 async fn call(node: &Node, keys: &KeyPair, action: &str, inputs: &Value) -> Reply {
-    let request = Request::new("client1", "user=alice", "mcollective", "rpcutil", action)
-        .with_data(object(inputs));
-    let payload = keys.sign(&request).expect("signs").to_bytes();
-    match node.handle(&payload).await {
-        Outcome::Reply { reply, .. } => reply,
-        other => panic!("{action} {inputs}: expected a reply, got {other:?}"),
-    }
+    muster_testkit::ask(node, keys, "rpcutil", action, inputs.clone()).await
 }
 
 #[tokio::test]

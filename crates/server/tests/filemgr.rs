@@ -6,9 +6,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use muster_protocol::config::Config;
-use muster_protocol::{KeyPair, Reply, Request, StatusCode};
+use muster_protocol::{KeyPair, Reply, StatusCode};
 use muster_server::fleet::simulated_node;
-use muster_server::node::Outcome;
 use muster_server::{Node, ServerConfig, TrustStore};
 use serde_json::{json, Value};
 
@@ -28,14 +27,7 @@ impl Harness {
     }
 
     async fn call(&self, action: &str, inputs: Value) -> Reply {
-        let data = inputs.as_object().cloned().expect("inputs are an object");
-        let request =
-            Request::new("client1", "user=alice", "mcollective", "filemgr", action).with_data(data);
-        let envelope = self.caller.sign(&request).expect("signs");
-        match self.node.handle(&envelope.to_bytes()).await {
-            Outcome::Reply { reply, .. } => reply,
-            other => panic!("expected a reply, got {other:?}"),
-        }
+        muster_testkit::ask(&self.node, &self.caller, "filemgr", action, inputs).await
     }
 
     async fn on(&self, action: &str, file: &Path) -> Reply {

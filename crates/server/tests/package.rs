@@ -14,9 +14,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use muster_protocol::config::Config;
-use muster_protocol::{KeyPair, Reply, Request, StatusCode};
+use muster_protocol::{KeyPair, Reply, StatusCode};
 use muster_server::fleet::simulated_node;
-use muster_server::node::Outcome;
 use muster_server::{Agent, Node, ServerConfig, TrustStore};
 use muster_testkit::apt::{dpkg_version, is_root, PurgeOnDrop, Repository, PACKAGE, PAYLOAD};
 use serde_json::{json, Value};
@@ -39,14 +38,7 @@ impl Harness {
     }
 
     async fn call(&self, action: &str, inputs: Value) -> Reply {
-        let data = inputs.as_object().cloned().expect("inputs are an object");
-        let request =
-            Request::new("client1", "user=alice", "mcollective", "package", action).with_data(data);
-        let envelope = self.caller.sign(&request).expect("signs");
-        match self.node.handle(&envelope.to_bytes()).await {
-            Outcome::Reply { reply, .. } => reply,
-            other => panic!("expected a reply, got {other:?}"),
-        }
+        muster_testkit::ask(&self.node, &self.caller, "package", action, inputs).await
     }
 
     /// Runs `action` on the test package and insists it succeeded.

@@ -11,12 +11,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use muster_protocol::config::Config;
-use muster_protocol::{KeyPair, Reply, Request, StatusCode};
+use muster_protocol::{KeyPair, Reply, StatusCode};
 use muster_server::agents::Puppet;
 use muster_server::fleet::simulated_node;
-use muster_server::node::Outcome;
 use muster_server::{Node, TrustStore};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 const PUPPET: &str = "/usr/bin/puppet";
 const NOT_INSTALLED: &str = "puppet is not installed on this node";
@@ -73,17 +72,7 @@ impl Fixture {
     }
 
     async fn call(&self, action: &str, inputs: Value) -> Reply {
-        let data: Map<String, Value> = match inputs {
-            Value::Object(map) => map,
-            other => panic!("inputs must be an object, not {other}"),
-        };
-        let request =
-            Request::new("client1", "user=alice", "mcollective", "puppet", action).with_data(data);
-        let envelope = self.caller.sign(&request).expect("sign");
-        match self.node.handle(&envelope.to_bytes()).await {
-            Outcome::Reply { reply, .. } => reply,
-            other => panic!("expected a reply, got {other:?}"),
-        }
+        muster_testkit::ask(&self.node, &self.caller, "puppet", action, inputs).await
     }
 
     async fn ok(&self, action: &str, inputs: Value) -> Value {

@@ -6,10 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use muster_protocol::config::Config;
-use muster_protocol::{KeyPair, Reply, Request, StatusCode};
+use muster_protocol::{KeyPair, Reply, StatusCode};
 use muster_server::agents::Service;
 use muster_server::fleet::simulated_node;
-use muster_server::node::Outcome;
 use muster_server::{Node, TrustStore};
 use serde_json::{json, Value};
 
@@ -106,15 +105,14 @@ impl Fixture {
     }
 
     async fn call(&self, action: &str, service: &str) -> Reply {
-        let mut data = serde_json::Map::new();
-        data.insert("service".into(), json!(service));
-        let request =
-            Request::new("client1", "user=alice", "mcollective", "service", action).with_data(data);
-        let envelope = self.caller.sign(&request).expect("sign");
-        match self.node.handle(&envelope.to_bytes()).await {
-            Outcome::Reply { reply, .. } => reply,
-            other => panic!("expected a reply, got {other:?}"),
-        }
+        muster_testkit::ask(
+            &self.node,
+            &self.caller,
+            "service",
+            action,
+            json!({ "service": service }),
+        )
+        .await
     }
 
     /// Calls and expects success with `status`.

@@ -225,6 +225,32 @@ pub fn stderr(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// Signs a request for `agent action` with `inputs` (a JSON object) as
+/// `caller`, hands it to `node` as the broker would, and returns the reply.
+pub async fn ask(
+    node: &muster_server::Node,
+    caller: &KeyPair,
+    agent: &str,
+    action: &str,
+    inputs: serde_json::Value,
+) -> muster_protocol::Reply {
+    let data = match inputs {
+        serde_json::Value::Object(map) => map,
+        other => panic!("inputs must be a JSON object, not {other}"),
+    };
+    let request =
+        muster_protocol::Request::new("client1", "user=alice", "mcollective", agent, action)
+            .with_data(data);
+    let envelope = caller.sign(&request).expect("a request signs");
+    match node.handle(&envelope.to_bytes()).await {
+        muster_server::node::Outcome::Reply { reply, .. } => {
+            assert_eq!(reply.request_id, request.id);
+            reply
+        }
+        other => panic!("{agent} {action}: expected a reply, got {other:?}"),
+    }
+}
+
 /// `mco fleet` as a child process: `nodes` simulated nodes that trust
 /// `caller`, killed when dropped.
 pub struct FleetProcess(Child);

@@ -38,6 +38,10 @@ pub struct ServerConfig {
     pub trusted_keys: Option<PathBuf>,
     /// The longest ttl a request may ask for; bounds the replay memory.
     pub max_ttl: u64,
+    /// Authorization: `plugin.actionpolicy.*`.
+    pub actionpolicy: crate::policy::Settings,
+    /// The audit log, when `rpcaudit` is on.
+    pub rpcaudit: Option<crate::audit::Settings>,
     /// Every setting as written, for agents' own `plugin.<agent>.*` keys.
     pub settings: Config,
 }
@@ -155,6 +159,8 @@ impl ServerConfig {
                 .get("plugin.security.trusted_keys")
                 .map(PathBuf::from),
             max_ttl: config.number("plugin.security.max_ttl")?.unwrap_or(86_400),
+            actionpolicy: crate::policy::Settings::from_config(config)?,
+            rpcaudit: crate::audit::Settings::from_config(config)?,
             settings: config.clone(),
         })
     }

@@ -28,12 +28,14 @@
 
 pub mod agent;
 pub mod agents;
+pub mod audit;
 mod config;
 pub mod daemon;
 pub mod data;
 pub mod facts;
 pub mod fleet;
 pub mod node;
+pub mod policy;
 mod replay;
 pub mod stats;
 pub mod sysfacts;

@@ -9,7 +9,9 @@ use serde_json::{json, Map, Value};
 
 use crate::agent::Agent;
 use crate::agents::Rpcutil;
+use crate::audit::{self, AuditLog};
 use crate::facts::{lookup, Classes, Facts};
+use crate::policy::{self, Policies};
 use crate::replay::ReplayGuard;
 use crate::stats::{Rejection, Stats};
 use crate::trust::TrustStore;
@@ -43,6 +45,8 @@ pub struct Node {
     stats: Stats,
     max_ttl: u64,
     config_file: Option<PathBuf>,
+    policies: Policies,
+    audit: Option<AuditLog>,
 }
 
 impl Node {
@@ -68,6 +72,8 @@ impl Node {
             stats: Stats::default(),
             max_ttl: 86_400,
             config_file: None,
+            policies: Policies::none(),
+            audit: None,
         };
         node.add_agent(Arc::new(Rpcutil));
         node
@@ -115,6 +121,12 @@ impl Node {
         }
         node.max_ttl = config.max_ttl;
         node.config_file = config.file.clone();
+        let agents = node.agent_names();
+        node.policies = Policies::new(
+            config.actionpolicy.clone(),
+            agents.iter().map(String::as_str),
+        );
+        node.audit = config.rpcaudit.as_ref().map(AuditLog::open).transpose()?;
         Ok(node)
     }
 
@@ -177,8 +189,8 @@ impl Node {
     /// Checks one message and runs the action it asks for.
     pub async fn handle(&self, payload: &[u8]) -> Outcome {
         Stats::count(&self.stats.total);
-        let request = match self.admit(payload) {
-            Ok(request) => request,
+        let (request, caller) = match self.admit(payload) {
+            Ok(admitted) => admitted,
             Err((reason, message)) => {
                 let first = self.stats.rejected(reason) == 0;
                 self.stats.reject(reason);
@@ -196,32 +208,75 @@ impl Node {
         }
         Stats::count(&self.stats.passed);
         let mut request = request;
-        let reply = match self.agents.get(&request.agent) {
-            None => Reply::error(
-                &request.id,
-                &self.identity,
-                StatusCode::UnknownAction,
-                format!("unknown agent {:?}", request.agent),
+        // The inputs as received, before the DDL converts them.
+        let inputs = self.audit.as_ref().map(|_| request.data.clone());
+        let (reply, outcome) = match self.agents.get(&request.agent) {
+            None => (
+                Reply::error(
+                    &request.id,
+                    &self.identity,
+                    StatusCode::UnknownAction,
+                    format!("unknown agent {:?}", request.agent),
+                ),
+                audit::Outcome::Invalid,
             ),
             Some(agent) => {
-                // The agent sees only inputs its DDL allows, converted to
-                // the declared types, whatever the client checked.
-                let mut data = std::mem::take(&mut request.data);
-                match agent.ddl().validate(&request.action, &mut data) {
-                    Err(e) => Reply::error(&request.id, &self.identity, e.code, e.message),
-                    Ok(()) => {
-                        request.data = data;
-                        match agent.call(self, &request.action, &request).await {
-                            Ok(data) => Reply::ok(&request.id, &self.identity, data),
-                            Err(e) => Reply {
-                                data: e.data,
-                                ..Reply::error(&request.id, &self.identity, e.code, e.message)
-                            },
+                let decision = self
+                    .policies
+                    .check(&request.agent, &caller, &request.action, self);
+                if !decision.allowed {
+                    Stats::count(&self.stats.unauthorized);
+                    tracing::warn!(
+                        caller,
+                        agent = request.agent,
+                        action = request.action,
+                        by = decision.reason,
+                        "denied by the action policy"
+                    );
+                    let reply = Reply::error(
+                        &request.id,
+                        &self.identity,
+                        StatusCode::Aborted,
+                        policy::DENIED,
+                    );
+                    (reply, audit::Outcome::Denied)
+                } else {
+                    // The agent sees only inputs its DDL allows, converted to
+                    // the declared types, whatever the client checked.
+                    let mut data = std::mem::take(&mut request.data);
+                    match agent.ddl().validate(&request.action, &mut data) {
+                        Err(e) => (
+                            Reply::error(&request.id, &self.identity, e.code, e.message),
+                            audit::Outcome::Invalid,
+                        ),
+                        Ok(()) => {
+                            request.data = data;
+                            match agent.call(self, &request.action, &request).await {
+                                Ok(data) => (
+                                    Reply::ok(&request.id, &self.identity, data),
+                                    audit::Outcome::Ok,
+                                ),
+                                Err(e) => (
+                                    Reply {
+                                        data: e.data,
+                                        ..Reply::error(
+                                            &request.id,
+                                            &self.identity,
+                                            e.code,
+                                            e.message,
+                                        )
+                                    },
+                                    audit::Outcome::Failed,
+                                ),
+                            }
                         }
                     }
                 }
             }
         };
+        if let (Some(log), Some(inputs)) = (&self.audit, &inputs) {
+            log.record(&request, &caller, inputs, outcome, reply.statuscode);
+        }
         Stats::count(&self.stats.replies);
         Outcome::Reply {
             // The reply subject comes from the signed request, never from
@@ -290,7 +345,8 @@ impl Node {
     }
 
     /// The security checks, in order of cost.
-    fn admit(&self, payload: &[u8]) -> Result<Request, (Rejection, String)> {
+    /// Returns the request and the trusted caller's name.
+    fn admit(&self, payload: &[u8]) -> Result<(Request, String), (Rejection, String)> {
         let envelope = Envelope::from_bytes(payload).map_err(|e| match e {
             EnvelopeError::Version(_) => (Rejection::Version, e.to_string()),
             _ => (Rejection::Malformed, e.to_string()),
@@ -361,7 +417,7 @@ impl Node {
                 format!("request id {} from {caller} was already seen", request.id),
             ));
         }
-        Ok(request)
+        Ok((request, caller))
     }
 }
 

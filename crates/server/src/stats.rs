@@ -56,6 +56,8 @@ pub struct Stats {
     pub replies: AtomicU64,
     /// Data plugin queries in filters that failed on this node.
     pub data_errors: AtomicU64,
+    /// Refused by the action policy (answered with status 1).
+    pub unauthorized: AtomicU64,
     rejected: Mutex<BTreeMap<Rejection, u64>>,
 }
 
@@ -72,6 +74,7 @@ impl Default for Stats {
             filtered: AtomicU64::new(0),
             replies: AtomicU64::new(0),
             data_errors: AtomicU64::new(0),
+            unauthorized: AtomicU64::new(0),
             rejected: Mutex::new(BTreeMap::new()),
         }
     }
@@ -121,6 +124,7 @@ impl Stats {
             "filtered": get(&self.filtered),
             "replies": get(&self.replies),
             "data_errors": get(&self.data_errors),
+            "unauthorized": get(&self.unauthorized),
             "validated": get(&self.passed) + get(&self.filtered),
             "unvalidated": unvalidated,
             "ttlexpired": rejected.get(&Rejection::Expired).copied().unwrap_or(0),

@@ -1,0 +1,603 @@
+//! Authorization: which caller may run which action, in MCollective's
+//! actionpolicy file format.
+//!
+//! A node looks for `<dir>/<agent>.policy` (`plugin.actionpolicy.dir`).
+//! Lines are `policy default allow|deny` and rules
+//!
+//! ```text
+//! allow|deny  <callers>  <actions>  <facts>  <classes>
+//! allow|deny  <callers>  <actions>  <expression>
+//! ```
+//!
+//! The first rule whose fields all hold decides; when none does, the
+//! policy default does (deny when the file does not say). Callers are
+//! matched against the name of the trusted key that signed the request,
+//! never against the caller the request claims to be. A file that does
+//! not parse denies every request to its agent (fail closed) until it is
+//! fixed; files are re-read when they change ([`Watched`]).
+//!
+//! ```
+//! use muster_server::policy::Policy;
+//! let policy = Policy::parse(
+//!     "policy default deny\nallow\talice bob\tstatus restart\trole=web\t*\n",
+//!     "service.policy",
+//! )
+//! .unwrap();
+//! assert_eq!(policy.rules(), 1);
+//! let err = Policy::parse("allow alice", "x.policy").unwrap_err();
+//! assert_eq!(err.line, 1);
+//! ```
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use muster_protocol::config::{Config, ConfigError};
+use muster_protocol::{Compound, FactFilter, NodeView, Pattern};
+
+use crate::watched::{Source, Watched};
+
+/// The reply status message of a denied request (MCollective's).
+pub const DENIED: &str = "You are not authorized to call this agent or action";
+
+/// Where policies live and what applies when an agent has none.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// `plugin.actionpolicy.dir`.
+    pub dir: PathBuf,
+    /// The policy (file name without `.policy`) for agents without their
+    /// own: `plugin.actionpolicy.default_name` when `enable_default` is on.
+    pub default_policy: Option<String>,
+    /// `plugin.actionpolicy.allow_unconfigured`: whether an agent with no
+    /// policy file at all (nor a default one) may be called.
+    pub allow_unconfigured: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            dir: PathBuf::from("/etc/muster/policies"),
+            default_policy: None,
+            allow_unconfigured: true,
+        }
+    }
+}
+
+impl Settings {
+    /// Reads the `plugin.actionpolicy.*` settings.
+    pub fn from_config(config: &Config) -> Result<Settings, ConfigError> {
+        let defaults = Settings::default();
+        let default_name = config
+            .get("plugin.actionpolicy.default_name")
+            .unwrap_or("default");
+        if default_name.contains(['/', '\\']) || default_name.starts_with('.') {
+            return Err(config.error(
+                "plugin.actionpolicy.default_name",
+                format!("{default_name:?} must be a file name without '/' or a leading '.'"),
+            ));
+        }
+        let enable_default = config
+            .flag("plugin.actionpolicy.enable_default")?
+            .unwrap_or(false);
+        Ok(Settings {
+            dir: config
+                .get("plugin.actionpolicy.dir")
+                .map(PathBuf::from)
+                .unwrap_or(defaults.dir),
+            default_policy: enable_default.then(|| default_name.to_string()),
+            allow_unconfigured: config
+                .flag("plugin.actionpolicy.allow_unconfigured")?
+                .unwrap_or(defaults.allow_unconfigured),
+        })
+    }
+}
+
+/// A policy file line that does not parse.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyError {
+    pub file: String,
+    pub line: usize,
+    pub message: String,
+}
+
+impl fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}: {}", self.file, self.line, self.message)
+    }
+}
+
+impl std::error::Error for PolicyError {}
+
+/// One parsed policy file.
+#[derive(Debug)]
+pub struct Policy {
+    file: String,
+    default_allow: bool,
+    rules: Vec<Rule>,
+}
+
+#[derive(Debug)]
+struct Rule {
+    line: usize,
+    allow: bool,
+    /// `None` is `*`.
+    callers: Option<Vec<String>>,
+    actions: Option<Vec<String>>,
+    condition: Condition,
+}
+
+#[derive(Debug)]
+enum Condition {
+    Always,
+    /// Every fact comparison and every class must hold.
+    All {
+        facts: Vec<FactFilter>,
+        classes: Vec<Pattern>,
+    },
+    Compound(Compound),
+}
+
+/// The verdict on one request, and which line (or default) gave it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub allowed: bool,
+    pub reason: String,
+}
+
+impl Decision {
+    fn new(allowed: bool, reason: impl Into<String>) -> Decision {
+        Decision {
+            allowed,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl Policy {
+    /// Parses a policy file's text; `file` names it in errors.
+    pub fn parse(text: &str, file: &str) -> Result<Policy, PolicyError> {
+        let mut default_allow = None;
+        let mut rules = Vec::new();
+        for (index, raw) in text.lines().enumerate() {
+            let line = index + 1;
+            let error = |message: String| PolicyError {
+                file: file.to_string(),
+                line,
+                message,
+            };
+            let trimmed = raw.trim();
+            if trimmed.is_empty() || trimmed.starts_with('#') {
+                continue;
+            }
+            let first = trimmed.split_whitespace().next().unwrap_or("");
+            match first {
+                "policy" => {
+                    let words: Vec<&str> = trimmed.split_whitespace().collect();
+                    let allow = match words.as_slice() {
+                        ["policy", "default", "allow"] => true,
+                        ["policy", "default", "deny"] => false,
+                        _ => {
+                            return Err(error(format!(
+                                "expected `policy default allow` or `policy default deny`, found {trimmed:?}"
+                            )))
+                        }
+                    };
+                    if default_allow.is_some() {
+                        return Err(error("a second `policy default` line".into()));
+                    }
+                    default_allow = Some(allow);
+                }
+                "allow" | "deny" => rules.push(parse_rule(trimmed, line).map_err(error)?),
+                _ => {
+                    return Err(error(format!(
+                        "expected `policy default allow|deny` or an `allow`/`deny` rule, found {first:?}"
+                    )))
+                }
+            }
+        }
+        Ok(Policy {
+            file: file.to_string(),
+            default_allow: default_allow.unwrap_or(false),
+            rules,
+        })
+    }
+
+    /// How many rules the file has.
+    pub fn rules(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// Whether any rule needs a data plugin (which reads files and /proc).
+    pub fn uses_data(&self) -> bool {
+        self.rules.iter().any(|rule| match &rule.condition {
+            Condition::Compound(compound) => compound.expr.uses_data(),
+            _ => false,
+        })
+    }
+
+    /// Whether `caller` (a trusted key's name) may run `action` on `node`.
+    pub fn decide(&self, caller: &str, action: &str, node: &dyn NodeView) -> Decision {
+        for rule in &self.rules {
+            let caller_matches = rule
+                .callers
+                .as_ref()
+                .is_none_or(|callers| callers.iter().any(|c| caller_is(c, caller)));
+            let action_matches = rule
+                .actions
+                .as_ref()
+                .is_none_or(|actions| actions.iter().any(|a| a == action));
+            if !caller_matches || !action_matches {
+                continue;
+            }
+            let at = format!("{}:{}", self.file, rule.line);
+            match rule.condition.holds(node) {
+                Ok(true) => return Decision::new(rule.allow, at),
+                Ok(false) => continue,
+                // A rule that cannot be evaluated here must not let the
+                // request fall through to a more permissive line.
+                Err(e) => return Decision::new(false, format!("{at}: {e}")),
+            }
+        }
+        Decision::new(self.default_allow, format!("{}: policy default", self.file))
+    }
+}
+
+/// `alice` matches the key name; so do MCollective's `cert=alice` and
+/// `uid=alice` (whatever precedes the `=` is ignored).
+fn caller_is(pattern: &str, caller: &str) -> bool {
+    pattern == caller
+        || pattern
+            .split_once('=')
+            .is_some_and(|(_, name)| name == caller)
+}
+
+impl Condition {
+    fn holds(&self, node: &dyn NodeView) -> Result<bool, String> {
+        match self {
+            Condition::Always => Ok(true),
+            Condition::All { facts, classes } => {
+                Ok(facts.iter().all(|f| f.matches(node.fact(&f.fact).as_ref()))
+                    && classes.iter().all(|p| node.has_class(&|c| p.matches(c))))
+            }
+            Condition::Compound(compound) => compound.expr.eval(node),
+        }
+    }
+}
+
+/// Splits a rule into fields: on tabs when the line has any (MCollective's
+/// format, where a field may hold several space-separated words), else on
+/// blanks, when every field is one word.
+fn parse_rule(line: &str, number: usize) -> Result<Rule, String> {
+    let fields: Vec<&str> = if line.contains('\t') {
+        line.split('\t')
+            .map(str::trim)
+            .filter(|f| !f.is_empty())
+            .collect()
+    } else {
+        line.split_whitespace().collect()
+    };
+    if !(4..=5).contains(&fields.len()) {
+        let hint = if line.contains('\t') {
+            ""
+        } else {
+            "; separate fields with tabs when a field lists several words"
+        };
+        return Err(format!(
+            "a rule is `allow|deny <callers> <actions> <facts> <classes>` or \
+             `allow|deny <callers> <actions> <expression>`; found {} fields{hint}",
+            fields.len()
+        ));
+    }
+    let condition = if fields.len() == 5 {
+        let facts = if fields[3] == "*" {
+            Vec::new()
+        } else {
+            if is_compound(fields[3]) {
+                return Err(format!(
+                    "facts {:?}: a compound expression goes in the 4-field form \
+                     `allow|deny <callers> <actions> <expression>`",
+                    fields[3]
+                ));
+            }
+            fields[3]
+                .split_whitespace()
+                .map(|f| FactFilter::parse(f).map_err(|e| format!("fact {f:?}: {e}")))
+                .collect::<Result<_, _>>()?
+        };
+        let classes = if fields[4] == "*" {
+            Vec::new()
+        } else {
+            fields[4]
+                .split_whitespace()
+                .map(|c| Pattern::parse(c).map_err(|e| format!("class {c:?}: {e}")))
+                .collect::<Result<_, _>>()?
+        };
+        if facts.is_empty() && classes.is_empty() {
+            Condition::Always
+        } else {
+            Condition::All { facts, classes }
+        }
+    } else if fields[3] == "*" {
+        Condition::Always
+    } else if is_compound(fields[3]) {
+        Condition::Compound(
+            Compound::parse(fields[3]).map_err(|e| format!("expression {:?}: {e}", fields[3]))?,
+        )
+    } else {
+        // Words without an operator: facts (with one) and classes, all of
+        // which must hold, as an `-S` expression joined by `and` would.
+        let mut facts = Vec::new();
+        let mut classes = Vec::new();
+        for word in fields[3].split_whitespace() {
+            if word.contains(['=', '<', '>']) {
+                facts.push(FactFilter::parse(word).map_err(|e| format!("fact {word:?}: {e}"))?);
+            } else {
+                classes.push(Pattern::parse(word).map_err(|e| format!("class {word:?}: {e}"))?);
+            }
+        }
+        Condition::All { facts, classes }
+    };
+    Ok(Rule {
+        line: number,
+        allow: fields[0] == "allow",
+        callers: list(fields[1], "callers")?,
+        actions: list(fields[2], "actions")?,
+        condition,
+    })
+}
+
+/// `*`, or space-separated words.
+fn list(field: &str, what: &str) -> Result<Option<Vec<String>>, String> {
+    if field == "*" {
+        return Ok(None);
+    }
+    let words: Vec<String> = field.split_whitespace().map(str::to_string).collect();
+    if words.iter().any(|w| w == "*") {
+        return Err(format!("{what} {field:?}: `*` stands alone, not in a list"));
+    }
+    Ok(Some(words))
+}
+
+/// MCollective's test: a keyword, a negation or parentheses make a field
+/// an `-S` expression rather than a list.
+fn is_compound(field: &str) -> bool {
+    field.contains(['(', ')'])
+        || field.split_whitespace().any(|word| {
+            matches!(word, "and" | "or" | "not" | "&&" | "||")
+                || (word.starts_with('!') && !word.starts_with("!="))
+        })
+}
+
+/// A policy file as last read.
+enum Loaded {
+    Missing,
+    Ready(Policy),
+    /// Unreadable or unparseable: everything is denied.
+    Broken(String),
+}
+
+fn load(path: &Path, agent: &str) -> Loaded {
+    let shown = path.display().to_string();
+    let text = match std::fs::read(path) {
+        Ok(bytes) => match String::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(_) => return broken(agent, format!("{shown}: not UTF-8 text")),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Loaded::Missing,
+        Err(e) => return broken(agent, format!("{shown}: {e}")),
+    };
+    match Policy::parse(&text, &shown) {
+        Ok(policy) => Loaded::Ready(policy),
+        Err(e) => broken(agent, e.to_string()),
+    }
+}
+
+/// Called once per change of the file (by [`Watched`]), so it logs once.
+fn broken(agent: &str, error: String) -> Loaded {
+    tracing::error!(agent, %error, "policy file is unusable: every request it governs is denied until it is fixed");
+    Loaded::Broken(error)
+}
+
+/// A node's policies: one watched file per agent, and the default one.
+pub struct Policies {
+    /// `None`: no authorization at all (simulated nodes, tests).
+    settings: Option<Settings>,
+    files: Mutex<HashMap<String, Arc<Source<Loaded>>>>,
+}
+
+impl Policies {
+    /// Allows everything.
+    pub fn none() -> Policies {
+        Policies {
+            settings: None,
+            files: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Reads the policies of `agents` (and the default one) now, so a
+    /// broken file is reported at start-up.
+    pub fn new<'a>(settings: Settings, agents: impl IntoIterator<Item = &'a str>) -> Policies {
+        let policies = Policies {
+            settings: Some(settings),
+            files: Mutex::new(HashMap::new()),
+        };
+        for agent in agents {
+            policies.file(agent);
+        }
+        if let Some(name) = policies
+            .settings
+            .as_ref()
+            .and_then(|s| s.default_policy.clone())
+        {
+            policies.file(&name);
+        }
+        policies
+    }
+
+    /// The watched `<dir>/<name>.policy`. `name` is a known agent's or the
+    /// configured default's, never text from a request.
+    fn file(&self, name: &str) -> Option<Arc<Source<Loaded>>> {
+        let settings = self.settings.as_ref()?;
+        let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
+        let source = files.entry(name.to_string()).or_insert_with(|| {
+            let path = settings.dir.join(format!("{name}.policy"));
+            let agent = name.to_string();
+            let watched = Watched::new(vec![path], move |paths| Ok(load(&paths[0], &agent)));
+            Arc::new(match watched {
+                Ok(watched) => Source::Files(watched),
+                Err(e) => Source::fixed(Loaded::Broken(e)),
+            })
+        });
+        Some(source.clone())
+    }
+
+    /// Whether `caller` (a trusted key's name) may run `agent`'s `action`.
+    pub fn check(&self, agent: &str, caller: &str, action: &str, node: &dyn NodeView) -> Decision {
+        let Some(settings) = &self.settings else {
+            return Decision::new(true, "no authorization configured");
+        };
+        let mut candidates = vec![agent.to_string()];
+        candidates.extend(settings.default_policy.clone());
+        for name in candidates {
+            let Some(source) = self.file(&name) else {
+                continue;
+            };
+            match &*source.get() {
+                Loaded::Missing => continue,
+                Loaded::Broken(e) => return Decision::new(false, e.clone()),
+                Loaded::Ready(policy) => return decide_off_worker(policy, caller, action, node),
+            }
+        }
+        Decision::new(
+            settings.allow_unconfigured,
+            format!(
+                "no policy file for agent {agent}; allow_unconfigured = {}",
+                u8::from(settings.allow_unconfigured)
+            ),
+        )
+    }
+}
+
+/// Data plugins read files and /proc, so with them the evaluation leaves
+/// the async worker thread (as filters do).
+fn decide_off_worker(policy: &Policy, caller: &str, action: &str, node: &dyn NodeView) -> Decision {
+    let decide = || policy.decide(caller, action, node);
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .map(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
+        .unwrap_or(false);
+    if policy.uses_data() && multi_thread {
+        tokio::task::block_in_place(decide)
+    } else {
+        decide()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    struct View;
+
+    impl NodeView for View {
+        fn identity(&self) -> &str {
+            "node1"
+        }
+        fn has_class(&self, matches: &dyn Fn(&str) -> bool) -> bool {
+            ["base", "role::web"].iter().any(|c| matches(c))
+        }
+        fn has_agent(&self, _: &dyn Fn(&str) -> bool) -> bool {
+            false
+        }
+        fn fact(&self, path: &str) -> Option<Value> {
+            match path {
+                "role" => Some(json!("web")),
+                "cores" => Some(json!(8)),
+                _ => None,
+            }
+        }
+    }
+
+    fn allowed(text: &str, caller: &str, action: &str) -> bool {
+        Policy::parse(text, "t.policy")
+            .unwrap()
+            .decide(caller, action, &View)
+            .allowed
+    }
+
+    #[test]
+    fn rules_in_both_separator_styles() {
+        let cases = [
+            ("allow\talice\t*\t*\t*", "alice", "x", true),
+            ("allow alice * * *", "alice", "x", true),
+            ("allow alice * * *", "bob", "x", false),
+            (
+                "allow\tcert=alice uid=bob\tstatus\t*\t*",
+                "bob",
+                "status",
+                true,
+            ),
+            ("allow\talice\tstatus stop\t*\t*", "alice", "start", false),
+            ("allow\t*\t*\trole=web cores>=4\trole::web", "x", "y", true),
+            ("allow\t*\t*\trole=db\t*", "x", "y", false),
+            ("allow\t*\t*\t*\tbase nosuch", "x", "y", false),
+            ("allow\t*\t*\trole=web and not cores<2", "x", "y", true),
+            ("allow\t*\t*\t(role=db or base)", "x", "y", true),
+            ("allow * * role=/^w/", "x", "y", true),
+            ("allow\t*\t*\trole=web role::web", "x", "y", true),
+            (
+                "policy default allow\ndeny\talice\t*\t*\t*",
+                "alice",
+                "y",
+                false,
+            ),
+            (
+                "policy default allow\ndeny\talice\t*\t*\t*",
+                "bob",
+                "y",
+                true,
+            ),
+            ("deny * stop * *\nallow * * * *", "a", "stop", false),
+            ("allow * * * *\ndeny * stop * *", "a", "stop", true),
+            ("# nothing\n\n", "a", "b", false),
+        ];
+        for (text, caller, action, expected) in cases {
+            assert_eq!(
+                allowed(text, caller, action),
+                expected,
+                "{text:?} {caller} {action}"
+            );
+        }
+    }
+
+    #[test]
+    fn mistakes_name_their_line() {
+        let cases = [
+            ("policy default maybe", 1, "policy default allow"),
+            ("\npolicy default deny\npolicy default allow", 3, "second"),
+            ("permit alice * * *", 1, "found \"permit\""),
+            ("allow alice *", 1, "found 3 fields"),
+            ("allow alice bob * * * *", 1, "tabs"),
+            ("allow\talice\t*\trole=web and x\t*", 1, "4-field form"),
+            ("allow\talice\t*\t(role=web", 1, "expression"),
+            ("allow\talice *\t*\t*\t*", 1, "stands alone"),
+            ("#\nallow\t*\t*\t=web\t*", 2, "fact"),
+        ];
+        for (text, line, message) in cases {
+            let err = Policy::parse(text, "x.policy").unwrap_err();
+            assert_eq!(err.line, line, "{text:?}: {err}");
+            assert!(err.message.contains(message), "{text:?}: {err}");
+            assert!(err.to_string().starts_with(&format!("x.policy:{line}: ")));
+        }
+    }
+
+    #[test]
+    fn a_failing_data_plugin_denies() {
+        let policy = Policy::parse("allow\t*\t*\tfstat('/x').present=1", "t.policy").unwrap();
+        assert!(policy.uses_data());
+        let decision = policy.decide("a", "b", &View);
+        assert!(!decision.allowed);
+        assert!(decision.reason.starts_with("t.policy:1: "), "{decision:?}");
+    }
+}

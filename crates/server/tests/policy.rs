@@ -1,0 +1,304 @@
+//! Authorization through `Node::handle`: a node built from a real config
+//! file, with real policy files in a real directory (DESIGN §6).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use muster_protocol::{KeyPair, Request, StatusCode};
+use muster_server::node::Outcome;
+use muster_server::policy::DENIED;
+use muster_server::watched::CHECK_INTERVAL;
+use muster_server::{Node, ServerConfig};
+use muster_testkit::ask;
+use serde_json::json;
+
+/// A directory with trusted keys for alice and bob, a facts file (role
+/// web, env prod), a classes file (base, role::web) and a policies
+/// directory; `node` builds a node from it with extra settings.
+struct Setup {
+    dir: tempfile::TempDir,
+    alice: KeyPair,
+    bob: KeyPair,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let alice = KeyPair::generate();
+        let bob = KeyPair::generate();
+        let keys = dir.path().join("trusted_keys");
+        std::fs::create_dir(&keys).unwrap();
+        std::fs::write(keys.join("alice.pub"), alice.public().to_hex()).unwrap();
+        std::fs::write(keys.join("bob.pub"), bob.public().to_hex()).unwrap();
+        std::fs::write(dir.path().join("facts.yaml"), "role: web\nenv: prod\n").unwrap();
+        std::fs::write(dir.path().join("classes.txt"), "base\nrole::web\n").unwrap();
+        std::fs::create_dir(dir.path().join("policies")).unwrap();
+        Setup { dir, alice, bob }
+    }
+
+    fn policies(&self) -> PathBuf {
+        self.dir.path().join("policies")
+    }
+
+    fn write_policy(&self, name: &str, text: &str) {
+        std::fs::write(self.policies().join(format!("{name}.policy")), text).unwrap();
+    }
+
+    fn node(&self, settings: &str) -> Result<Node, String> {
+        let path = self.dir.path();
+        let config = path.join("server.cfg");
+        std::fs::write(
+            &config,
+            format!(
+                "identity = node1\nplugin.yaml = {}\nclassesfile = {}\n\
+                 plugin.security.trusted_keys = {}\nplugin.actionpolicy.dir = {}\n{settings}\n",
+                path.join("facts.yaml").display(),
+                path.join("classes.txt").display(),
+                path.join("trusted_keys").display(),
+                self.policies().display(),
+            ),
+        )
+        .unwrap();
+        let config = ServerConfig::load(&config).map_err(|e| e.to_string())?;
+        Node::from_config(&config)
+    }
+}
+
+/// The status `keys` gets for `rpcutil <action>`; a denial must carry
+/// MCollective's message.
+async fn status(node: &Node, keys: &KeyPair, action: &str) -> StatusCode {
+    let reply = ask(node, keys, "rpcutil", action, json!({})).await;
+    if reply.statuscode == StatusCode::Aborted {
+        assert_eq!(reply.statusmsg, DENIED);
+    }
+    reply.statuscode
+}
+
+const OK: StatusCode = StatusCode::Ok;
+const DENY: StatusCode = StatusCode::Aborted;
+
+#[tokio::test]
+async fn rules_by_caller_action_fact_class_and_compound() {
+    let s = Setup::new();
+    // (rpcutil.policy, who, action, expected). Every request claims to be
+    // `user=alice` (testkit::ask): only the signing key counts.
+    let cases: &[(&str, &str, &str, StatusCode)] = &[
+        (
+            "policy default deny\nallow\talice\t*\t*\t*",
+            "alice",
+            "ping",
+            OK,
+        ),
+        (
+            "policy default deny\nallow\talice\t*\t*\t*",
+            "bob",
+            "ping",
+            DENY,
+        ),
+        // No `policy default` line: deny.
+        ("allow\talice\t*\t*\t*", "bob", "ping", DENY),
+        ("allow\tcert=alice uid=bob\tping\t*\t*", "bob", "ping", OK),
+        ("allow\tcert=alice\tping\t*\t*", "alice", "inventory", DENY),
+        ("allow\t*\tping inventory\t*\t*", "bob", "inventory", OK),
+        // Facts and classes: every one must hold.
+        ("allow\t*\t*\trole=web env=prod\t*", "bob", "ping", OK),
+        ("allow\t*\t*\trole=web env=dev\t*", "bob", "ping", DENY),
+        ("allow\t*\t*\trole=/^w/\t*", "bob", "ping", OK),
+        ("allow\t*\t*\t*\tbase role::web", "bob", "ping", OK),
+        ("allow\t*\t*\t*\tbase nosuch", "bob", "ping", DENY),
+        ("allow\t*\t*\trole=web\tnosuch", "bob", "ping", DENY),
+        // The 4-field form: an `-S` expression, or facts and classes.
+        ("allow\t*\t*\trole=web and not nosuch", "bob", "ping", OK),
+        (
+            "allow\t*\t*\t(role=db or env=prod) and base",
+            "bob",
+            "ping",
+            OK,
+        ),
+        ("allow\t*\t*\trole=db or nosuch", "bob", "ping", DENY),
+        ("allow\t*\t*\trole=web role::web", "bob", "ping", OK),
+        // Single-word fields may be separated by spaces.
+        ("allow bob ping * *", "bob", "ping", OK),
+        ("allow bob ping * *", "alice", "ping", DENY),
+        // The first matching rule wins.
+        ("deny\tbob\t*\t*\t*\nallow\t*\t*\t*\t*", "bob", "ping", DENY),
+        ("deny\tbob\t*\t*\t*\nallow\t*\t*\t*\t*", "alice", "ping", OK),
+        ("allow\t*\t*\t*\t*\ndeny\tbob\t*\t*\t*", "bob", "ping", OK),
+        // Default allow, with exceptions.
+        (
+            "policy default allow\ndeny\tbob\tinventory\t*\t*",
+            "bob",
+            "ping",
+            OK,
+        ),
+        (
+            "policy default allow\ndeny\tbob\tinventory\t*\t*",
+            "bob",
+            "inventory",
+            DENY,
+        ),
+        (
+            "policy default allow\ndeny\tbob\tinventory\t*\t*",
+            "alice",
+            "inventory",
+            OK,
+        ),
+    ];
+    for (policy, who, action, expected) in cases {
+        s.write_policy("rpcutil", &format!("# a comment\n\n{policy}\n"));
+        let node = s.node("").unwrap();
+        let keys = if *who == "alice" { &s.alice } else { &s.bob };
+        assert_eq!(
+            status(&node, keys, action).await,
+            *expected,
+            "{policy:?}: {who} {action}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn agents_without_a_policy_file() {
+    let s = Setup::new();
+    // No file: allowed, unless allow_unconfigured is off.
+    assert_eq!(status(&s.node("").unwrap(), &s.bob, "ping").await, OK);
+    let strict = s
+        .node("plugin.actionpolicy.allow_unconfigured = 0")
+        .unwrap();
+    assert_eq!(status(&strict, &s.bob, "ping").await, DENY);
+
+    // default.policy applies only when enabled, and only to agents
+    // without a file of their own.
+    s.write_policy("default", "policy default deny\nallow\talice\t*\t*\t*\n");
+    assert_eq!(status(&s.node("").unwrap(), &s.bob, "ping").await, OK);
+    let with_default =
+        "plugin.actionpolicy.enable_default = 1\nplugin.actionpolicy.default_name = default";
+    let node = s.node(with_default).unwrap();
+    assert_eq!(status(&node, &s.alice, "ping").await, OK);
+    assert_eq!(status(&node, &s.bob, "ping").await, DENY);
+    s.write_policy("rpcutil", "allow\tbob\t*\t*\t*\n");
+    let node = s.node(with_default).unwrap();
+    assert_eq!(status(&node, &s.bob, "ping").await, OK);
+    assert_eq!(status(&node, &s.alice, "ping").await, DENY);
+
+    // A default_name of another file.
+    std::fs::remove_file(s.policies().join("rpcutil.policy")).unwrap();
+    s.write_policy("site", "allow\tbob\t*\t*\t*\n");
+    let node = s
+        .node("plugin.actionpolicy.enable_default = y\nplugin.actionpolicy.default_name = site")
+        .unwrap();
+    assert_eq!(status(&node, &s.bob, "ping").await, OK);
+    assert_eq!(status(&node, &s.alice, "ping").await, DENY);
+}
+
+#[tokio::test]
+async fn an_unparseable_file_denies_everything_for_its_agent() {
+    let s = Setup::new();
+    for broken in [
+        "allow alice",
+        "policy default allow\nallow\talice\t*\t(role=web\n",
+        "permit * * * *",
+    ] {
+        s.write_policy("rpcutil", broken);
+        let node = s.node("").unwrap();
+        assert_eq!(status(&node, &s.alice, "ping").await, DENY, "{broken:?}");
+        assert_eq!(status(&node, &s.bob, "inventory").await, DENY, "{broken:?}");
+    }
+    // A directory where the file should be fails closed too.
+    std::fs::remove_file(s.policies().join("rpcutil.policy")).unwrap();
+    std::fs::create_dir(s.policies().join("rpcutil.policy")).unwrap();
+    assert_eq!(status(&s.node("").unwrap(), &s.alice, "ping").await, DENY);
+}
+
+fn wait_for_next_check() {
+    std::thread::sleep(CHECK_INTERVAL + Duration::from_millis(100));
+}
+
+#[tokio::test]
+async fn changed_files_apply_after_the_watch_interval() {
+    let s = Setup::new();
+    s.write_policy("rpcutil", "policy default deny\nallow\talice\t*\t*\t*\n");
+    let node = s.node("").unwrap();
+    assert_eq!(status(&node, &s.bob, "ping").await, DENY);
+
+    s.write_policy(
+        "rpcutil",
+        "policy default deny\nallow\talice bob\t*\t*\t*\n",
+    );
+    wait_for_next_check();
+    assert_eq!(status(&node, &s.bob, "ping").await, OK);
+
+    // Broken: unlike facts, the last good version is not kept.
+    s.write_policy("rpcutil", "allow bob");
+    wait_for_next_check();
+    assert_eq!(status(&node, &s.bob, "ping").await, DENY);
+    assert_eq!(status(&node, &s.alice, "ping").await, DENY);
+
+    // Removed: unconfigured again, so allowed.
+    std::fs::remove_file(s.policies().join("rpcutil.policy")).unwrap();
+    wait_for_next_check();
+    assert_eq!(status(&node, &s.bob, "ping").await, OK);
+}
+
+#[tokio::test]
+async fn denials_are_counted_in_daemon_stats() {
+    let s = Setup::new();
+    s.write_policy("rpcutil", "allow\talice\t*\t*\t*\n");
+    let node = s.node("").unwrap();
+    for _ in 0..3 {
+        assert_eq!(status(&node, &s.bob, "ping").await, DENY);
+    }
+    let stats = ask(&node, &s.alice, "rpcutil", "daemon_stats", json!({})).await;
+    assert_eq!(stats.statuscode, OK);
+    assert_eq!(stats.data["unauthorized"], 3, "{}", stats.data);
+    // Denied requests are answered: they passed the security checks.
+    assert_eq!(stats.data["passed"], 4, "{}", stats.data);
+}
+
+#[tokio::test]
+async fn the_claimed_caller_is_never_trusted() {
+    let s = Setup::new();
+    s.write_policy("rpcutil", "allow\talice\t*\t*\t*\n");
+    let node = s.node("").unwrap();
+    for claim in ["alice", "user=alice", "cert=alice"] {
+        let request = Request::new("client1", claim, "mcollective", "rpcutil", "ping");
+        let outcome = node.handle(&s.bob.sign(&request).unwrap().to_bytes()).await;
+        match outcome {
+            Outcome::Reply { reply, .. } => assert_eq!(reply.statuscode, DENY, "{claim}"),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+/// Data plugins in a policy run off the async worker on a multi-thread
+/// runtime, as they do in filters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_plugins_in_a_policy() {
+    let s = Setup::new();
+    let marker = s.dir.path().join("maintenance");
+    let policy = |path: &Path| {
+        format!(
+            "policy default allow\ndeny\t*\t*\tfstat('{}').present=1\n",
+            path.display()
+        )
+    };
+    s.write_policy("rpcutil", &policy(&marker));
+    let node = s.node("").unwrap();
+    assert_eq!(status(&node, &s.bob, "ping").await, OK);
+    std::fs::write(&marker, "").unwrap();
+    assert_eq!(status(&node, &s.bob, "ping").await, DENY);
+}
+
+#[test]
+fn bad_settings_name_their_line() {
+    let s = Setup::new();
+    let err = s
+        .node("plugin.actionpolicy.enable_default = sometimes")
+        .err()
+        .unwrap();
+    assert!(err.contains("server.cfg:6"), "{err}");
+    let err = s
+        .node("plugin.actionpolicy.default_name = ../etc/passwd")
+        .err()
+        .unwrap();
+    assert!(err.contains("must be a file name"), "{err}");
+}

@@ -14,18 +14,16 @@
 //! so a shell script's children die with it. `docs/external-agents.md`
 //! describes the contract for agent authors.
 
-use std::io;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use muster_protocol::ddl::{self, Ddl};
 use muster_protocol::{Request, StatusCode};
 use serde_json::{json, Map, Value};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::process::{Child, Command};
 
+use super::command::{self, Finished, Invocation, RunError, STANDARD_PATH};
 use crate::agent::{ActionError, ActionFuture, ActionResult};
 use crate::{Agent, Node, ServerConfig};
 
@@ -34,13 +32,6 @@ pub const AGENTS_DIR: &str = "plugin.external.agents_dir";
 
 /// The most a program may write to stdout; more is a failed reply.
 pub const MAX_STDOUT: usize = 1024 * 1024;
-
-/// How much of stderr is kept for the log and error messages; the rest is
-/// read and dropped so the program never blocks on a full pipe.
-const MAX_STDERR: usize = 64 * 1024;
-
-/// Used when the daemon itself runs without a PATH.
-const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Variables passed through from the daemon's environment; everything
 /// else is left out so agents do not depend on how the daemon was started.
@@ -156,13 +147,30 @@ impl Agent for External {
             .iter()
             .filter_map(|(key, output)| Some((key.clone(), output.default.clone()?)))
             .collect();
+        let agent = &self.ddl.metadata.name;
+        let kept = KEPT_ENV
+            .iter()
+            .filter_map(|key| Some((*key, std::env::var_os(key)?)));
+        let path = std::env::var_os("PATH")
+            .is_none()
+            .then(|| ("PATH", OsString::from(STANDARD_PATH)));
+        let invocation = Invocation::new(&self.program)
+            .env_clear()
+            .envs([
+                ("MUSTER_AGENT", agent.as_str()),
+                ("MUSTER_ACTION", action),
+                ("MUSTER_REQUEST_ID", request.id.as_str()),
+            ])
+            .envs(kept.chain(path))
+            .current_dir("/")
+            .stdin(stdin_document(request))
+            .stdout_limit(MAX_STDOUT);
         let run = Run {
-            agent: self.ddl.metadata.name.clone(),
+            agent: agent.clone(),
             action: action.to_string(),
             program: self.program.clone(),
             timeout: Duration::from_secs(self.ddl.metadata.timeout.max(1)),
-            stdin: stdin_document(request),
-            request_id: request.id.clone(),
+            invocation,
             defaults,
         };
         Box::pin(run.execute())
@@ -192,151 +200,28 @@ struct Run {
     action: String,
     program: PathBuf,
     timeout: Duration,
-    stdin: Vec<u8>,
-    request_id: String,
+    invocation: Invocation,
     defaults: Map<String, Value>,
-}
-
-/// How a run of the program ended.
-enum Ended {
-    Exited {
-        status: ExitStatus,
-        stdout: Captured,
-        stderr: Captured,
-    },
-    TimedOut {
-        stderr: Vec<u8>,
-    },
-    /// Waiting for the exit failed; the group was killed.
-    Lost {
-        error: io::Error,
-        stderr: Vec<u8>,
-    },
-}
-
-/// Bytes read from a pipe, and whether the cap cut them short.
-#[derive(Default)]
-struct Captured {
-    bytes: Vec<u8>,
-    overflowed: bool,
 }
 
 impl Run {
     async fn execute(self) -> ActionResult {
-        let child = match self.spawn().await {
-            Ok(child) => child,
-            Err(e) => {
-                tracing::warn!(agent = %self.agent, program = %self.program.display(), "cannot start external agent: {e}");
-                return Err(ActionError::new(
-                    StatusCode::Aborted,
-                    format!("agent {} could not be started: {e}", self.agent),
-                ));
-            }
-        };
-        let ended = self.supervise(child).await;
+        let deadline = Instant::now() + self.timeout;
+        let ended = command::run(&self.invocation, deadline).await;
         self.interpret(ended)
     }
 
-    async fn spawn(&self) -> io::Result<Child> {
-        let mut attempt = 0;
-        loop {
-            let mut command = Command::new(&self.program);
-            command
-                .env_clear()
-                .env("MUSTER_AGENT", &self.agent)
-                .env("MUSTER_ACTION", &self.action)
-                .env("MUSTER_REQUEST_ID", &self.request_id)
-                .current_dir("/")
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .process_group(0)
-                .kill_on_drop(true);
-            for key in KEPT_ENV {
-                if let Some(value) = std::env::var_os(key) {
-                    command.env(key, value);
-                }
-            }
-            if std::env::var_os("PATH").is_none() {
-                command.env("PATH", DEFAULT_PATH);
-            }
-            match command.spawn() {
-                // A just-written program can be briefly "busy" while another
-                // thread's fork still holds its write descriptor.
-                Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && attempt < 10 => {
-                    attempt += 1;
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-                other => return other,
-            }
-        }
-    }
-
-    /// Feeds stdin, collects stdout and stderr and waits for the exit,
-    /// all within the timeout; kills the process group when it expires.
-    async fn supervise(&self, mut child: Child) -> Ended {
-        let group = ProcessGroup::of(&child);
-        let stdin = child.stdin.take();
-        let stdout = child.stdout.take();
-        let stderr = child.stderr.take();
-        let input = self.stdin.clone();
-        let stderr_buf = Arc::new(std::sync::Mutex::new(Vec::new()));
-
-        let feed = async move {
-            if let Some(mut pipe) = stdin {
-                // A program that ignores its input may exit before reading it.
-                let _ = pipe.write_all(&input).await;
-                let _ = pipe.shutdown().await;
-            }
-        };
-        let out = async {
-            let captured = read_capped(stdout, MAX_STDOUT, None).await;
-            if captured.overflowed {
-                // Stop it now rather than wait for the timeout.
-                group.kill();
-            }
-            captured
-        };
-        let err = read_capped(stderr, MAX_STDERR, Some(stderr_buf.clone()));
-        let work = async {
-            let ((), stdout, stderr) = tokio::join!(feed, out, err);
-            let status = child.wait().await;
-            (status, stdout, stderr)
-        };
-        let finished = tokio::time::timeout(self.timeout, work).await;
-        match finished {
-            Ok((Ok(status), stdout, stderr)) => {
-                group.reaped();
-                Ended::Exited {
-                    status,
-                    stdout,
-                    stderr,
-                }
-            }
-            Ok((Err(error), _, stderr)) => {
-                group.kill();
-                let _ = child.wait().await;
-                group.reaped();
-                Ended::Lost {
-                    error,
-                    stderr: stderr.bytes,
-                }
-            }
-            Err(_) => {
-                // The leader is not reaped yet, so its group id is still ours.
-                group.kill();
-                let _ = child.wait().await;
-                group.reaped();
-                let stderr = stderr_buf.lock().map(|b| b.clone()).unwrap_or_default();
-                Ended::TimedOut { stderr }
-            }
-        }
-    }
-
-    fn interpret(&self, ended: Ended) -> ActionResult {
+    fn interpret(&self, ended: Result<Finished, RunError>) -> ActionResult {
         let agent = &self.agent;
         match ended {
-            Ended::TimedOut { stderr } => {
+            Err(RunError::Start(e)) => {
+                tracing::warn!(agent = %self.agent, program = %self.program.display(), "cannot start external agent: {e}");
+                Err(ActionError::new(
+                    StatusCode::Aborted,
+                    format!("agent {} could not be started: {e}", self.agent),
+                ))
+            }
+            Err(RunError::TimedOut { stderr, .. }) => {
                 self.log_stderr(&stderr, true);
                 tracing::warn!(agent = %agent, action = %self.action, "external agent timed out after {} s; killed", self.timeout.as_secs());
                 Err(ActionError::new(
@@ -344,40 +229,35 @@ impl Run {
                     format!("agent {agent} timed out after {} s", self.timeout.as_secs()),
                 ))
             }
-            Ended::Lost { error, stderr } => {
-                self.log_stderr(&stderr, true);
+            Err(RunError::Lost(error)) => {
                 tracing::warn!(agent = %agent, action = %self.action, "cannot wait for external agent: {error}");
                 Err(ActionError::new(
                     StatusCode::Aborted,
                     format!("agent {agent} could not be waited for: {error}"),
                 ))
             }
-            Ended::Exited {
-                status,
-                stdout,
-                stderr,
-            } => {
-                let failed = !status.success() || stdout.overflowed;
-                self.log_stderr(&stderr.bytes, failed);
-                if stdout.overflowed {
+            Ok(done) => {
+                let failed = !done.success() || done.overflowed;
+                self.log_stderr(&done.stderr, failed);
+                if done.overflowed {
                     return Err(ActionError::new(
                         StatusCode::UnknownError,
                         format!("agent {agent} wrote more than {MAX_STDOUT} bytes to stdout"),
                     ));
                 }
-                if !status.success() {
+                if !done.success() {
                     return Err(ActionError::new(
                         StatusCode::Aborted,
-                        failure_message(agent, status, &stderr.bytes),
+                        failure_message(agent, &done),
                     ));
                 }
-                self.reply(&stdout.bytes)
+                self.reply(&done.stdout)
             }
         }
     }
 
     /// Turns the program's stdout into the action's result.
-    fn reply(&self, stdout: &[u8]) -> ActionResult {
+    fn reply(&self, text: &str) -> ActionResult {
         let agent = &self.agent;
         let invalid = |why: String| {
             ActionError::new(
@@ -385,12 +265,11 @@ impl Run {
                 format!("agent {agent} wrote invalid JSON: {why}"),
             )
         };
-        let text = String::from_utf8_lossy(stdout);
         if text.trim().is_empty() {
             return Err(invalid("nothing on stdout".into()));
         }
-        let value: Value = serde_json::from_str(&text)
-            .map_err(|e| invalid(format!("{e} (output began {:?})", preview(&text))))?;
+        let value: Value = serde_json::from_str(text)
+            .map_err(|e| invalid(format!("{e} (output began {:?})", preview(text))))?;
         let Value::Object(object) = value else {
             return Err(invalid(format!(
                 "expected an object, found {}",
@@ -426,9 +305,8 @@ impl Run {
         }
     }
 
-    fn log_stderr(&self, stderr: &[u8], failed: bool) {
-        let text = String::from_utf8_lossy(stderr);
-        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+    fn log_stderr(&self, stderr: &str, failed: bool) {
+        for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
             if failed {
                 tracing::warn!(agent = %self.agent, action = %self.action, "stderr: {line}");
             } else {
@@ -489,96 +367,21 @@ fn parse_reply(mut object: Map<String, Value>) -> Result<ProgramReply, String> {
 }
 
 /// Why a program that exited unsuccessfully failed, with its last words.
-fn failure_message(agent: &str, status: ExitStatus, stderr: &[u8]) -> String {
-    use std::os::unix::process::ExitStatusExt;
-    let how = match (status.code(), status.signal()) {
+fn failure_message(agent: &str, done: &Finished) -> String {
+    let how = match (done.code, done.signal) {
         (Some(code), _) => format!("exited with code {code}"),
         (None, Some(signal)) => format!("was killed by signal {signal}"),
         (None, None) => "failed".to_string(),
     };
-    let text = String::from_utf8_lossy(stderr);
-    match text.lines().rev().map(str::trim).find(|l| !l.is_empty()) {
+    match done
+        .stderr
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+    {
         Some(line) => format!("agent {agent} {how}: {line}"),
         None => format!("agent {agent} {how} (nothing on stderr)"),
-    }
-}
-
-/// Reads a pipe to its end, keeping at most `limit` bytes. Past the limit
-/// stdout stops reading (the caller kills the program); stderr keeps
-/// draining so the program never blocks writing to it. `shared` mirrors
-/// what is kept, so a timeout can still report it.
-async fn read_capped(
-    pipe: Option<impl AsyncRead + Unpin>,
-    limit: usize,
-    shared: Option<Arc<std::sync::Mutex<Vec<u8>>>>,
-) -> Captured {
-    let mut captured = Captured::default();
-    let Some(mut pipe) = pipe else {
-        return captured;
-    };
-    let mut chunk = vec![0u8; 16 * 1024];
-    loop {
-        let n = match pipe.read(&mut chunk).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        let room = limit.saturating_sub(captured.bytes.len());
-        let kept = &chunk[..n.min(room)];
-        captured.bytes.extend_from_slice(kept);
-        if let Some(shared) = &shared {
-            if let Ok(mut buf) = shared.lock() {
-                buf.extend_from_slice(kept);
-            }
-        }
-        if n > room {
-            captured.overflowed = true;
-            if shared.is_none() {
-                break;
-            }
-        }
-    }
-    captured
-}
-
-/// The process group a program runs in. Dropping it before the leader is
-/// reaped (a request abandoned mid-run) kills the whole group.
-struct ProcessGroup {
-    pgid: Option<libc::pid_t>,
-    live: std::sync::atomic::AtomicBool,
-}
-
-impl ProcessGroup {
-    fn of(child: &Child) -> ProcessGroup {
-        let pgid = child.id().and_then(|id| libc::pid_t::try_from(id).ok());
-        ProcessGroup {
-            pgid,
-            live: std::sync::atomic::AtomicBool::new(pgid.is_some()),
-        }
-    }
-
-    /// Kills every process in the group. Only called while the leader is
-    /// unreaped, so the id cannot have been reused.
-    fn kill(&self) {
-        if let (Some(pgid), true) = (
-            self.pgid,
-            self.live.load(std::sync::atomic::Ordering::SeqCst),
-        ) {
-            // SAFETY: kill(2) has no memory-safety preconditions.
-            unsafe {
-                libc::kill(-pgid, libc::SIGKILL);
-            }
-        }
-    }
-
-    /// The leader has been waited for; the group id is no longer ours.
-    fn reaped(&self) {
-        self.live.store(false, std::sync::atomic::Ordering::SeqCst);
-    }
-}
-
-impl Drop for ProcessGroup {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use crate::{Agent, ServerConfig};
 
+mod command;
 mod external;
 mod filemgr;
 mod package;

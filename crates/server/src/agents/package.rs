@@ -23,27 +23,21 @@
 //! | `plugin.package.yum_options` | extra `dnf`/`yum` arguments, space-separated |
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use muster_protocol::ddl::Ddl;
 use muster_protocol::{Request, StatusCode};
 use serde_json::{json, Map, Value};
-use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::process::Command;
-use tokio::time::Instant;
 
+use super::command::{self, RunError};
+#[cfg(test)]
+use super::command::{tail, MAX_OUTPUT};
 use crate::agent::{ready, ActionError, ActionFuture, Agent};
 use crate::{Node, ServerConfig};
 
 /// Longest package name or version accepted, as the DDL says.
 const MAX_INPUT: usize = 128;
-/// How much of a tool's output a reply carries (the end of it).
-const MAX_OUTPUT: usize = 64 << 10;
-
-/// How long a tool's output is still read after the tool has exited.
-const PIPE_GRACE: Duration = Duration::from_secs(2);
 
 const NO_PROVIDER: &str = "no package provider found on this node";
 
@@ -170,22 +164,18 @@ impl Agent for Package {
         };
         let settings = Arc::clone(&self.settings);
         Box::pin(async move {
-            let deadline = Instant::now() + settings.timeout;
+            let at = Instant::now() + settings.timeout;
             let provider = select(&settings).await?;
-            let result = tokio::time::timeout_at(deadline, run(&*provider, change, &inputs)).await;
-            match result {
-                Ok(result) => result,
-                // Dropping the action's future killed the tool's process group.
-                Err(_) => Err(ActionError::new(
-                    StatusCode::Aborted,
-                    format!(
-                        "{} {} timed out after {} s",
-                        provider.name(),
-                        change.map_or("status", Change::name),
-                        settings.timeout.as_secs()
-                    ),
-                )),
-            }
+            let deadline = Deadline {
+                at,
+                timed_out: format!(
+                    "{} {} timed out after {} s",
+                    provider.name(),
+                    change.map_or("status", Change::name),
+                    settings.timeout.as_secs()
+                ),
+            };
+            run(&*provider, change, &inputs, &deadline).await
         })
     }
 }
@@ -269,7 +259,8 @@ impl Change {
     }
 }
 
-/// One program run with its arguments and environment.
+/// A tool's command line and the variables it runs with besides the
+/// daemon's own.
 #[derive(Debug, Clone, PartialEq)]
 struct Invocation {
     program: PathBuf,
@@ -289,24 +280,8 @@ struct Finished {
 impl Finished {
     /// Standard output then standard error, trimmed, the end kept when long.
     fn output(&self) -> String {
-        let joined = [self.stdout.trim(), self.stderr.trim()]
-            .into_iter()
-            .filter(|s| !s.is_empty())
-            .collect::<Vec<_>>()
-            .join("\n");
-        tail(&joined, MAX_OUTPUT).to_string()
+        command::joined(&self.stdout, &self.stderr)
     }
-}
-
-fn tail(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut start = text.len() - max;
-    while !text.is_char_boundary(start) {
-        start += 1;
-    }
-    &text[start..]
 }
 
 /// A package as the provider's query reports it.
@@ -559,15 +534,22 @@ async fn locate(tool: &Path) -> Option<PathBuf> {
     None
 }
 
+/// When an action's tools must have finished, and what to say when not.
+struct Deadline {
+    at: Instant,
+    timed_out: String,
+}
+
 /// Runs one action with `provider` and builds its reply.
 async fn run(
     provider: &dyn Provider,
     change: Option<Change>,
     inputs: &Inputs,
+    deadline: &Deadline,
 ) -> Result<Value, ActionError> {
     let package = inputs.package.as_str();
     let Some(change) = change else {
-        let answer = execute(&provider.query(package)).await?;
+        let answer = execute(&provider.query(package), deadline).await?;
         let installed = provider.parse(&answer);
         return Ok(reply(
             provider,
@@ -577,7 +559,11 @@ async fn run(
             answer.output(),
         ));
     };
-    let done = execute(&provider.change(change, package, inputs.version.as_deref())).await?;
+    let done = execute(
+        &provider.change(change, package, inputs.version.as_deref()),
+        deadline,
+    )
+    .await?;
     let output = done.output();
     if !done.success {
         return Err(ActionError::new(
@@ -590,7 +576,7 @@ async fn run(
             ),
         ));
     }
-    let installed = provider.parse(&execute(&provider.query(package)).await?);
+    let installed = provider.parse(&execute(&provider.query(package), deadline).await?);
     let failed = |why: &str| {
         Err(ActionError::new(
             StatusCode::Aborted,
@@ -664,117 +650,26 @@ fn reply(
     })
 }
 
-/// Runs a program to completion in its own process group, which is killed
-/// if this future is dropped first (the action timed out or was abandoned).
-async fn execute(invocation: &Invocation) -> Result<Finished, ActionError> {
+/// Runs a tool to completion; at the deadline its whole process group
+/// (apt-get starts dpkg and maintainer scripts) is killed.
+async fn execute(invocation: &Invocation, deadline: &Deadline) -> Result<Finished, ActionError> {
     let program = locate(&invocation.program)
         .await
         .unwrap_or_else(|| invocation.program.clone());
-    let mut command = Command::new(&program);
-    command
+    let tool = command::Invocation::new(&program)
         .args(&invocation.args)
-        .envs(invocation.env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
-    let mut child = command.spawn().map_err(|e| {
-        ActionError::new(
-            StatusCode::Aborted,
-            format!("cannot run {}: {e}", program.display()),
-        )
-    })?;
-    let group = ProcessGroup::of(&child);
-    let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
-    let (mut out, mut err) = (Vec::new(), Vec::new());
-    let status = {
-        let reading =
-            async { tokio::join!(read_into(stdout, &mut out), read_into(stderr, &mut err)) };
-        tokio::pin!(reading);
-        let mut read = false;
-        let status = tokio::select! {
-            status = child.wait() => status,
-            _ = &mut reading => {
-                read = true;
-                child.wait().await
-            }
-        };
-        if !read {
-            // A daemon started by a maintainer script may hold the pipes
-            // open; what it writes after the tool exits is not the tool's.
-            let _ = tokio::time::timeout(PIPE_GRACE, &mut reading).await;
-        }
-        status
-    };
-    group.reaped();
-    let status = status.map_err(|e| {
-        ActionError::new(
-            StatusCode::Aborted,
-            format!("waiting for {}: {e}", program.display()),
-        )
-    })?;
-    Ok(Finished {
-        success: status.success(),
-        code: status.code(),
-        stdout: String::from_utf8_lossy(&out).into_owned(),
-        stderr: String::from_utf8_lossy(&err).into_owned(),
-    })
-}
-
-/// Appends a pipe's contents to `kept`, keeping the end when it is long.
-async fn read_into(pipe: Option<impl AsyncRead + Unpin>, kept: &mut Vec<u8>) {
-    let Some(mut pipe) = pipe else {
-        return;
-    };
-    let mut buf = vec![0u8; 16 << 10];
-    loop {
-        match pipe.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                kept.extend_from_slice(&buf[..n]);
-                if kept.len() > 2 * MAX_OUTPUT {
-                    kept.drain(..kept.len() - MAX_OUTPUT);
-                }
-            }
-        }
-    }
-}
-
-/// The process group a tool runs in (apt-get starts dpkg and maintainer
-/// scripts); dropping it while the leader is unreaped kills them all.
-struct ProcessGroup {
-    pgid: Option<libc::pid_t>,
-    live: std::sync::atomic::AtomicBool,
-}
-
-impl ProcessGroup {
-    fn of(child: &tokio::process::Child) -> ProcessGroup {
-        let pgid = child.id().and_then(|id| libc::pid_t::try_from(id).ok());
-        ProcessGroup {
-            pgid,
-            live: std::sync::atomic::AtomicBool::new(pgid.is_some()),
-        }
-    }
-
-    /// The leader has been waited for; its id may be reused from now on.
-    fn reaped(&self) {
-        self.live.store(false, std::sync::atomic::Ordering::SeqCst);
-    }
-}
-
-impl Drop for ProcessGroup {
-    fn drop(&mut self) {
-        if let (Some(pgid), true) = (
-            self.pgid,
-            self.live.load(std::sync::atomic::Ordering::SeqCst),
-        ) {
-            // SAFETY: kill(2) has no memory-safety preconditions; the
-            // leader is unreaped, so the group id is still ours.
-            unsafe {
-                libc::kill(-pgid, libc::SIGKILL);
-            }
-        }
+        .envs(invocation.env.iter().copied());
+    let aborted = |message: String| ActionError::new(StatusCode::Aborted, message);
+    match command::run(&tool, deadline.at).await {
+        Ok(done) => Ok(Finished {
+            success: done.success(),
+            code: done.code,
+            stdout: done.stdout,
+            stderr: done.stderr,
+        }),
+        Err(RunError::Start(e)) => Err(aborted(format!("cannot run {}: {e}", program.display()))),
+        Err(RunError::Lost(e)) => Err(aborted(format!("waiting for {}: {e}", program.display()))),
+        Err(RunError::TimedOut { .. }) => Err(aborted(deadline.timed_out.clone())),
     }
 }
 

@@ -45,7 +45,7 @@ use muster_protocol::ddl::Ddl;
 use muster_protocol::{Request, StatusCode};
 use serde_json::{json, Map, Value};
 
-use super::service::command::{self, Finished, Invocation, RunError};
+use super::command::{self, Finished, Invocation, RunError};
 use crate::agent::{ready, ActionError, ActionFuture, ActionResult, Agent};
 use crate::Node;
 
@@ -655,11 +655,15 @@ async fn run_puppet(
     args: Vec<OsString>,
     deadline: Instant,
 ) -> Result<Finished, ActionError> {
-    let invocation = Invocation::new(&paths.command, args);
+    let invocation = Invocation::new(&paths.command)
+        .args(args)
+        .stderr_to_stdout();
     command::run(&invocation, deadline)
         .await
         .map_err(|e| match e {
-            RunError::NotFound => aborted(NOT_INSTALLED),
+            RunError::Start(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                aborted(NOT_INSTALLED)
+            }
             other => aborted(other.describe(&invocation)),
         })
 }
@@ -744,6 +748,7 @@ async fn runonce(paths: Arc<Paths>, options: RunOptions, deadline: Instant) -> A
         None => {}
     }
     let done = run_puppet(&paths, args, deadline).await?;
+    let output = done.output();
     // --detailed-exitcodes: 0 nothing changed, 2 changes, 4 failures, 6 both.
     let (changed, summary) = match done.code {
         Some(0) => (false, "Puppet run completed without changes"),
@@ -752,7 +757,7 @@ async fn runonce(paths: Arc<Paths>, options: RunOptions, deadline: Instant) -> A
             return Err(aborted(format!(
                 "Puppet run failed ({}): {}",
                 done.exit(),
-                command::tail(&done.output, command::MESSAGE_OUTPUT)
+                command::tail(&output, command::MESSAGE_OUTPUT)
             )))
         }
     };
@@ -760,7 +765,7 @@ async fn runonce(paths: Arc<Paths>, options: RunOptions, deadline: Instant) -> A
         "summary": summary,
         "changed": changed,
         "exitcode": done.code.unwrap_or(0),
-        "output": done.output,
+        "output": output,
     }))
 }
 
@@ -868,8 +873,8 @@ async fn resource_action(
         args.push(format!("{key}={value}").into());
     }
     let done = run_puppet(&paths, args, deadline).await?;
-    let failed = done
-        .output
+    let output = done.output();
+    let failed = output
         .lines()
         .any(|line| line.starts_with("Error: /") || line.starts_with("Error: Could not run"));
     if !done.success() || failed {
@@ -878,19 +883,16 @@ async fn resource_action(
             resource.kind,
             resource.name,
             done.exit(),
-            command::tail(&done.output, command::MESSAGE_OUTPUT)
+            command::tail(&output, command::MESSAGE_OUTPUT)
         )));
     }
-    let changed = done
-        .output
-        .lines()
-        .any(|line| line.starts_with("Notice: /"));
+    let changed = output.lines().any(|line| line.starts_with("Notice: /"));
     let opening = format!("{} {{", resource.kind);
-    let result = match done.output.find(&opening) {
-        Some(at) => done.output[at..].to_string(),
-        None => done.output.clone(),
+    let result = match output.find(&opening) {
+        Some(at) => output[at..].to_string(),
+        None => output.clone(),
     };
-    Ok(json!({ "changed": changed, "result": result, "output": done.output }))
+    Ok(json!({ "changed": changed, "result": result, "output": output }))
 }
 
 #[cfg(test)]

@@ -29,7 +29,7 @@ use muster_protocol::ddl::Ddl;
 use muster_protocol::{Request, StatusCode};
 use serde_json::{json, Map, Value};
 
-use self::command::{Finished, Invocation};
+use super::command::{self, Finished, Invocation, STANDARD_PATH};
 use crate::agent::{ready, ActionError, ActionFuture, ActionResult, Agent};
 use crate::Node;
 
@@ -154,15 +154,8 @@ impl ServiceProvider for Systemd {
 
     fn probe(&self, service: &str) -> Probe {
         Probe::Command(
-            Invocation::clean(
-                "systemctl",
-                ["show", "--property=LoadState", "--value", "--", service],
-            ),
-            |done| {
-                done.success()
-                    && !done.output.trim().is_empty()
-                    && done.output.trim() != "not-found"
-            },
+            clean("systemctl").args(["show", "--property=LoadState", "--value", "--", service]),
+            |done| done.success() && !matches!(done.output().as_str(), "" | "not-found"),
         )
     }
 
@@ -171,7 +164,7 @@ impl ServiceProvider for Systemd {
             Verb::Status => "is-active",
             other => other.as_str(),
         };
-        Invocation::clean("systemctl", [verb, "--", service])
+        clean("systemctl").args([verb, "--", service])
     }
 }
 
@@ -189,8 +182,17 @@ impl ServiceProvider for Sysv {
     }
 
     fn command(&self, service: &str, verb: Verb) -> Invocation {
-        Invocation::clean(self.initd.join(service), [verb.as_str()])
+        clean(self.initd.join(service)).args([verb.as_str()])
     }
+}
+
+/// `program` run as init runs it: with only `PATH` and `LC_ALL=C` set, and
+/// stderr interleaved with stdout.
+fn clean(program: impl AsRef<std::ffi::OsStr>) -> Invocation {
+    Invocation::new(program)
+        .env_clear()
+        .envs([("PATH", STANDARD_PATH), ("LC_ALL", "C")])
+        .stderr_to_stdout()
 }
 
 /// The `service` input, checked here too: it becomes a path and an argument.
@@ -241,9 +243,10 @@ async fn act(
         Verb::Restart => false,
     };
     if settled {
-        return Ok(answer(running, &before.output));
+        return Ok(answer(running, &before.output()));
     }
     let done = run(provider.command(service, verb), deadline).await?;
+    let output = done.output();
     if !done.success() {
         return Err(ActionError::new(
             StatusCode::Aborted,
@@ -251,7 +254,7 @@ async fn act(
                 "could not {} {service}: {}{}",
                 verb.as_str(),
                 done.exit(),
-                with_output(&done.output)
+                with_output(&output)
             ),
         ));
     }
@@ -264,11 +267,11 @@ async fn act(
                 "{service} is {} after {}{}",
                 word(after.success()),
                 verb.as_str(),
-                with_output(&done.output)
+                with_output(&output)
             ),
         ));
     }
-    Ok(answer(wanted, &done.output))
+    Ok(answer(wanted, &output))
 }
 
 async fn exists(
@@ -309,259 +312,5 @@ fn with_output(output: &str) -> String {
         String::new()
     } else {
         format!(": {}", command::tail(output, command::MESSAGE_OUTPUT))
-    }
-}
-
-/// Running a command with its output captured, a deadline and a kill.
-///
-/// Shared with the puppet agent. Output goes to an unlinked temporary
-/// file, not a pipe: an init script leaves its daemon holding the
-/// script's stdout, and reading a pipe to its end would wait for the
-/// daemon to exit (Puppet runs its commands the same way for that reason).
-pub(super) mod command {
-    use std::ffi::{OsStr, OsString};
-    use std::fs::File;
-    use std::io::{Read, Seek, SeekFrom};
-    use std::os::unix::fs::OpenOptionsExt;
-    use std::os::unix::process::ExitStatusExt;
-    use std::process::Stdio;
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use std::time::{Duration, Instant};
-
-    /// How much of a command's output is kept: the tail, which says why it failed.
-    const MAX_OUTPUT: u64 = 64 * 1024;
-
-    /// `PATH` for commands run with a clean environment, as init runs them.
-    const CLEAN_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-    /// How much output an error message carries.
-    pub const MESSAGE_OUTPUT: usize = 4 * 1024;
-
-    /// The last `max` bytes of `text` or a little less, on a character
-    /// boundary: the end of a tool's output says why it failed.
-    pub fn tail(text: &str, max: usize) -> &str {
-        let mut start = text.len().saturating_sub(max);
-        while !text.is_char_boundary(start) {
-            start += 1;
-        }
-        &text[start..]
-    }
-
-    /// A program and its arguments; no shell is involved.
-    #[derive(Debug, Clone)]
-    pub struct Invocation {
-        pub program: OsString,
-        pub args: Vec<OsString>,
-        /// Run with only `PATH` and `LC_ALL=C`, as init scripts expect.
-        pub clean_env: bool,
-    }
-
-    impl Invocation {
-        pub fn new<I, S>(program: impl Into<OsString>, args: I) -> Invocation
-        where
-            I: IntoIterator<Item = S>,
-            S: AsRef<OsStr>,
-        {
-            Invocation {
-                program: program.into(),
-                args: args.into_iter().map(|a| a.as_ref().to_owned()).collect(),
-                clean_env: false,
-            }
-        }
-
-        pub fn clean<I, S>(program: impl Into<OsString>, args: I) -> Invocation
-        where
-            I: IntoIterator<Item = S>,
-            S: AsRef<OsStr>,
-        {
-            Invocation {
-                clean_env: true,
-                ..Invocation::new(program, args)
-            }
-        }
-
-        /// The command line, for messages.
-        pub fn display(&self) -> String {
-            std::iter::once(&self.program)
-                .chain(&self.args)
-                .map(|a| a.to_string_lossy())
-                .collect::<Vec<_>>()
-                .join(" ")
-        }
-    }
-
-    /// A command that ran to its end.
-    #[derive(Debug, Clone)]
-    pub struct Finished {
-        /// The exit code; `None` when a signal ended it.
-        pub code: Option<i32>,
-        pub signal: Option<i32>,
-        /// Its stdout and stderr interleaved, trimmed, at most the last 64 KiB.
-        pub output: String,
-    }
-
-    impl Finished {
-        pub fn success(&self) -> bool {
-            self.code == Some(0)
-        }
-
-        /// "exit code 3" or "killed by signal 9".
-        pub fn exit(&self) -> String {
-            match (self.code, self.signal) {
-                (Some(code), _) => format!("exit code {code}"),
-                (None, Some(signal)) => format!("killed by signal {signal}"),
-                (None, None) => "ended without an exit code".into(),
-            }
-        }
-    }
-
-    /// Why a command did not run to its end.
-    #[derive(Debug)]
-    pub enum RunError {
-        /// The program does not exist.
-        NotFound,
-        /// It could not be started or waited for.
-        Failed(String),
-        /// It was still running at the deadline and was killed.
-        TimedOut { after: Duration, output: String },
-    }
-
-    impl RunError {
-        pub fn describe(&self, invocation: &Invocation) -> String {
-            let program = invocation.program.to_string_lossy();
-            match self {
-                RunError::NotFound => format!("cannot run {program}: it does not exist"),
-                RunError::Failed(e) => format!("cannot run {program}: {e}"),
-                RunError::TimedOut { after, output } => {
-                    let mut message = format!(
-                        "{} did not finish within {} s and was killed",
-                        invocation.display(),
-                        after.as_secs()
-                    );
-                    if !output.is_empty() {
-                        message.push_str(": ");
-                        message.push_str(tail(output, MESSAGE_OUTPUT));
-                    }
-                    message
-                }
-            }
-        }
-    }
-
-    /// Runs `invocation` in its own process group, killing the group at
-    /// `deadline` or when the returned future is dropped.
-    pub async fn run(invocation: &Invocation, deadline: Instant) -> Result<Finished, RunError> {
-        let started = Instant::now();
-        let capture = tokio::task::spawn_blocking(capture_file)
-            .await
-            .map_err(|e| RunError::Failed(e.to_string()))?
-            .map_err(|e| RunError::Failed(format!("cannot create a file for its output: {e}")))?;
-        let (stdout, stderr) = match (capture.try_clone(), capture.try_clone()) {
-            (Ok(stdout), Ok(stderr)) => (stdout, stderr),
-            (Err(e), _) | (_, Err(e)) => return Err(RunError::Failed(e.to_string())),
-        };
-        let mut command = tokio::process::Command::new(&invocation.program);
-        command
-            .args(&invocation.args)
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(stderr)
-            .process_group(0)
-            .kill_on_drop(true);
-        if invocation.clean_env {
-            command
-                .env_clear()
-                .env("PATH", CLEAN_PATH)
-                .env("LC_ALL", "C");
-        }
-        let mut child = match command.spawn() {
-            Ok(child) => child,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(RunError::NotFound),
-            Err(e) => return Err(RunError::Failed(e.to_string())),
-        };
-        drop(command);
-        let mut group = GroupKill(child.id().and_then(|pid| i32::try_from(pid).ok()));
-        let left = deadline.saturating_duration_since(Instant::now());
-        let status = match tokio::time::timeout(left, child.wait()).await {
-            Ok(Ok(status)) => {
-                group.0 = None;
-                Some(status)
-            }
-            Ok(Err(e)) => return Err(RunError::Failed(e.to_string())),
-            Err(_) => {
-                drop(group);
-                let _ = child.wait().await;
-                None
-            }
-        };
-        let output = tokio::task::spawn_blocking(move || read_tail(capture))
-            .await
-            .map_err(|e| RunError::Failed(e.to_string()))?
-            .map_err(|e| RunError::Failed(format!("cannot read its output: {e}")))?;
-        match status {
-            Some(status) => Ok(Finished {
-                code: status.code(),
-                signal: status.signal(),
-                output,
-            }),
-            None => Err(RunError::TimedOut {
-                after: started.elapsed(),
-                output,
-            }),
-        }
-    }
-
-    /// Kills a process group when dropped, unless disarmed.
-    struct GroupKill(Option<i32>);
-
-    impl Drop for GroupKill {
-        fn drop(&mut self) {
-            if let Some(pgid) = self.0.filter(|pgid| *pgid > 1) {
-                // SAFETY: kill(2) with a negative pid signals that process
-                // group; it touches no memory of ours.
-                unsafe {
-                    libc::kill(-pgid, libc::SIGKILL);
-                }
-            }
-        }
-    }
-
-    /// A new temporary file that is already unlinked.
-    fn capture_file() -> std::io::Result<File> {
-        static COUNT: AtomicU64 = AtomicU64::new(0);
-        let dir = std::env::temp_dir();
-        loop {
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.subsec_nanos())
-                .unwrap_or(0);
-            let path = dir.join(format!(
-                ".muster-output-{}-{}-{nanos}",
-                std::process::id(),
-                COUNT.fetch_add(1, Ordering::Relaxed)
-            ));
-            match std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&path)
-            {
-                Ok(file) => {
-                    let _ = std::fs::remove_file(&path);
-                    return Ok(file);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
-    fn read_tail(mut file: File) -> std::io::Result<String> {
-        let len = file.seek(SeekFrom::End(0))?;
-        file.seek(SeekFrom::Start(len.saturating_sub(MAX_OUTPUT)))?;
-        let mut bytes = Vec::new();
-        file.take(MAX_OUTPUT).read_to_end(&mut bytes)?;
-        Ok(String::from_utf8_lossy(&bytes).trim().to_string())
     }
 }

@@ -299,7 +299,21 @@ pub async fn connect(config: ClientConfig) -> anyhow::Result<Client> {
     if created {
         crate::render::announce_new_key(&config);
     }
-    Ok(Client::connect_with(config, keys, Duration::from_secs(5)).await?)
+    let source = match &config.file {
+        Some(file) => format!("plugin.nats.servers in {} names the broker", file.display()),
+        None => format!(
+            "no client config was found, so the default was tried; set plugin.nats.servers in {} or pass --config FILE",
+            muster_client::default_dir().join("client.cfg").display()
+        ),
+    };
+    Client::connect_with(config, keys, Duration::from_secs(5))
+        .await
+        .map_err(|e| match e {
+            muster_client::ClientError::Connect(_) => anyhow::anyhow!(
+                "{e}\n({source}; `mco broker` runs a broker, `mco demo --keep` a whole test fleet)"
+            ),
+            other => other.into(),
+        })
 }
 
 fn seconds(value: f64, flag: &str) -> anyhow::Result<Duration> {

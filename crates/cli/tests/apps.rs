@@ -5,7 +5,6 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output};
-use std::time::Duration;
 
 use muster_testkit::{stderr, stdout, BrokerKind, Caller, FleetProcess, TestBroker};
 
@@ -18,17 +17,8 @@ async fn mco_with_path(dirs: &[&Path], args: &[&str]) -> Output {
     path.extend(std::env::split_paths(
         &std::env::var_os("PATH").unwrap_or_default(),
     ));
-    let child = tokio::process::Command::new(MCO)
-        .args(args)
-        .env("PATH", std::env::join_paths(path).expect("PATH"))
-        .env_remove("MCO_CONFIG")
-        .env("XDG_CONFIG_HOME", "/nonexistent-muster-test")
-        .kill_on_drop(true)
-        .output();
-    tokio::time::timeout(Duration::from_secs(30), child)
-        .await
-        .expect("mco did not finish within 30 s")
-        .expect("cannot run mco")
+    let path = std::env::join_paths(path).expect("PATH");
+    muster_testkit::run_mco_env(MCO, args, &[("PATH", path.as_os_str())]).await
 }
 
 async fn mco(args: &[&str]) -> Output {

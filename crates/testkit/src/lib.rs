@@ -203,8 +203,18 @@ impl Caller {
 
 /// Runs the `mco` binary at `mco` with `args` and no user config, bounded by 30 s.
 pub async fn run_mco(mco: &str, args: &[&str]) -> std::process::Output {
+    run_mco_env(mco, args, &[]).await
+}
+
+/// [`run_mco`] with more environment variables set.
+pub async fn run_mco_env(
+    mco: &str,
+    args: &[&str],
+    env: &[(&str, &std::ffi::OsStr)],
+) -> std::process::Output {
     let child = tokio::process::Command::new(mco)
         .args(args)
+        .envs(env.iter().copied())
         .env_remove("MCO_CONFIG")
         .env("XDG_CONFIG_HOME", "/nonexistent-muster-test")
         .kill_on_drop(true)

@@ -5,10 +5,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
 
-use muster_protocol::config::Config;
 use muster_protocol::{KeyPair, Reply, StatusCode};
-use muster_server::fleet::simulated_node;
-use muster_server::{Node, ServerConfig, TrustStore};
+use muster_server::Node;
 use serde_json::{json, Value};
 
 /// A node running the filemgr agent as `settings` configure it.
@@ -19,10 +17,8 @@ struct Harness {
 
 impl Harness {
     fn new(settings: &str) -> Harness {
-        let caller = KeyPair::generate();
-        let trust = TrustStore::fixed([(caller.public(), "alice".to_string())]);
-        let mut node = simulated_node("node01", 1, Arc::new(trust));
-        node.add_agent(filemgr_from(settings).expect("valid filemgr settings"));
+        let agent = filemgr_from(settings).expect("valid filemgr settings");
+        let (node, caller) = muster_testkit::node_with(agent);
         Harness { node, caller }
     }
 
@@ -41,13 +37,7 @@ impl Harness {
 
 /// The filemgr agent `for_config` builds from these settings.
 fn filemgr_from(settings: &str) -> Result<Arc<dyn muster_server::Agent>, String> {
-    let text = format!("identity = node01\n{settings}\n");
-    let config = Config::parse(&text).map_err(|e| e.to_string())?;
-    let server = ServerConfig::from_config(&config).map_err(|e| e.to_string())?;
-    muster_server::agents::for_config(&server)?
-        .into_iter()
-        .find(|agent| agent.ddl().metadata.name == "filemgr")
-        .ok_or_else(|| "for_config has no filemgr agent".to_string())
+    muster_testkit::agent_from(settings, "filemgr")
 }
 
 fn ok(reply: &Reply) -> &Value {

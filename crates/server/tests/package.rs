@@ -13,10 +13,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use muster_protocol::config::Config;
 use muster_protocol::{KeyPair, Reply, StatusCode};
-use muster_server::fleet::simulated_node;
-use muster_server::{Agent, Node, ServerConfig, TrustStore};
+use muster_server::{Agent, Node};
 use muster_testkit::apt::{dpkg_version, is_root, PurgeOnDrop, Repository, PACKAGE, PAYLOAD};
 use serde_json::{json, Value};
 
@@ -30,10 +28,8 @@ struct Harness {
 
 impl Harness {
     fn new(settings: &str) -> Harness {
-        let caller = KeyPair::generate();
-        let trust = TrustStore::fixed([(caller.public(), "alice".to_string())]);
-        let mut node = simulated_node("node01", 1, Arc::new(trust));
-        node.add_agent(package_from(settings).expect("valid package settings"));
+        let agent = package_from(settings).expect("valid package settings");
+        let (node, caller) = muster_testkit::node_with(agent);
         Harness { node, caller }
     }
 
@@ -55,14 +51,8 @@ impl Harness {
 }
 
 /// The package agent `for_config` builds from these settings.
-fn package_from(settings: &str) -> Result<Arc<dyn Agent>, String> {
-    let text = format!("identity = node01\n{settings}\n");
-    let config = Config::parse(&text).map_err(|e| e.to_string())?;
-    let server = ServerConfig::from_config(&config).map_err(|e| e.to_string())?;
-    muster_server::agents::for_config(&server)?
-        .into_iter()
-        .find(|agent| agent.ddl().metadata.name == "package")
-        .ok_or_else(|| "for_config has no package agent".to_string())
+fn package_from(settings: &str) -> Result<Arc<dyn muster_server::Agent>, String> {
+    muster_testkit::agent_from(settings, "package")
 }
 
 fn payload() -> Option<String> {

@@ -235,6 +235,32 @@ pub fn stderr(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// The built-in agent `name` as a server config's `settings` lines set
+/// it up (an error names the bad setting's line).
+pub fn agent_from(
+    settings: &str,
+    name: &str,
+) -> Result<std::sync::Arc<dyn muster_server::Agent>, String> {
+    let text = format!("identity = node01\n{settings}\n");
+    let config = muster_protocol::config::Config::parse(&text).map_err(|e| e.to_string())?;
+    let server = muster_server::ServerConfig::from_config(&config).map_err(|e| e.to_string())?;
+    muster_server::agents::for_config(&server)?
+        .into_iter()
+        .find(|agent| agent.ddl().metadata.name == name)
+        .ok_or_else(|| format!("for_config has no {name} agent"))
+}
+
+/// A simulated node running `agent`, and a caller it trusts.
+pub fn node_with(
+    agent: std::sync::Arc<dyn muster_server::Agent>,
+) -> (muster_server::Node, KeyPair) {
+    let caller = KeyPair::generate();
+    let trust = muster_server::TrustStore::fixed([(caller.public(), "alice".to_string())]);
+    let mut node = muster_server::fleet::simulated_node("node01", 1, std::sync::Arc::new(trust));
+    node.add_agent(agent);
+    (node, caller)
+}
+
 /// Signs a request for `agent action` with `inputs` (a JSON object) as
 /// `caller`, hands it to `node` as the broker would, and returns the reply.
 pub async fn ask(

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use muster_protocol::{KeyPair, Reply, StatusCode};
-use muster_server::{Agent, Node};
+use muster_server::Node;
 use muster_testkit::apt::{dpkg_version, is_root, PurgeOnDrop, Repository, PACKAGE, PAYLOAD};
 use serde_json::{json, Value};
 

@@ -312,9 +312,8 @@ struct Pinged {
     node_cost: Duration,
 }
 
-/// Starts the fleet, pings it once to warm up and `runs` times for real,
-/// then measures what one request costs a node.
-fn ping_fleet(runtimes: &Runtimes, url: &str, nodes: usize, runs: usize) -> anyhow::Result<Pinged> {
+/// A caller and `nodes` simulated nodes on `url` that trust it.
+fn trusting_fleet(runtimes: &Runtimes, url: &str, nodes: usize) -> anyhow::Result<(Caller, Fleet)> {
     let caller = Caller::new("bench");
     let trust = TrustStore::from_dir(caller.trusted_keys())
         .map_err(|e| anyhow::anyhow!("reading the caller's trusted_keys: {e}"))?;
@@ -326,6 +325,13 @@ fn ping_fleet(runtimes: &Runtimes, url: &str, nodes: usize, runs: usize) -> anyh
             Arc::new(trust),
         )))
         .with_context(|| format!("starting {nodes} simulated nodes"))?;
+    Ok((caller, fleet))
+}
+
+/// Starts the fleet, pings it once to warm up and `runs` times for real,
+/// then measures what one request costs a node.
+fn ping_fleet(runtimes: &Runtimes, url: &str, nodes: usize, runs: usize) -> anyhow::Result<Pinged> {
+    let (caller, fleet) = trusting_fleet(runtimes, url, nodes)?;
     let pinged = runtimes.client.block_on(async {
         let config = ClientConfig::load(Some(&caller.client_config(url)))
             .context("loading the client config")?;
@@ -537,17 +543,7 @@ fn discovery_table(
 ) -> anyhow::Result<()> {
     let mut broker = runtimes.broker.block_on(TestBroker::start(kind));
     let url = broker.url();
-    let caller = Caller::new("bench");
-    let trust = TrustStore::from_dir(caller.trusted_keys())
-        .map_err(|e| anyhow::anyhow!("reading the caller's trusted_keys: {e}"))?;
-    let fleet = runtimes
-        .fleet
-        .block_on(Fleet::start(FleetSpec::new(
-            vec![url.clone()],
-            nodes,
-            Arc::new(trust),
-        )))
-        .with_context(|| format!("starting {nodes} simulated nodes"))?;
+    let (caller, fleet) = trusting_fleet(runtimes, &url, nodes)?;
     println!();
     println!(
         "discovery of {nodes} simulated nodes on {} (mco ping / mco find with a filter): adaptive window vs a fixed 2 s window",

@@ -12,8 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::{watch, Notify};
 
 use crate::index::Sub;
@@ -24,6 +23,9 @@ use crate::stats::Counters;
 
 /// A writer batch buffer larger than this is not kept for reuse after a burst.
 const KEEP_BATCH_CAPACITY: usize = 1 << 20;
+/// How long the last words (an error after an abort, a TLS close_notify) may
+/// take to go out: the peer may not be reading at all.
+const FAREWELL_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(250);
 
 #[derive(Debug, Default)]
 struct Outbound {
@@ -201,9 +203,9 @@ fn put_decimal(buf: &mut BytesMut, mut n: usize) {
     buf.put_slice(&digits[i..]);
 }
 
-/// Drains the client's queue into the socket, one write per batch, until the
-/// client is closed (after flushing) or aborted (without).
-pub(crate) async fn run_writer(client: Arc<Client>, mut socket: OwnedWriteHalf) {
+/// Drains the client's queue into the socket (plain TCP or TLS), one write per
+/// batch, until the client is closed (after flushing) or aborted (without).
+pub(crate) async fn run_writer<W: AsyncWrite + Unpin>(client: Arc<Client>, mut socket: W) {
     let mut aborted = client.aborted();
     let mut batch = BytesMut::with_capacity(64 * 1024);
     loop {
@@ -219,7 +221,8 @@ pub(crate) async fn run_writer(client: Arc<Client>, mut socket: OwnedWriteHalf) 
             tokio::select! {
                 biased;
                 _ = raised(&mut aborted) => break,
-                written = socket.write_all(&batch) => {
+                // write_all then flush: TLS buffers inside the stream.
+                written = async { socket.write_all(&batch).await?; socket.flush().await } => {
                     if let Err(err) = written {
                         tracing::debug!(client = client.id, %err, "write failed");
                         client.abort();
@@ -243,11 +246,14 @@ pub(crate) async fn run_writer(client: Arc<Client>, mut socket: OwnedWriteHalf) 
         }
     }
     let farewell = lock(&client.out).farewell.take();
-    if let Some(farewell) = farewell {
-        // The socket is likely full; this is best effort only.
-        let _ = socket.try_write(&farewell);
-    }
-    let _ = socket.shutdown().await;
+    // The socket is likely full after an abort: best effort only, bounded.
+    let _ = tokio::time::timeout(FAREWELL_TIMEOUT, async {
+        if let Some(farewell) = farewell {
+            socket.write_all(&farewell).await?;
+        }
+        socket.shutdown().await
+    })
+    .await;
 }
 
 #[cfg(test)]

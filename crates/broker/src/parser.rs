@@ -26,11 +26,57 @@ pub(crate) enum ProtoError {
     SlowConsumer,
     #[error("Stale Connection")]
     StaleConnection,
+    #[error("Secure Connection - TLS Required")]
+    TlsRequired,
+    #[error("Authorization Violation")]
+    AuthorizationViolation,
+    #[error("Authentication Timeout")]
+    AuthenticationTimeout,
+    #[error("maximum connections exceeded")]
+    MaxConnections,
+    /// The subject as the client sent it.
+    #[error("Permissions Violation for Publish to {}", quote(.0))]
+    PublishViolation(Bytes),
+    #[error("Permissions Violation for Subscription to {}{}", quote(.subject), using_queue(.queue))]
+    SubscribeViolation {
+        subject: Bytes,
+        queue: Option<Bytes>,
+    },
+}
+
+/// A subject in double quotes, escaped like Go's `%q` (which nats-server uses
+/// in these errors) for the characters a valid subject can hold.
+fn quote(subject: &[u8]) -> String {
+    let mut out = String::with_capacity(subject.len() + 2);
+    out.push('"');
+    for c in String::from_utf8_lossy(subject).chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn using_queue(queue: &Option<Bytes>) -> String {
+    match queue {
+        Some(q) => format!(" using queue {}", quote(q)),
+        None => String::new(),
+    }
 }
 
 impl ProtoError {
     pub(crate) fn fatal(&self) -> bool {
-        !matches!(self, Self::InvalidPublishSubject | Self::InvalidSubject)
+        !matches!(
+            self,
+            Self::InvalidPublishSubject
+                | Self::InvalidSubject
+                | Self::PublishViolation(_)
+                | Self::SubscribeViolation { .. }
+        )
     }
 
     /// The `-ERR '...'\r\n` line sent to the client.
@@ -381,6 +427,49 @@ mod tests {
                 "{}",
                 String::from_utf8_lossy(input)
             );
+        }
+    }
+
+    #[test]
+    fn error_texts_match_nats_server() {
+        let cases = [
+            (
+                ProtoError::PublishViolation(Bytes::from_static(b"a.b")),
+                "-ERR 'Permissions Violation for Publish to \"a.b\"'\r\n",
+            ),
+            (
+                ProtoError::SubscribeViolation {
+                    subject: Bytes::from_static(b">"),
+                    queue: None,
+                },
+                "-ERR 'Permissions Violation for Subscription to \">\"'\r\n",
+            ),
+            (
+                ProtoError::SubscribeViolation {
+                    subject: Bytes::from_static(b"q\"x"),
+                    queue: Some(Bytes::from_static(b"workers")),
+                },
+                "-ERR 'Permissions Violation for Subscription to \"q\\\"x\" using queue \"workers\"'\r\n",
+            ),
+            (
+                ProtoError::TlsRequired,
+                "-ERR 'Secure Connection - TLS Required'\r\n",
+            ),
+            (
+                ProtoError::AuthorizationViolation,
+                "-ERR 'Authorization Violation'\r\n",
+            ),
+            (
+                ProtoError::AuthenticationTimeout,
+                "-ERR 'Authentication Timeout'\r\n",
+            ),
+            (
+                ProtoError::MaxConnections,
+                "-ERR 'maximum connections exceeded'\r\n",
+            ),
+        ];
+        for (err, want) in cases {
+            assert_eq!(String::from_utf8(err.wire()).unwrap(), want);
         }
     }
 

@@ -52,8 +52,13 @@ impl Router {
         self.index.write().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub(crate) fn new_client(&self) -> Arc<Client> {
-        let id = self.next_client.fetch_add(1, Ordering::Relaxed);
+    /// A fresh client id, for INFO before the client exists.
+    pub(crate) fn next_client_id(&self) -> u64 {
+        self.next_client.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Registers an admitted client.
+    pub(crate) fn new_client(&self, id: u64) -> Arc<Client> {
         self.counters.connected();
         Arc::new(Client::new(
             id,
@@ -72,12 +77,17 @@ impl Router {
         json.push_str(&format!(
             ",\"version\":\"{ANNOUNCED_VERSION}\",\"proto\":1,\"go\":\"muster-broker\",\
              \"host\":\"{}\",\"port\":{},\"headers\":true,\"max_payload\":{},\
-             \"client_id\":{client_id},\"client_ip\":\"{}\"}}\r\n",
+             \"client_id\":{client_id},\"client_ip\":\"{}\"",
             self.local_addr.ip(),
             self.local_addr.port(),
             self.config.max_payload,
             peer.ip(),
         ));
+        if self.config.security.is_some() {
+            // The NATS way to upgrade: the client reads this, then starts TLS.
+            json.push_str(",\"tls_required\":true,\"tls_verify\":true");
+        }
+        json.push_str("}\r\n");
         json.into_bytes()
     }
 

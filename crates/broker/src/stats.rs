@@ -5,9 +5,10 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 /// A snapshot of the broker's counters, from [`BrokerHandle::stats`](crate::BrokerHandle::stats).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BrokerStats {
-    /// Clients connected now.
+    /// Clients connected now (with security: past TLS and admission).
     pub connections: u64,
-    /// Clients accepted since start.
+    /// Clients served since start (with security: past TLS and admission;
+    /// refused connections are counted below instead).
     pub total_connections: u64,
     /// Messages published by clients (PUB and HPUB).
     pub msgs_in: u64,
@@ -21,6 +22,26 @@ pub struct BrokerStats {
     pub slow_consumers: u64,
     /// Protocol violations seen (each answered with `-ERR`).
     pub protocol_errors: u64,
+    /// Connections to a TLS broker whose first bytes were not a TLS
+    /// handshake (answered with `-ERR 'Secure Connection - TLS Required'`).
+    pub tls_required_refused: u64,
+    /// TLS handshakes that failed: no client certificate, one the verifier
+    /// rejects (unknown CA, expired, revoked), or bytes that are not TLS.
+    pub tls_handshake_failed: u64,
+    /// Connections refused with `-ERR 'Authorization Violation'`: the admission
+    /// function said no, or the client sent something other than CONNECT or
+    /// PING before its CONNECT.
+    pub authorization_refused: u64,
+    /// Connections closed because they had not finished TLS and sent CONNECT
+    /// within `auth_timeout` (answered with `-ERR 'Authentication Timeout'`
+    /// where the connection can still carry it).
+    pub auth_timeouts: u64,
+    /// Connections refused because `max_connections` were open
+    /// (answered with `-ERR 'maximum connections exceeded'`).
+    pub max_connections_refused: u64,
+    /// PUB, HPUB and SUB refused by a client's permissions (each answered with
+    /// `-ERR 'Permissions Violation ...'`; the connection stays open).
+    pub permission_violations: u64,
 }
 
 #[derive(Debug, Default)]
@@ -33,6 +54,12 @@ pub(crate) struct Counters {
     bytes_out: AtomicU64,
     slow_consumers: AtomicU64,
     protocol_errors: AtomicU64,
+    tls_required_refused: AtomicU64,
+    tls_handshake_failed: AtomicU64,
+    authorization_refused: AtomicU64,
+    auth_timeouts: AtomicU64,
+    max_connections_refused: AtomicU64,
+    permission_violations: AtomicU64,
 }
 
 impl Counters {
@@ -63,6 +90,30 @@ impl Counters {
         self.protocol_errors.fetch_add(1, Relaxed);
     }
 
+    pub(crate) fn tls_required_refused(&self) {
+        self.tls_required_refused.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn tls_handshake_failed(&self) {
+        self.tls_handshake_failed.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn authorization_refused(&self) {
+        self.authorization_refused.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn auth_timeout(&self) {
+        self.auth_timeouts.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn max_connections_refused(&self) {
+        self.max_connections_refused.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn permission_violation(&self) {
+        self.permission_violations.fetch_add(1, Relaxed);
+    }
+
     pub(crate) fn snapshot(&self) -> BrokerStats {
         BrokerStats {
             connections: self.connections.load(Relaxed),
@@ -73,6 +124,12 @@ impl Counters {
             bytes_out: self.bytes_out.load(Relaxed),
             slow_consumers: self.slow_consumers.load(Relaxed),
             protocol_errors: self.protocol_errors.load(Relaxed),
+            tls_required_refused: self.tls_required_refused.load(Relaxed),
+            tls_handshake_failed: self.tls_handshake_failed.load(Relaxed),
+            authorization_refused: self.authorization_refused.load(Relaxed),
+            auth_timeouts: self.auth_timeouts.load(Relaxed),
+            max_connections_refused: self.max_connections_refused.load(Relaxed),
+            permission_violations: self.permission_violations.load(Relaxed),
         }
     }
 }

@@ -25,6 +25,7 @@ async fn info_announces_what_clients_need() {
     ] {
         assert!(raw.info.contains(field), "{field} in {}", raw.info);
     }
+    assert!(!raw.info.contains("tls_required"), "{}", raw.info);
     broker.shutdown().await;
 }
 

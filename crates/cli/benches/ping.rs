@@ -21,8 +21,7 @@ use muster_client::{Call, Client, ClientConfig, Targets};
 use muster_protocol::Request;
 use muster_server::fleet::{Fleet, FleetSpec};
 use muster_server::node::Outcome as NodeOutcome;
-use muster_server::TrustStore;
-use muster_testkit::{nats_server_available, BrokerKind, Caller, TestBroker};
+use muster_testkit::{nats_server_available, BrokerKind, Caller, TestBroker, TestPki};
 use tokio::runtime::Runtime;
 use tokio::task::JoinHandle;
 
@@ -287,6 +286,10 @@ fn measure(runtimes: &Runtimes, kind: BrokerKind, nodes: usize, runs: usize) -> 
         node_cost: None,
         problem: None,
     };
+    // nats-server knows the certificates issued before it starts.
+    for name in ["bench.mcollective", "node.fleet"] {
+        TestPki::shared().issue(name);
+    }
     let mut broker = runtimes.broker.block_on(TestBroker::start(kind));
     let url = broker.url();
     match ping_fleet(runtimes, &url, nodes, runs) {
@@ -315,15 +318,11 @@ struct Pinged {
 /// A caller and `nodes` simulated nodes on `url` that trust it.
 fn trusting_fleet(runtimes: &Runtimes, url: &str, nodes: usize) -> anyhow::Result<(Caller, Fleet)> {
     let caller = Caller::new("bench");
-    let trust = TrustStore::from_dir(caller.trusted_keys())
-        .map_err(|e| anyhow::anyhow!("reading the caller's trusted_keys: {e}"))?;
+    let mut spec = FleetSpec::new(vec![url.to_string()], nodes, caller.pki().authority());
+    spec.transport = caller.pki().transport("node.fleet");
     let fleet = runtimes
         .fleet
-        .block_on(Fleet::start(FleetSpec::new(
-            vec![url.to_string()],
-            nodes,
-            Arc::new(trust),
-        )))
+        .block_on(Fleet::start(spec))
         .with_context(|| format!("starting {nodes} simulated nodes"))?;
     Ok((caller, fleet))
 }
@@ -335,7 +334,7 @@ fn ping_fleet(runtimes: &Runtimes, url: &str, nodes: usize, runs: usize) -> anyh
     let pinged = runtimes.client.block_on(async {
         let config = ClientConfig::load(Some(&caller.client_config(url)))
             .context("loading the client config")?;
-        let client = Client::connect_with(config, caller.keys.clone(), Duration::from_secs(5))
+        let client = Client::connect(config)
             .await
             .context("connecting the client")?;
         let mut ping = Call::new("rpcutil", "ping")
@@ -372,14 +371,10 @@ fn ping_fleet(runtimes: &Runtimes, url: &str, nodes: usize, runs: usize) -> anyh
 /// Times the node count over the cores, it is the floor under "last reply"
 /// when the whole fleet shares this machine.
 async fn node_cost(fleet: &Fleet, caller: &Caller) -> anyhow::Result<Duration> {
-    let request = Request::new(
-        "bench-cost",
-        &format!("user={}", caller.name),
-        "mcollective",
-        "rpcutil",
-        "ping",
-    );
-    let payload = caller.keys.sign(&request).context("signing")?.to_bytes();
+    let request = Request::new("bench-cost", &caller.name, "mcollective", "rpcutil", "ping");
+    let payload = muster_protocol::Envelope::seal(&request, &caller.credential)
+        .context("signing")?
+        .to_bytes();
     let started = Instant::now();
     for node in fleet.nodes() {
         match node.handle(&payload).await {
@@ -392,7 +387,10 @@ async fn node_cost(fleet: &Fleet, caller: &Caller) -> anyhow::Result<Duration> {
     Ok(started.elapsed() / fleet.nodes().len().max(1) as u32)
 }
 
-const BARE_SUBJECT: &str = "bench.bare.fanout";
+/// The bare fan-out runs on the same secured broker, on subjects the
+/// fleet and bench credentials may use: TLS and permission checks are in
+/// both columns, muster's envelopes, signatures and filters only in muster's.
+const BARE_SUBJECT: &str = "mcollective.broadcast.agent.bare";
 
 /// N plain subscribers, grouped on connections like the fleet, each
 /// answering every message at once with a small payload.
@@ -410,6 +408,7 @@ impl Responders {
                 servers,
                 &format!("bare responders {group}"),
                 Duration::from_secs(10),
+                &TestPki::shared().transport("node.fleet"),
             )
             .await?;
             self.connections.push(connection.clone());
@@ -462,12 +461,21 @@ fn bare_fan_out(
                     &servers,
                     "bare requester",
                     Duration::from_secs(5),
+                    &TestPki::shared().transport("bench.mcollective"),
                 )
                 .await?;
+                let token = muster_protocol::identity::caller_token("bench.mcollective");
                 let mut samples = Vec::new();
                 for round in 0..=runs {
-                    let inbox = client.new_inbox();
-                    let mut replies = client.subscribe(inbox.clone()).await?;
+                    let id = format!("bare{round}");
+                    let inbox = muster_protocol::subject::reply("mcollective", &token, &id, "node");
+                    let mut replies = client
+                        .subscribe(muster_protocol::subject::replies(
+                            "mcollective",
+                            &token,
+                            &id,
+                        ))
+                        .await?;
                     client.flush().await?;
                     let sent = Instant::now();
                     client
@@ -541,6 +549,10 @@ fn discovery_table(
     nodes: usize,
     runs: usize,
 ) -> anyhow::Result<()> {
+    // nats-server knows the certificates issued before it starts.
+    for name in ["bench.mcollective", "node.fleet"] {
+        TestPki::shared().issue(name);
+    }
     let mut broker = runtimes.broker.block_on(TestBroker::start(kind));
     let url = broker.url();
     let (caller, fleet) = trusting_fleet(runtimes, &url, nodes)?;
@@ -556,7 +568,7 @@ fn discovery_table(
     let result = runtimes.client.block_on(async {
         let config = ClientConfig::load(Some(&caller.client_config(&url)))
             .context("loading the client config")?;
-        let client = Client::connect_with(config, caller.keys.clone(), Duration::from_secs(5))
+        let client = Client::connect(config)
             .await
             .context("connecting the client")?;
         let adaptive = muster_client::QuietWindow::default();

@@ -293,12 +293,18 @@ impl Common {
     }
 }
 
-/// Connects with `config`, telling the user about a newly created key.
+/// Connects with `config`, saying where to get a certificate when there is none.
 pub async fn connect(config: ClientConfig) -> anyhow::Result<Client> {
-    let (keys, created) = muster_client::keys::load_or_create(&config.key_file)?;
-    if created {
-        crate::render::announce_new_key(&config);
-    }
+    let identity = config.security.load().map_err(|e| {
+        let from = match &config.file {
+            Some(file) => format!("plugin.security.ssldir and .certname in {}", file.display()),
+            None => "the defaults (no client config was found)".to_string(),
+        };
+        anyhow::anyhow!(
+            "{e}\n(the certificate comes from {from}; a Puppet shop points plugin.security.ssldir \
+             at Puppet's ssldir, others use mco ca: see mco help ca)"
+        )
+    })?;
     let source = match &config.file {
         Some(file) => format!("plugin.nats.servers in {} names the broker", file.display()),
         None => format!(
@@ -306,7 +312,7 @@ pub async fn connect(config: ClientConfig) -> anyhow::Result<Client> {
             muster_client::default_dir().join("client.cfg").display()
         ),
     };
-    Client::connect_with(config, keys, Duration::from_secs(5))
+    Client::connect_with(config, identity, Duration::from_secs(5))
         .await
         .map_err(|e| match e {
             muster_client::ClientError::Connect(_) => anyhow::anyhow!(

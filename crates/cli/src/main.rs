@@ -89,8 +89,22 @@ enum Command {
     Puppet(cmd::puppet::Args),
     /// Run the node daemon
     Server(cmd::server::Args),
-    /// Run the embedded NATS-protocol broker
+    /// Run the embedded NATS-protocol broker (TLS, client certificates required), or write its rules for nats-server
+    #[command(after_help = "Examples:
+  mco broker --ssldir /etc/muster/ssl --certname broker1 --listen 0.0.0.0:4222
+  mco broker nats-config --ssldir /etc/muster/ssl --certname broker1 > nats-server.conf")]
     Broker(cmd::broker::Args),
+    /// A fleet CA in Puppet's ssldir layout: mco ca init|issue|revoke
+    #[command(after_help = "Examples:
+  mco ca init --ssldir ./ssl
+  mco ca issue broker1 --ssldir ./ssl --role broker --san broker1.example.net --san 127.0.0.1
+  mco ca issue web1.example.net --ssldir ./ssl               # a node
+  mco ca issue alice --ssldir ./ssl --role caller            # alice.mcollective
+  mco ca revoke alice.mcollective --ssldir ./ssl
+
+A Puppet shop needs none of this: point plugin.security.ssldir at Puppet's ssldir.
+See docs/security.md.")]
+    Ca(cmd::ca::Args),
     /// Run many simulated nodes in this process against a broker
     Fleet(cmd::fleet::Args),
     /// Start a broker and a simulated fleet, and take a short tour
@@ -164,6 +178,7 @@ fn run(command: Command) -> anyhow::Result<u8> {
             Command::Puppet(args) => cmd::puppet::run(args).await,
             Command::Server(args) => cmd::server::run(args).await,
             Command::Broker(args) => cmd::broker::run(args).await,
+            Command::Ca(args) => cmd::ca::run(args),
             Command::Fleet(args) => cmd::fleet::run(args).await,
             Command::Demo(args) => cmd::demo::run(args).await,
             Command::Plugin(args) => cmd::plugin::run(args).await,

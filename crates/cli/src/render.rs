@@ -10,7 +10,7 @@ use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use muster_client::{Call, ClientConfig, Outcome, Response};
+use muster_client::{Call, Outcome, Response};
 use muster_protocol::ddl::{Action, Display};
 use serde_json::{json, Value};
 
@@ -254,6 +254,20 @@ pub fn rpc_stats(
         format!("{} / {failed}", responded - failed),
     )?;
     line(out, "No Replies", outcome.missing.len().to_string())?;
+    if !outcome.impostors.is_empty() {
+        let mut claimed = outcome.impostors.clone();
+        claimed.sort();
+        claimed.dedup();
+        line(
+            out,
+            "Ignored",
+            format!(
+                "{} replies claiming to be from another node ({})",
+                outcome.impostors.len(),
+                claimed.join(", ")
+            ),
+        )?;
+    }
     if let Some(kept) = kept {
         line(out, "Filter Matches", kept.to_string())?;
     }
@@ -312,6 +326,7 @@ pub fn statistics_json(outcome: &Outcome, shown: usize) -> Value {
     json!({
         "discovered": discovered(outcome),
         "responded": outcome.responses.len(),
+        "impostors": outcome.impostors.len(),
         "succeeded": outcome.responses.len() - failed,
         "failed": failed,
         "no_responses": outcome.missing,
@@ -338,6 +353,7 @@ pub fn nothing_sent() -> Outcome {
         expected: Some(Vec::new()),
         missing: Vec::new(),
         bad_replies: 0,
+        impostors: Vec::new(),
         discovery: None,
         elapsed: Duration::ZERO,
     }
@@ -441,21 +457,6 @@ pub fn progress(total: Option<usize>, quiet: bool) -> indicatif::ProgressBar {
     }
 }
 
-/// Tells the user where a newly created key is and how to trust it.
-pub fn announce_new_key(config: &ClientConfig) {
-    let public = muster_client::keys::public_key_path(&config.key_file);
-    eprintln!(
-        "Created a signing key for {caller}:\n  private: {private} (keep it secret)\n  public:  {public}\n\
-         Servers act on your requests once they trust it: copy the public key into each\n\
-         server's plugin.security.trusted_keys directory, e.g.\n  \
-         scp {public} root@node:/etc/muster/trusted_keys/{name}.pub\n",
-        caller = config.caller,
-        private = config.key_file.display(),
-        public = public.display(),
-        name = muster_client::user_name(),
-    );
-}
-
 /// The DDL's aggregate summaries over the kept OK replies, each followed
 /// by a blank line, headings in bold.
 pub fn summaries(
@@ -532,6 +533,7 @@ mod tests {
             expected: Some(vec!["node01".into(), "node02".into(), "node03".into()]),
             missing: vec!["node03".into()],
             bad_replies: 0,
+            impostors: Vec::new(),
             discovery: Some(Duration::from_millis(100)),
             elapsed: Duration::from_millis(35),
         };

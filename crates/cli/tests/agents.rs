@@ -112,7 +112,7 @@ impl Setup {
         let server = ServerProcess::start(
             Path::new(MCO),
             &broker.url(),
-            &caller.trusted_keys(),
+            caller.pki(),
             &NodeSetup {
                 identity: "node1",
                 facts_yaml: "role: web\n",

@@ -7,9 +7,11 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use muster_protocol::{subject, Filter, KeyPair, Reply, Request};
+use muster_protocol::identity::caller_token;
+use muster_protocol::{subject, Envelope, Filter, Reply, Request};
 use muster_testkit::{
-    nats_server_available, stderr, stdout, BrokerKind, Caller, NodeSetup, ServerProcess, TestBroker,
+    nats_server_available, stderr, stdout, BrokerKind, Caller, NodeSetup, ServerProcess,
+    TestBroker, TestPki,
 };
 use serde_json::Value;
 
@@ -62,8 +64,18 @@ const NODES: &[(&str, &str, &[&str], &[&str])] = &[
 impl Setup {
     /// Starts everything and waits until a ping sees all three nodes.
     async fn start(kind: BrokerKind) -> Setup {
-        let broker = TestBroker::start(kind).await;
-        let caller = Caller::new("tester");
+        Setup::start_with(kind, TestPki::shared().clone()).await
+    }
+
+    /// [`Setup::start`] with every certificate from `pki`.
+    async fn start_with(kind: BrokerKind, pki: TestPki) -> Setup {
+        // nats-server knows the certificates issued before it starts.
+        let caller = Caller::with_pki("tester", pki.clone());
+        for (identity, ..) in NODES {
+            pki.issue(identity);
+        }
+        pki.issue("bob.mcollective");
+        let broker = TestBroker::start_with(kind, pki).await;
         let config = caller.client_config(&broker.url()).display().to_string();
         let servers = NODES
             .iter()
@@ -71,7 +83,7 @@ impl Setup {
                 ServerProcess::start(
                     Path::new(MCO),
                     &broker.url(),
-                    &caller.trusted_keys(),
+                    caller.pki(),
                     &NodeSetup {
                         identity,
                         facts_yaml: facts,
@@ -139,14 +151,15 @@ impl Setup {
         node: &str,
         wait: Duration,
     ) -> Vec<Reply> {
-        let nats = async_nats::connect(self.broker.url())
+        let nats = self.connect_as(&self.caller.name).await;
+        let token = caller_token(&self.caller.name);
+        let mut replies = nats
+            .subscribe(subject::replies(&request.collective, &token, &request.id))
             .await
-            .expect("connect");
-        let reply_to = subject::reply(&request.collective, &request.sender, &request.id);
-        let mut replies = nats.subscribe(reply_to.clone()).await.expect("subscribe");
+            .expect("subscribe");
         nats.publish_with_reply(
             subject::node("mcollective", node),
-            reply_to,
+            subject::no_responders(&request.collective, &token, &request.id),
             envelope_bytes.into(),
         )
         .await
@@ -160,6 +173,18 @@ impl Setup {
             }
         }
         got
+    }
+
+    /// A NATS connection with `name`'s certificate from the setup's CA.
+    async fn connect_as(&self, name: &str) -> async_nats::Client {
+        muster_connector::connect_client(
+            &[self.broker.url()],
+            name,
+            Duration::from_secs(10),
+            &self.caller.pki().transport(name),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{name} cannot connect: {e}"))
     }
 }
 
@@ -315,20 +340,41 @@ async fn rpc_inventory_returns_what_the_node_knows(kind: BrokerKind) {
 async fn untrusted_and_replayed_requests_are_refused(kind: BrokerKind) {
     let setup = Setup::start(kind).await;
 
-    // A caller whose key no server trusts gets no answers.
-    let stranger = Caller::new("stranger");
+    // A caller with a certificate from another CA is not even admitted.
+    let stranger = Caller::with_pki("stranger", TestPki::new());
     let stranger_config = stranger
         .client_config(&setup.broker.url())
         .display()
         .to_string();
     let refused = mco(&["ping", "--config", &stranger_config, "-t", "1"]).await;
     assert_eq!(pinged(&refused), Vec::<String>::new());
-    assert_eq!(refused.status.code(), Some(4), "nobody answered");
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    // Its request, carried by an admitted connection, is refused by the node.
+    let request = Request::new("stranger", &stranger.name, "mcollective", "rpcutil", "ping");
+    let untrusted = setup
+        .raw_request(
+            Envelope::seal(&request, &stranger.credential)
+                .unwrap()
+                .to_bytes(),
+            &request,
+            "node1",
+            Duration::from_millis(500),
+        )
+        .await;
+    assert!(untrusted.is_empty(), "{untrusted:?}");
 
     // A replayed request: the first copy is answered, the second is not.
-    let request = Request::new("replayer", "user=tester", "mcollective", "rpcutil", "ping")
-        .with_filter(Filter::default());
-    let bytes = setup.caller.keys.sign(&request).unwrap().to_bytes();
+    let request = Request::new(
+        "replayer",
+        &setup.caller.name,
+        "mcollective",
+        "rpcutil",
+        "ping",
+    )
+    .with_filter(Filter::default());
+    let bytes = Envelope::seal(&request, &setup.caller.credential)
+        .unwrap()
+        .to_bytes();
     let first = setup
         .raw_request(bytes.clone(), &request, "node1", Duration::from_secs(2))
         .await;
@@ -340,21 +386,38 @@ async fn untrusted_and_replayed_requests_are_refused(kind: BrokerKind) {
     assert!(second.is_empty(), "a replay was answered: {second:?}");
 
     // An expired request and a forged signature are refused too.
-    let mut old =
-        Request::new("replayer", "user=tester", "mcollective", "rpcutil", "ping").with_ttl(1);
+    let mut old = Request::new(
+        "replayer",
+        &setup.caller.name,
+        "mcollective",
+        "rpcutil",
+        "ping",
+    )
+    .with_ttl(1);
     old.time -= 5_000;
     let expired = setup
         .raw_request(
-            setup.caller.keys.sign(&old).unwrap().to_bytes(),
+            Envelope::seal(&old, &setup.caller.credential)
+                .unwrap()
+                .to_bytes(),
             &old,
             "node1",
             Duration::from_millis(500),
         )
         .await;
     assert!(expired.is_empty());
-    let forged_request = Request::new("forger", "user=tester", "mcollective", "rpcutil", "ping");
-    let mut forged = KeyPair::generate().sign(&forged_request).unwrap();
-    forged.signer = setup.caller.keys.public().to_hex();
+    // Signed by the stranger, presenting the tester's certificate.
+    let forged_request = Request::new(
+        "forger",
+        &setup.caller.name,
+        "mcollective",
+        "rpcutil",
+        "ping",
+    );
+    let mut forged = Envelope::seal(&forged_request, &stranger.credential).unwrap();
+    forged.certificate = Envelope::seal(&forged_request, &setup.caller.credential)
+        .unwrap()
+        .certificate;
     let forged = setup
         .raw_request(
             forged.to_bytes(),
@@ -366,7 +429,7 @@ async fn untrusted_and_replayed_requests_are_refused(kind: BrokerKind) {
     assert!(forged.is_empty());
 
     // Garbage on the wire is counted, not fatal.
-    let nats = async_nats::connect(setup.broker.url()).await.unwrap();
+    let nats = setup.connect_as(&setup.caller.name).await;
     nats.publish("mcollective.node.node1", "this is not json".into())
         .await
         .unwrap();
@@ -381,6 +444,197 @@ async fn untrusted_and_replayed_requests_are_refused(kind: BrokerKind) {
     assert_eq!(rejected["malformed"], 1, "{stats}");
     assert!(
         setup.servers[0].log().contains("refused a request"),
+        "{}",
+        setup.servers[0].log()
+    );
+}
+
+/// Messages a subscription got within `wait`.
+async fn drain(sub: &mut async_nats::Subscriber, wait: Duration) -> Vec<async_nats::Message> {
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + wait;
+    while let Ok(Some(message)) = tokio::time::timeout_at(deadline, sub.next()).await {
+        got.push(message);
+    }
+    got
+}
+
+async fn unauthenticated_connections_are_refused(kind: BrokerKind) {
+    let setup = Setup::start(kind).await;
+    // Plain text, no certificate: refused before it can read anything.
+    let plain = format!("nats://{}", setup.broker.addr());
+    let refused =
+        tokio::time::timeout(Duration::from_secs(10), async_nats::connect(plain.as_str())).await;
+    assert!(
+        !matches!(refused, Ok(Ok(_))),
+        "a plain-text client was admitted"
+    );
+    // The raw protocol: a sniffer sending CONNECT and SUB > in clear.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut raw = tokio::net::TcpStream::connect(setup.broker.addr())
+        .await
+        .unwrap();
+    raw.write_all(b"CONNECT {}\r\nSUB > 1\r\n").await.unwrap();
+    let mut seen = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = raw.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            seen.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await;
+    // Now real traffic flows; the sniffer must see none of it.
+    let ping = mco(&["ping", "--config", &setup.config]).await;
+    assert_eq!(pinged(&ping), vec!["node1", "node2", "node3"]);
+    let seen = String::from_utf8_lossy(&seen);
+    assert!(!seen.contains("MSG"), "the sniffer read: {seen}");
+    assert!(
+        seen.contains("TLS") || seen.is_empty() || seen.contains("INFO"),
+        "{seen}"
+    );
+}
+
+async fn nodes_and_callers_read_only_their_own(kind: BrokerKind) {
+    let setup = Setup::start(kind).await;
+    // node1's credentials try to read everything, and node2's requests.
+    let node1 = setup.connect_as("node1").await;
+    let mut everything = node1.subscribe(">").await.unwrap();
+    let mut node2s = node1.subscribe("mcollective.node.node2").await.unwrap();
+    let mut all_replies = node1.subscribe("mcollective.reply.>").await.unwrap();
+    // bob, another caller, tries to read the tester's replies.
+    let bob = setup.connect_as("bob.mcollective").await;
+    let token = caller_token(&setup.caller.name);
+    let mut testers = bob
+        .subscribe(format!("mcollective.reply.{token}.>"))
+        .await
+        .unwrap();
+    let mut bobs_all = bob.subscribe("mcollective.reply.>").await.unwrap();
+    node1.flush().await.unwrap();
+    bob.flush().await.unwrap();
+
+    let (output, replies) = setup
+        .rpc_json(&["rpcutil", "get_fact", "fact=role", "-I", "node2"])
+        .await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(replies.len(), 1);
+    let ping = mco(&["ping", "--config", &setup.config]).await;
+    assert_eq!(pinged(&ping), vec!["node1", "node2", "node3"]);
+    for (what, sub) in [
+        ("node1 on >", &mut everything),
+        ("node1 on node2's subject", &mut node2s),
+        ("node1 on all replies", &mut all_replies),
+        ("bob on the tester's replies", &mut testers),
+        ("bob on all replies", &mut bobs_all),
+    ] {
+        let got = drain(sub, Duration::from_millis(300)).await;
+        assert!(
+            got.is_empty(),
+            "{what} read {} messages: {:?}",
+            got.len(),
+            got.first()
+        );
+    }
+    // nats-server answers the same -ERR but does not count violations.
+    if let Some(stats) = setup.broker.stats() {
+        assert!(stats.permission_violations >= 5, "{stats:?}");
+    }
+}
+
+async fn a_node_cannot_answer_for_another(kind: BrokerKind) {
+    let setup = Setup::start(kind).await;
+    // A rogue process with node2's certificate answers every broadcast as
+    // node1 (on node1's subject, and on its own) and as a node that does not exist.
+    let rogue = setup.connect_as("node2").await;
+    let mut requests = rogue
+        .subscribe("mcollective.broadcast.agent.rpcutil")
+        .await
+        .unwrap();
+    rogue.flush().await.unwrap();
+    let forger = tokio::spawn(async move {
+        while let Some(message) = requests.next().await {
+            let Ok(envelope) = Envelope::from_bytes(&message.payload) else {
+                continue;
+            };
+            let Ok(request) = envelope.request() else {
+                continue;
+            };
+            let token = caller_token(&request.caller);
+            for (subject_identity, claimed) in [
+                ("node1", "node1"),
+                ("node2", "node1"),
+                ("ghost", "ghost"),
+                ("node2", "ghost"),
+            ] {
+                let reply = Reply::ok(
+                    &request.id,
+                    claimed,
+                    serde_json::json!({"value": "9.9.9-forged", "pong": 1}),
+                );
+                let subject = subject::reply("mcollective", &token, &request.id, subject_identity);
+                let _ = rogue
+                    .publish(subject, serde_json::to_vec(&reply).unwrap().into())
+                    .await;
+            }
+            let _ = rogue.flush().await;
+        }
+    });
+    let ping = mco(&["ping", "--config", &setup.config]).await;
+    assert_eq!(
+        pinged(&ping),
+        vec!["node1", "node2", "node3"],
+        "{}",
+        stdout(&ping)
+    );
+    let (output, replies) = setup
+        .rpc_json(&["rpcutil", "get_fact", "fact=role", "-v"])
+        .await;
+    let text = stdout(&output);
+    assert!(!text.contains("9.9.9-forged"), "{text}");
+    let mut senders: Vec<&str> = replies
+        .iter()
+        .filter_map(|r| r["sender"].as_str())
+        .collect();
+    senders.sort();
+    assert_eq!(senders, vec!["node1", "node2", "node3"], "{replies:?}");
+    forger.abort();
+}
+
+async fn a_revoked_certificate_is_refused(kind: BrokerKind) {
+    let pki = TestPki::new();
+    pki.issue("revoked.mcollective");
+    pki.revoke("revoked.mcollective");
+    let setup = Setup::start_with(kind, pki.clone()).await;
+    let revoked = Caller::with_pki("revoked", pki);
+    let config = revoked
+        .client_config(&setup.broker.url())
+        .display()
+        .to_string();
+    let refused = mco(&["ping", "--config", &config, "-t", "1"]).await;
+    assert_eq!(refused.status.code(), Some(2), "{}", stdout(&refused));
+    assert!(pinged(&refused).is_empty());
+    // Its signed request, carried by an admitted caller, is refused by the node.
+    let request = Request::new("x", &revoked.name, "mcollective", "rpcutil", "ping");
+    let got = setup
+        .raw_request(
+            Envelope::seal(&request, &revoked.credential)
+                .unwrap()
+                .to_bytes(),
+            &request,
+            "node1",
+            Duration::from_millis(500),
+        )
+        .await;
+    assert!(got.is_empty(), "{got:?}");
+    let stats = setup.daemon_stats("node1").await;
+    assert!(
+        stats["rejected"]["untrusted"].as_u64().unwrap() >= 1,
+        "{stats}"
+    );
+    assert!(
+        setup.servers[0].log().contains("revoked"),
         "{}",
         setup.servers[0].log()
     );
@@ -490,6 +744,10 @@ on_both_brokers!(
     ping_finds_all_and_identity_narrows,
     rpc_inventory_returns_what_the_node_knows,
     untrusted_and_replayed_requests_are_refused,
+    unauthenticated_connections_are_refused,
+    nodes_and_callers_read_only_their_own,
+    a_node_cannot_answer_for_another,
+    a_revoked_certificate_is_refused,
     servers_reconnect_after_the_broker_returns,
     selectors_are_evaluated_by_server_processes,
 );
@@ -520,24 +778,37 @@ async fn bad_input_is_an_error_before_anything_is_sent() {
     // An unreachable broker is named, and the client gives up.
     let port = muster_testkit::free_port();
     let client_config = dir.path().join("client.cfg");
+    let pki = TestPki::shared();
+    pki.issue("tester.mcollective");
     std::fs::write(
         &client_config,
-        format!("plugin.nats.servers = nats://127.0.0.1:{port}\nplugin.security.key = key\n"),
+        format!(
+            "plugin.nats.servers = tls://ops:hunter2@127.0.0.1:{port}\nplugin.security.ssldir = {}\n\
+             plugin.security.certname = tester.mcollective\n",
+            pki.ssldir().root().display()
+        ),
     )
     .unwrap();
     let unreachable = mco(&["ping", "--config", client_config.to_str().unwrap()]).await;
     assert_eq!(unreachable.status.code(), Some(2));
     assert!(
-        stderr(&unreachable).contains(&format!("nats://127.0.0.1:{port}")),
+        stderr(&unreachable).contains(&format!("tls://ops:***@127.0.0.1:{port}")),
         "{}",
         stderr(&unreachable)
     );
-    // The key was created on first use, and the user was told how to trust it.
-    assert!(dir.path().join("key").exists() && dir.path().join("key.pub").exists());
     assert!(
-        stderr(&unreachable).contains("trusted_keys"),
+        !stderr(&unreachable).contains("hunter2"),
         "{}",
         stderr(&unreachable)
+    );
+    // No certificate: the error says where it was looked for and how to get one.
+    std::fs::write(&client_config, "plugin.security.ssldir = nowhere\n").unwrap();
+    let uncertified = mco(&["ping", "--config", client_config.to_str().unwrap()]).await;
+    assert_eq!(uncertified.status.code(), Some(2));
+    assert!(
+        stderr(&uncertified).contains("mco ca init") && stderr(&uncertified).contains("nowhere"),
+        "{}",
+        stderr(&uncertified)
     );
 
     // Inputs that are not key=value.

@@ -1,4 +1,4 @@
-//! `client.cfg`: where the client connects and which key it signs with.
+//! `client.cfg`: where the client connects and which certificate it signs with.
 
 use std::path::{Path, PathBuf};
 
@@ -13,12 +13,13 @@ pub struct ClientConfig {
     /// The file it came from; `None` when no file exists and defaults apply.
     pub file: Option<PathBuf>,
     pub servers: Vec<String>,
+    /// NATS credentials beyond the certificate, when the broker wants them.
+    pub nats_auth: muster_connector::Auth,
     pub main_collective: String,
     pub collectives: Vec<String>,
-    /// The private key; its public half is `<key>.pub`.
-    pub key_file: PathBuf,
-    /// Who the caller says it is, e.g. `user=alice`.
-    pub caller: String,
+    /// The caller's certificate and the CA (`plugin.security.*`); the
+    /// certname defaults to `<login>.mcollective`.
+    pub security: muster_pki::Settings,
     /// Seconds a request stays valid.
     pub ttl: u64,
     /// Directories with `<agent>.json` DDLs of external agents.
@@ -50,19 +51,19 @@ impl ClientConfig {
             message: format!("cannot read: {e}"),
         })?;
         let config = Config::parse_named(&text, &path.display().to_string())?;
-        let mut client = ClientConfig::from_config(&config)?;
+        let mut client = ClientConfig::from_config_in(&config, path.parent())?;
         client.file = Some(path.clone());
-        // A relative key path is relative to the config file.
-        if client.key_file.is_relative() {
-            if let Some(dir) = path.parent() {
-                client.key_file = dir.join(&client.key_file);
-            }
-        }
         Ok(client)
     }
 
-    /// Interprets parsed settings.
+    /// Interprets parsed settings; relative paths are taken as written.
     pub fn from_config(config: &Config) -> Result<ClientConfig, ConfigError> {
+        ClientConfig::from_config_in(config, None)
+    }
+
+    /// Interprets parsed settings; a relative ssldir or credentials file
+    /// is taken from `base`, the config file's directory.
+    fn from_config_in(config: &Config, base: Option<&Path>) -> Result<ClientConfig, ConfigError> {
         let main_collective = config
             .get("main_collective")
             .unwrap_or("mcollective")
@@ -77,21 +78,34 @@ impl ClientConfig {
         }
         muster_connector::parse_servers(&servers)
             .map_err(|e| config.error("plugin.nats.servers", e.to_string()))?;
-        let user = user_name();
-        let key_file = config
-            .get("plugin.security.key")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| default_dir().join("keys").join(&user));
+        let security = muster_pki::Settings::from_config(
+            config,
+            base,
+            default_dir().join("ssl"),
+            format!(
+                "{}{}",
+                user_name(),
+                muster_protocol::identity::CALLER_SUFFIX
+            ),
+        )?;
+        if muster_protocol::identity::role_of(&security.certname)
+            != muster_protocol::identity::Role::Caller
+        {
+            return Err(config.error(
+                "plugin.security.certname",
+                format!(
+                    "{:?} is not a caller's certificate name: callers are named <user>.mcollective",
+                    security.certname
+                ),
+            ));
+        }
         Ok(ClientConfig {
             file: None,
             servers,
+            nats_auth: muster_connector::Auth::from_config(config, base)?,
             main_collective,
             collectives,
-            key_file,
-            caller: config
-                .get("plugin.security.caller")
-                .map(str::to_string)
-                .unwrap_or_else(|| format!("user={user}")),
+            security,
             ttl: config.number("ttl")?.unwrap_or(60),
             agent_dirs: config
                 .list("plugin.external.agents_dir")
@@ -154,14 +168,15 @@ mod tests {
         let file = dir.path().join("client.cfg");
         std::fs::write(
             &file,
-            "plugin.nats.servers = nats://127.0.0.1:4999\nmain_collective = ops\ncollectives = ops, dev\nplugin.security.key = keys/me\nttl = 30\ndiscovery_window_ms = 400\n",
+            "plugin.nats.servers = nats://127.0.0.1:4999\nmain_collective = ops\ncollectives = ops, dev\nplugin.security.ssldir = ssl\nplugin.security.certname = me.mcollective\nttl = 30\ndiscovery_window_ms = 400\n",
         )
         .unwrap();
         let config = ClientConfig::load(Some(&file)).unwrap();
         assert_eq!(config.servers, vec!["nats://127.0.0.1:4999"]);
         assert_eq!(config.main_collective, "ops");
         assert_eq!(config.collectives, vec!["ops", "dev"]);
-        assert_eq!(config.key_file, dir.path().join("keys/me"));
+        assert_eq!(config.security.ssldir.root(), dir.path().join("ssl"));
+        assert_eq!(config.security.certname, "me.mcollective");
         assert_eq!(config.ttl, 30);
         assert_eq!(config.window.floor, std::time::Duration::from_millis(400));
         assert_eq!(config.file, Some(file));
@@ -171,6 +186,12 @@ mod tests {
     fn errors_name_file_and_line() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("client.cfg");
+        std::fs::write(&file, "plugin.security.certname = web1\n").unwrap();
+        let err = ClientConfig::load(Some(&file)).unwrap_err();
+        assert!(
+            err.to_string().contains("not a caller's certificate name"),
+            "{err}"
+        );
         std::fs::write(&file, "ttl = soon\n").unwrap();
         let err = ClientConfig::load(Some(&file)).unwrap_err();
         assert_eq!(

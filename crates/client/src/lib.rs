@@ -1,7 +1,9 @@
 //! The muster client library: what `mco` and custom applications use to
 //! find nodes and run actions on them.
 //!
-//! A [`Client`] holds one broker connection and the caller's signing key.
+//! A [`Client`] holds one broker connection (TLS, with the caller's
+//! certificate) and the caller's [`muster_pki::Credential`], which signs
+//! every request.
 //! A [`Call`] says which agent and action to run, with which inputs, on
 //! which nodes; [`Client::call`] signs it, sends it, and collects the
 //! replies into an [`Outcome`] that knows who answered, who did not, and
@@ -13,7 +15,8 @@
 //! 1. **Connect.** [`ClientConfig::load`] reads `--config FILE` when given,
 //!    else `$MCO_CONFIG` (which `mco` sets for the `mco-NAME` programs it
 //!    runs), else `~/.config/muster/client.cfg`. [`Client::connect`] loads
-//!    or creates the signing key and connects to the broker.
+//!    the caller's certificate (`plugin.security.ssldir`, `.certname`) and
+//!    connects to the broker over TLS.
 //! 2. **Select nodes.** A [`muster_protocol::Filter`] is built from the
 //!    same texts as `mco`'s `-I`, `-F`, `-C`, `-A` and `-S` flags; a text
 //!    that does not parse is an error before anything is sent.
@@ -87,7 +90,6 @@
 mod config;
 pub mod ddls;
 pub mod discovery;
-pub mod keys;
 pub mod limit;
 mod window;
 
@@ -95,7 +97,9 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use muster_protocol::{subject, Filter, KeyPair, Reply, Request};
+use muster_pki::{Credential, Identity};
+use muster_protocol::identity::caller_token;
+use muster_protocol::{subject, Envelope, Filter, Reply, Request};
 use serde_json::{Map, Value};
 
 pub use config::{default_dir, user_name, ClientConfig, CONFIG_ENV};
@@ -109,7 +113,7 @@ pub enum ClientError {
     #[error(transparent)]
     Connect(#[from] muster_connector::ConnectError),
     #[error(transparent)]
-    Key(#[from] keys::KeyError),
+    Pki(#[from] muster_pki::PkiError),
     #[error("cannot sign the request: {0}")]
     Sign(String),
     #[error("broker error while {doing}: {reason}")]
@@ -273,6 +277,9 @@ pub struct Outcome {
     pub missing: Vec<String>,
     /// Messages on the reply subject that were not valid replies.
     pub bad_replies: usize,
+    /// Replies whose sender is not the node the broker delivered them
+    /// for (a node speaking for another); never shown as results.
+    pub impostors: Vec<String>,
     /// How long discovery took, when there was one.
     pub discovery: Option<Duration>,
     /// From sending the request to the end of collection (with batches:
@@ -301,33 +308,61 @@ impl Outcome {
 /// A connected client.
 pub struct Client {
     nats: async_nats::Client,
-    keys: KeyPair,
+    credential: Credential,
+    /// The caller's token in reply subjects.
+    token: String,
     config: ClientConfig,
     id: String,
 }
 
 impl Client {
-    /// Loads (or creates) the signing key and connects within 5 seconds.
+    /// Loads the caller's certificate and the CA, and connects within 5 seconds.
     pub async fn connect(config: ClientConfig) -> Result<Client, ClientError> {
-        let (keys, _) = keys::load_or_create(&config.key_file)?;
-        Client::connect_with(config, keys, Duration::from_secs(5)).await
+        let identity = config.security.load()?;
+        Client::connect_with(config, identity, Duration::from_secs(5)).await
     }
 
-    /// Connects with an explicit key and connect timeout.
+    /// Connects as `identity` (over TLS with its certificate) with an
+    /// explicit connect timeout.
     pub async fn connect_with(
         config: ClientConfig,
-        keys: KeyPair,
+        identity: Identity,
+        timeout: Duration,
+    ) -> Result<Client, ClientError> {
+        let transport = muster_connector::Transport {
+            tls: Some(identity.client_tls()?),
+            auth: config.nats_auth.clone(),
+        };
+        Client::connect_over(config, identity.credential, &transport, timeout).await
+    }
+
+    /// Connects with an explicit transport (a plain-text test broker, say).
+    pub async fn connect_over(
+        config: ClientConfig,
+        credential: Credential,
+        transport: &muster_connector::Transport,
         timeout: Duration,
     ) -> Result<Client, ClientError> {
         let id = format!("{}-{}", user_name(), &muster_protocol::new_id()[..12]);
-        let nats = muster_connector::connect_client(&config.servers, &format!("mco {id}"), timeout)
-            .await?;
+        let nats = muster_connector::connect_client(
+            &config.servers,
+            &format!("mco {id}"),
+            timeout,
+            transport,
+        )
+        .await?;
         Ok(Client {
             nats,
-            keys,
+            token: caller_token(credential.name()),
+            credential,
             config,
             id,
         })
+    }
+
+    /// The certificate name requests are signed as.
+    pub fn caller(&self) -> &str {
+        self.credential.name()
     }
 
     /// Flushes and closes the connection.
@@ -430,6 +465,7 @@ impl Client {
                     all.responses.extend(outcome.responses);
                     all.missing.extend(outcome.missing);
                     all.bad_replies += outcome.bad_replies;
+                    all.impostors.extend(outcome.impostors);
                 }
             }
         }
@@ -457,7 +493,7 @@ impl Client {
         }
         let request = Request::new(
             &self.id,
-            &self.config.caller,
+            self.credential.name(),
             &collective,
             &call.agent,
             &call.action,
@@ -465,13 +501,11 @@ impl Client {
         .with_filter(call.filter.clone())
         .with_data(call.data.clone())
         .with_ttl(self.config.ttl);
-        let payload: bytes::Bytes = self
-            .keys
-            .sign(&request)
+        let payload: bytes::Bytes = Envelope::seal(&request, &self.credential)
             .map_err(|e| ClientError::Sign(e.to_string()))?
             .to_bytes()
             .into();
-        let reply_to = subject::reply(&collective, &self.id, &request.id);
+        let reply_to = subject::no_responders(&collective, &self.token, &request.id);
         let broker = |doing: &str| {
             let doing = doing.to_string();
             move |e: &dyn std::fmt::Display| ClientError::Broker {
@@ -481,7 +515,7 @@ impl Client {
         };
         let mut replies = self
             .nats
-            .subscribe(reply_to.clone())
+            .subscribe(subject::replies(&collective, &self.token, &request.id))
             .await
             .map_err(|e| broker("subscribing for replies")(&e))?;
 
@@ -530,6 +564,7 @@ impl Client {
         let mut seen: HashSet<String> = HashSet::new();
         let mut responses = Vec::new();
         let mut bad_replies = 0;
+        let mut impostors = Vec::new();
         let mut no_responders = 0;
         loop {
             if let Some(wanted) = &wanted {
@@ -566,6 +601,19 @@ impl Client {
                     continue;
                 }
             };
+            // The broker lets a node publish only on subjects with its own
+            // name, so the subject says who really sent this.
+            let from =
+                subject::reply_identity(&message.subject, &collective, &self.token, &request.id);
+            if from != Some(reply.sender.as_str()) {
+                tracing::warn!(
+                    claimed = %reply.sender,
+                    subject = %message.subject,
+                    "ignored a reply claiming to be from another node"
+                );
+                impostors.push(reply.sender);
+                continue;
+            }
             if reply.request_id != request.id || !seen.insert(reply.sender.clone()) {
                 bad_replies += 1;
                 continue;
@@ -603,6 +651,7 @@ impl Client {
             expected,
             missing,
             bad_replies,
+            impostors,
             discovery: None,
             elapsed,
         })

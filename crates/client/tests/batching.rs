@@ -12,7 +12,7 @@ use muster_protocol::{Filter, Request};
 use muster_server::agent::{ActionFuture, Agent};
 use muster_server::daemon::serve;
 use muster_server::fleet::simulated_node;
-use muster_server::{Node, TrustStore};
+use muster_server::Node;
 use muster_testkit::{BrokerKind, Caller, TestBroker};
 
 const NODES: usize = 10;
@@ -73,13 +73,14 @@ impl Drop for Setup {
 async fn setup() -> Setup {
     let broker = TestBroker::start(BrokerKind::Embedded).await;
     let caller = Caller::new("tester");
-    let trust = Arc::new(TrustStore::from_dir(caller.trusted_keys()).expect("trusted keys"));
+    let trust = caller.pki().authority();
     let seen = Arc::new(Concurrency::default());
     let ddl = Ddl::from_json(DDL).expect("the work DDL parses");
     let connection = muster_connector::connect_client(
         &[broker.url()],
         "batching nodes",
         Duration::from_secs(10),
+        &caller.pki().transport("node.fleet"),
     )
     .await
     .expect("nodes connect");

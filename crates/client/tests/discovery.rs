@@ -4,7 +4,6 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use muster_client::{
@@ -13,7 +12,6 @@ use muster_client::{
 };
 use muster_protocol::{Filter, FilterError};
 use muster_server::fleet::{Fleet, FleetSpec};
-use muster_server::TrustStore;
 use muster_testkit::{BrokerKind, Caller, TestBroker};
 
 const NODES: usize = 30;
@@ -74,10 +72,9 @@ struct Setup {
 async fn setup() -> Setup {
     let broker = TestBroker::start(BrokerKind::Embedded).await;
     let caller = Caller::new("tester");
-    let trust = Arc::new(TrustStore::from_dir(caller.trusted_keys()).expect("trusted keys"));
-    let fleet = Fleet::start(FleetSpec::new(vec![broker.url()], NODES, trust))
-        .await
-        .expect("fleet");
+    let mut spec = FleetSpec::new(vec![broker.url()], NODES, caller.pki().authority());
+    spec.transport = caller.pki().transport("node.fleet");
+    let fleet = Fleet::start(spec).await.expect("fleet");
     let config =
         ClientConfig::load(Some(&caller.client_config(&broker.url()))).expect("client config");
     let client = Client::connect(config).await.expect("connect");

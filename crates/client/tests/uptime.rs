@@ -14,7 +14,7 @@ use std::time::Duration;
 use muster_client::{Client, ClientConfig};
 use muster_server::facts::Facts;
 use muster_server::watched::Source;
-use muster_server::{Node, TrustStore};
+use muster_server::Node;
 use muster_testkit::{BrokerKind, Caller, TestBroker};
 use serde_json::json;
 
@@ -44,22 +44,26 @@ fn arguments_parse_into_a_filter() {
 async fn uptime_table_for_a_small_fleet() {
     let broker = TestBroker::start(BrokerKind::Embedded).await;
     let caller = Caller::new("tester");
-    let trust = Arc::new(TrustStore::from_dir(caller.trusted_keys()).expect("trusted keys"));
+    let trust = caller.pki().authority();
     let nodes = [
         ("web02", "web", Some(3 * DAY + 4 * HOUR + 59)),
         ("web01", "web", Some(12 * DAY + 23 * HOUR)),
         ("db01", "db", Some(2 * HOUR)),
         ("db02", "db", None),
     ];
-    let nats = muster_connector::connect_client(
-        &[broker.url()],
-        "uptime test nodes",
-        Duration::from_secs(10),
-    )
-    .await
-    .expect("connect the nodes");
     let mut tasks = Vec::new();
+    let mut connections = Vec::new();
     for (identity, role, seconds) in nodes {
+        // One connection per node, each with the node's own certificate:
+        // the broker lets a node answer only under its certificate's name.
+        let nats = muster_connector::connect_client(
+            &[broker.url()],
+            identity,
+            Duration::from_secs(10),
+            &caller.pki().transport(identity),
+        )
+        .await
+        .expect("connect the node");
         let mut facts = json!({"identity": identity, "role": role});
         if let Some(seconds) = seconds {
             facts["system_uptime"] = json!({"seconds": seconds});
@@ -77,8 +81,9 @@ async fn uptime_table_for_a_small_fleet() {
                 .await
                 .expect("serve"),
         );
+        nats.flush().await.expect("flush subscriptions");
+        connections.push(nats);
     }
-    nats.flush().await.expect("flush subscriptions");
 
     let config = ClientConfig::load(Some(&caller.client_config(&broker.url()))).expect("config");
     let client = Client::connect(config).await.expect("connect");

@@ -2,42 +2,203 @@
 //!
 //! All muster traffic goes through the `async-nats` client, so the same
 //! code talks to the embedded `mco broker` and to a nats-server cluster.
-//! This crate holds the few decisions about *how* to connect: daemons
-//! retry forever and say so in the log, clients give up after a timeout
-//! and name the URLs they tried.
+//! This crate holds the few decisions about *how* to connect: always over
+//! TLS with the participant's certificate when a [`Transport`] has one,
+//! with NATS credentials when a deployment needs them (never logged),
+//! daemons retry forever and say so in the log, clients give up after a
+//! timeout and name the URLs they tried (with any password removed).
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), muster_connector::ConnectError> {
 //! use std::time::Duration;
-//! let servers = vec!["nats://127.0.0.1:4222".to_string()];
-//! let client = muster_connector::connect_client(&servers, "mco ping", Duration::from_secs(2)).await?;
+//! use muster_connector::Transport;
+//! let servers = vec!["tls://127.0.0.1:4222".to_string()];
+//! let client = muster_connector::connect_client(&servers, "mco ping", Duration::from_secs(2), &Transport::default()).await?;
 //! # Ok(()) }
 //! ```
 
+use std::fmt;
+use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::{Client, ConnectOptions, Event, ServerAddr};
 
 /// The broker URL used when a config names none.
-pub const DEFAULT_SERVER: &str = "nats://127.0.0.1:4222";
+pub const DEFAULT_SERVER: &str = "tls://127.0.0.1:4222";
 
 /// Why a connection could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
+    /// A URL that does not parse (shown without its password).
     #[error("invalid broker URL {url:?}: {reason}")]
-    Url { url: String, reason: String },
+    Url {
+        /// The URL, redacted.
+        url: String,
+        /// Why it does not parse.
+        reason: String,
+    },
+    /// No URL at all.
     #[error("no broker URL configured")]
     NoServers,
+    /// A NATS credentials file that cannot be used.
+    #[error("{}: {reason}", path.display())]
+    Credentials {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// Nothing answered, or the broker refused us.
     #[error("cannot reach the broker at {urls} within {timeout:?}: {reason}")]
     Unreachable {
+        /// The URLs tried, redacted.
         urls: String,
+        /// How long we tried.
         timeout: Duration,
+        /// What async-nats said, with a hint when it is about TLS.
         reason: String,
     },
 }
 
-/// Parses `nats://host:port` URLs (a bare `host:port` is accepted too).
+/// NATS-level credentials some deployments need besides certificates.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub enum Auth {
+    /// None (the default: the certificate is the identity).
+    #[default]
+    None,
+    /// `plugin.nats.user` / `plugin.nats.password`, or `user:pass@` in a URL.
+    UserPassword {
+        /// The user.
+        user: String,
+        /// The password.
+        password: String,
+    },
+    /// `plugin.nats.token`.
+    Token(String),
+    /// `plugin.nats.credentials`: a `.creds` file (JWT and nkey seed).
+    CredsFile(PathBuf),
+    /// `plugin.nats.nkey`: an nkey seed.
+    NKey(String),
+}
+
+impl Auth {
+    /// Reads `plugin.nats.user` + `plugin.nats.password`, `plugin.nats.token`,
+    /// `plugin.nats.credentials` (relative to `base`) or `plugin.nats.nkey`; at most one kind.
+    pub fn from_config(
+        config: &muster_protocol::config::Config,
+        base: Option<&std::path::Path>,
+    ) -> Result<Auth, muster_protocol::config::ConfigError> {
+        let mut found = Vec::new();
+        if let Some(user) = config.get("plugin.nats.user") {
+            let password = config.get("plugin.nats.password").ok_or_else(|| {
+                config.error(
+                    "plugin.nats.user",
+                    "plugin.nats.user needs plugin.nats.password too",
+                )
+            })?;
+            found.push((
+                "plugin.nats.user",
+                Auth::UserPassword {
+                    user: user.into(),
+                    password: password.into(),
+                },
+            ));
+        } else if config.get("plugin.nats.password").is_some() {
+            return Err(config.error(
+                "plugin.nats.password",
+                "plugin.nats.password needs plugin.nats.user too",
+            ));
+        }
+        if let Some(token) = config.get("plugin.nats.token") {
+            found.push(("plugin.nats.token", Auth::Token(token.into())));
+        }
+        if let Some(path) = config.get("plugin.nats.credentials") {
+            let path = match base {
+                Some(base) if std::path::Path::new(path).is_relative() => base.join(path),
+                _ => PathBuf::from(path),
+            };
+            found.push(("plugin.nats.credentials", Auth::CredsFile(path)));
+        }
+        if let Some(seed) = config.get("plugin.nats.nkey") {
+            found.push(("plugin.nats.nkey", Auth::NKey(seed.into())));
+        }
+        match found.len() {
+            0 => Ok(Auth::None),
+            1 => Ok(found.remove(0).1),
+            _ => Err(config.error(
+                found[1].0,
+                format!(
+                    "set only one of {}",
+                    found.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", ")
+                ),
+            )),
+        }
+    }
+}
+
+impl fmt::Debug for Auth {
+    // Secrets never reach a log line, not even at debug.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Auth::None => f.write_str("None"),
+            Auth::UserPassword { user, .. } => write!(f, "UserPassword({user}, <redacted>)"),
+            Auth::Token(_) => f.write_str("Token(<redacted>)"),
+            Auth::CredsFile(path) => write!(f, "CredsFile({})", path.display()),
+            Auth::NKey(_) => f.write_str("NKey(<redacted>)"),
+        }
+    }
+}
+
+/// How a connection proves who it is and whom it trusts.
+#[derive(Clone, Default)]
+pub struct Transport {
+    /// TLS with this client config (our certificate, the CA); `None`
+    /// connects in plain text, which only a test broker accepts.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// NATS credentials on top.
+    pub auth: Auth,
+}
+
+impl fmt::Debug for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Transport")
+            .field("tls", &self.tls.is_some())
+            .field("auth", &self.auth)
+            .finish()
+    }
+}
+
+/// `url` with any password replaced by `***`, for logs and errors.
+///
+/// ```
+/// assert_eq!(muster_connector::redact("tls://ops:hunter2@broker1:4222"), "tls://ops:***@broker1:4222");
+/// assert_eq!(muster_connector::redact("tls://broker1:4222"), "tls://broker1:4222");
+/// ```
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    match rest.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            if userinfo.contains(':') {
+                format!("{scheme}://{user}:***@{host}")
+            } else {
+                format!("{scheme}://***@{host}")
+            }
+        }
+        None => url.to_string(),
+    }
+}
+
+fn redact_all(urls: &[String]) -> String {
+    urls.iter().map(|u| redact(u)).collect::<Vec<_>>().join(",")
+}
+
+/// Parses `tls://host:port` or `nats://host:port` URLs (a bare
+/// `host:port` is accepted too).
 pub fn parse_servers(urls: &[String]) -> Result<Vec<ServerAddr>, ConnectError> {
     if urls.is_empty() {
         return Err(ConnectError::NoServers);
@@ -45,17 +206,21 @@ pub fn parse_servers(urls: &[String]) -> Result<Vec<ServerAddr>, ConnectError> {
     urls.iter()
         .map(|url| {
             ServerAddr::from_str(url.trim()).map_err(|e| ConnectError::Url {
-                url: url.clone(),
+                url: redact(url),
                 reason: e.to_string(),
             })
         })
         .collect()
 }
 
-fn options(name: &str) -> ConnectOptions {
+async fn options(
+    name: &str,
+    servers: &[ServerAddr],
+    transport: &Transport,
+) -> Result<ConnectOptions, ConnectError> {
     let name = name.to_string();
     let for_events = name.clone();
-    ConnectOptions::new()
+    let mut options = ConnectOptions::new()
         .name(name)
         // Replies to a broadcast can outnumber the default buffer on big fleets.
         .subscription_capacity(1 << 18)
@@ -73,23 +238,56 @@ fn options(name: &str) -> ConnectOptions {
                     other => tracing::debug!(client = %name, event = %other, "broker event"),
                 }
             }
-        })
+        });
+    if let Some(tls) = &transport.tls {
+        options = options
+            .tls_client_config(tls.as_ref().clone())
+            .require_tls(true);
+    }
+    // async-nats does not send `user:pass@` from a URL by itself.
+    let from_url = servers
+        .iter()
+        .find_map(|s| Some((s.username()?.to_string(), s.password()?.to_string())));
+    options = match (&transport.auth, from_url) {
+        (Auth::UserPassword { user, password }, _) => {
+            options.user_and_password(user.clone(), password.clone())
+        }
+        (Auth::Token(token), _) => options.token(token.clone()),
+        (Auth::NKey(seed), _) => options.nkey(seed.clone()),
+        (Auth::CredsFile(path), _) => {
+            options
+                .credentials_file(path)
+                .await
+                .map_err(|e| ConnectError::Credentials {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?
+        }
+        (Auth::None, Some((user, password))) => options.user_and_password(user, password),
+        (Auth::None, None) => options,
+    };
+    Ok(options)
 }
 
 /// Connects a long-running daemon: it keeps retrying until the broker is
 /// there, and reconnects for ever when it goes away. Returns at once.
-pub async fn connect_daemon(urls: &[String], name: &str) -> Result<Client, ConnectError> {
+pub async fn connect_daemon(
+    urls: &[String],
+    name: &str,
+    transport: &Transport,
+) -> Result<Client, ConnectError> {
     let servers = parse_servers(urls)?;
-    tracing::info!(servers = %urls.join(","), "connecting to the broker (retrying until it answers)");
-    options(name)
+    tracing::info!(servers = %redact_all(urls), tls = transport.tls.is_some(), "connecting to the broker (retrying until it answers)");
+    options(name, &servers, transport)
+        .await?
         .retry_on_initial_connect()
         .max_reconnects(None)
         .connect(servers)
         .await
         .map_err(|e| ConnectError::Unreachable {
-            urls: urls.join(","),
+            urls: redact_all(urls),
             timeout: Duration::ZERO,
-            reason: e.to_string(),
+            reason: explain(&e.to_string()),
         })
 }
 
@@ -98,19 +296,43 @@ pub async fn connect_client(
     urls: &[String],
     name: &str,
     timeout: Duration,
+    transport: &Transport,
 ) -> Result<Client, ConnectError> {
     let servers = parse_servers(urls)?;
     let unreachable = |reason: String| ConnectError::Unreachable {
-        urls: urls.join(","),
+        urls: redact_all(urls),
         timeout,
-        reason,
+        reason: explain(&reason),
     };
-    let connect = options(name).connection_timeout(timeout).connect(servers);
+    let connect = options(name, &servers, transport)
+        .await?
+        .connection_timeout(timeout)
+        .connect(servers);
     match tokio::time::timeout(timeout, connect).await {
         Ok(Ok(client)) => Ok(client),
         Ok(Err(e)) => Err(unreachable(e.to_string())),
         Err(_) => Err(unreachable("timed out".into())),
     }
+}
+
+/// Adds what to do to async-nats's TLS and authorization messages.
+fn explain(reason: &str) -> String {
+    let lower = reason.to_ascii_lowercase();
+    let hint = if lower.contains("unknownissuer") || lower.contains("unknown issuer") {
+        "; the broker's certificate is not from our CA (plugin.security.ssldir certs/ca.pem)"
+    } else if lower.contains("notvalidforname") || lower.contains("not valid for name") {
+        "; the broker's certificate does not name the host in the URL (issue it with --san HOST)"
+    } else if lower.contains("certificate")
+        || lower.contains("alert")
+        || lower.contains("handshake")
+    {
+        "; the broker refused our certificate or we refused its one (expired, revoked, or from another CA?)"
+    } else if lower.contains("authorization") {
+        "; the broker does not admit this identity"
+    } else {
+        ""
+    };
+    format!("{reason}{hint}")
 }
 
 #[cfg(test)]
@@ -123,6 +345,8 @@ mod tests {
         assert!(parse_servers(&["nats://127.0.0.1:4222".into(), "127.0.0.1:4223".into()]).is_ok());
         let err = parse_servers(&["http://[::1".into()]).unwrap_err();
         assert!(err.to_string().contains("http://[::1"), "{err}");
+        let err = parse_servers(&["nats://u:hunter2@[::1".into()]).unwrap_err();
+        assert!(!err.to_string().contains("hunter2"), "{err}");
     }
 
     #[tokio::test]
@@ -138,9 +362,38 @@ mod tests {
             std::slice::from_ref(&url),
             "test",
             Duration::from_millis(500),
+            &Transport::default(),
         )
         .await
         .unwrap_err();
         assert!(err.to_string().contains(&url), "{err}");
+        let secret = format!("nats://ops:hunter2@127.0.0.1:{port}");
+        let err = connect_client(
+            &[secret],
+            "test",
+            Duration::from_millis(300),
+            &Transport::default(),
+        )
+        .await
+        .unwrap_err();
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn secrets_are_not_in_debug_output() {
+        let auth = Auth::UserPassword {
+            user: "ops".into(),
+            password: "hunter2".into(),
+        };
+        let text = format!(
+            "{:?} {:?} {:?}",
+            auth,
+            Auth::Token("s3cret".into()),
+            Auth::NKey("SUAB".into())
+        );
+        assert!(
+            !text.contains("hunter2") && !text.contains("s3cret") && !text.contains("SUAB"),
+            "{text}"
+        );
     }
 }

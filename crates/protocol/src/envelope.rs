@@ -1,42 +1,82 @@
 //! Signed envelopes: how a request proves who made it.
 //!
-//! The envelope carries the request as JSON text and an ed25519 signature
-//! over exactly those bytes, so nothing has to be canonicalised: a node
-//! checks the signature first and only then parses the request.
+//! The envelope carries the request as JSON text, a signature over
+//! exactly those bytes and the signer's x509 certificate, so nothing has
+//! to be canonicalised: a node checks the certificate and the signature
+//! first (`muster-pki` does the x509 work) and only then parses the
+//! request. This module only packs and unpacks; it trusts nobody.
 
-use std::fmt;
-
-use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
 use serde::{Deserialize, Serialize};
 
 use crate::{Request, PROTOCOL_VERSION};
 
+/// The largest certificate an envelope may carry (DER bytes). An RSA 4096
+/// Puppet certificate is about 2 KiB.
+pub const MAX_CERTIFICATE: usize = 16 * 1024;
+/// The largest signature an envelope may carry (RSA 8192 is 1 KiB).
+pub const MAX_SIGNATURE: usize = 1024;
+
 /// A request on the wire.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Envelope {
+    /// The protocol version of the envelope.
     pub protocol: u32,
     /// The request as JSON text; the signature covers these bytes.
     pub request: String,
-    /// ed25519 signature, hex.
+    /// How it is signed: `ed25519`, `rsa-pkcs1-sha256` or `ecdsa-p256-sha256`.
+    pub scheme: String,
+    /// The signature, base64.
     pub signature: String,
-    /// The signer's public key, hex.
-    pub signer: String,
+    /// The signer's certificate, DER in base64.
+    pub certificate: String,
 }
 
-/// Why an envelope could not be opened.
+/// Something that can sign requests: a private key and its certificate.
+pub trait Signer {
+    /// The certificate (DER) whose key signs.
+    fn certificate(&self) -> &[u8];
+    /// The scheme name that goes into [`Envelope::scheme`].
+    fn scheme(&self) -> &'static str;
+    /// Signs `message`.
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, String>;
+}
+
+/// Why an envelope could not be made or opened.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum EnvelopeError {
+    /// Not an envelope at all.
     #[error("malformed envelope: {0}")]
     Malformed(String),
+    /// An envelope from another protocol version.
     #[error("unsupported protocol version {0} (this build speaks {PROTOCOL_VERSION})")]
     Version(u32),
+    /// The signature or certificate field cannot be decoded, or signing failed.
     #[error("bad signature: {0}")]
     Signature(String),
+    /// The signed text is not a request.
     #[error("malformed request: {0}")]
     Request(String),
 }
 
 impl Envelope {
+    /// Signs `request` with `signer`.
+    pub fn seal(request: &Request, signer: &dyn Signer) -> Result<Envelope, EnvelopeError> {
+        let text =
+            serde_json::to_string(request).map_err(|e| EnvelopeError::Request(e.to_string()))?;
+        let signature = signer
+            .sign(text.as_bytes())
+            .map_err(EnvelopeError::Signature)?;
+        Ok(Envelope {
+            protocol: PROTOCOL_VERSION,
+            request: text,
+            scheme: signer.scheme().to_string(),
+            signature: BASE64.encode(signature),
+            certificate: BASE64.encode(signer.certificate()),
+        })
+    }
+
     /// Parses an envelope from wire bytes.
     pub fn from_bytes(bytes: &[u8]) -> Result<Envelope, EnvelopeError> {
         let envelope: Envelope =
@@ -47,115 +87,43 @@ impl Envelope {
         Ok(envelope)
     }
 
+    /// The wire bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
         // Serialising a struct of strings and integers cannot fail.
         serde_json::to_vec(self).unwrap_or_default()
     }
 
-    /// The key that claims to have signed this envelope (not yet verified).
-    pub fn signer(&self) -> Result<PublicKey, EnvelopeError> {
-        PublicKey::from_hex(&self.signer).map_err(EnvelopeError::Signature)
+    /// The signer's certificate (DER), not yet verified.
+    pub fn certificate_der(&self) -> Result<Vec<u8>, EnvelopeError> {
+        decode(&self.certificate, MAX_CERTIFICATE, "certificate")
     }
 
-    /// Verifies the signature and parses the request. Whether the signer
-    /// is trusted is the caller's decision.
-    pub fn open(&self) -> Result<(Request, PublicKey), EnvelopeError> {
-        let signer = self.signer()?;
-        let bytes = hex_decode(&self.signature).map_err(EnvelopeError::Signature)?;
-        let bytes: [u8; 64] = bytes
-            .try_into()
-            .map_err(|_| EnvelopeError::Signature("signature must be 64 bytes".into()))?;
-        signer
-            .0
-            .verify(self.request.as_bytes(), &Signature::from_bytes(&bytes))
-            .map_err(|_| EnvelopeError::Signature("signature does not match the request".into()))?;
+    /// The signature bytes, not yet verified.
+    pub fn signature_bytes(&self) -> Result<Vec<u8>, EnvelopeError> {
+        decode(&self.signature, MAX_SIGNATURE, "signature")
+    }
+
+    /// Parses the signed request. Call it only after the signature verified.
+    pub fn request(&self) -> Result<Request, EnvelopeError> {
         let request: Request = serde_json::from_str(&self.request)
             .map_err(|e| EnvelopeError::Request(e.to_string()))?;
         if request.protocol != PROTOCOL_VERSION {
             return Err(EnvelopeError::Version(request.protocol));
         }
-        Ok((request, signer))
+        Ok(request)
     }
 }
 
-/// An ed25519 public key.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct PublicKey(VerifyingKey);
-
-impl PublicKey {
-    /// Parses 64 hex digits; surrounding whitespace is ignored.
-    pub fn from_hex(text: &str) -> Result<PublicKey, String> {
-        let bytes = hex_decode(text.trim())?;
-        let bytes: [u8; 32] = bytes
-            .try_into()
-            .map_err(|_| "a public key is 32 bytes (64 hex digits)".to_string())?;
-        VerifyingKey::from_bytes(&bytes)
-            .map(PublicKey)
-            .map_err(|_| "not a valid ed25519 public key".to_string())
+fn decode(text: &str, max: usize, what: &str) -> Result<Vec<u8>, EnvelopeError> {
+    // base64 is 4/3 of the bytes; refuse before decoding anything huge.
+    if text.len() > max / 3 * 4 + 4 {
+        return Err(EnvelopeError::Signature(format!(
+            "{what} is longer than {max} bytes"
+        )));
     }
-
-    pub fn to_hex(&self) -> String {
-        hex_encode(self.0.as_bytes())
-    }
-}
-
-impl fmt::Debug for PublicKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "PublicKey({})", self.to_hex())
-    }
-}
-
-impl fmt::Display for PublicKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_hex())
-    }
-}
-
-/// A caller's signing key.
-#[derive(Clone)]
-pub struct KeyPair(SigningKey);
-
-impl KeyPair {
-    pub fn generate() -> KeyPair {
-        KeyPair(SigningKey::generate(&mut rand_core::OsRng))
-    }
-
-    /// Parses the private key file format: the 32-byte seed as 64 hex digits.
-    pub fn from_hex(text: &str) -> Result<KeyPair, String> {
-        let bytes = hex_decode(text.trim())?;
-        let seed: [u8; 32] = bytes
-            .try_into()
-            .map_err(|_| "a private key is 32 bytes (64 hex digits)".to_string())?;
-        Ok(KeyPair(SigningKey::from_bytes(&seed)))
-    }
-
-    /// The private key file format.
-    pub fn to_hex(&self) -> String {
-        hex_encode(&self.0.to_bytes())
-    }
-
-    pub fn public(&self) -> PublicKey {
-        PublicKey(self.0.verifying_key())
-    }
-
-    /// Signs a request into an envelope.
-    pub fn sign(&self, request: &Request) -> Result<Envelope, EnvelopeError> {
-        let text =
-            serde_json::to_string(request).map_err(|e| EnvelopeError::Request(e.to_string()))?;
-        let signature = self.0.sign(text.as_bytes());
-        Ok(Envelope {
-            protocol: PROTOCOL_VERSION,
-            request: text,
-            signature: hex_encode(&signature.to_bytes()),
-            signer: self.public().to_hex(),
-        })
-    }
-}
-
-impl fmt::Debug for KeyPair {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "KeyPair(public: {})", self.public())
-    }
+    BASE64
+        .decode(text)
+        .map_err(|e| EnvelopeError::Signature(format!("{what} is not base64: {e}")))
 }
 
 pub(crate) fn hex_encode(bytes: &[u8]) -> String {
@@ -168,54 +136,34 @@ pub(crate) fn hex_encode(bytes: &[u8]) -> String {
     out
 }
 
-pub(crate) fn hex_decode(text: &str) -> Result<Vec<u8>, String> {
-    if !text.len().is_multiple_of(2) {
-        return Err("hex text has an odd number of digits".into());
-    }
-    let digit = |c: u8| -> Result<u8, String> {
-        (c as char)
-            .to_digit(16)
-            .map(|d| d as u8)
-            .ok_or_else(|| format!("'{}' is not a hex digit", c.escape_ascii()))
-    };
-    text.as_bytes()
-        .chunks(2)
-        .map(|pair| Ok(digit(pair[0])? << 4 | digit(pair[1])?))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn signed() -> (KeyPair, Envelope) {
-        let keys = KeyPair::generate();
-        let request = Request::new("c1", "user=alice", "mcollective", "rpcutil", "ping");
-        let envelope = keys.sign(&request).unwrap();
-        (keys, envelope)
+    /// A signer whose "signature" is the reversed message.
+    struct Mirror;
+    impl Signer for Mirror {
+        fn certificate(&self) -> &[u8] {
+            b"cert"
+        }
+        fn scheme(&self) -> &'static str {
+            "mirror"
+        }
+        fn sign(&self, message: &[u8]) -> Result<Vec<u8>, String> {
+            Ok(message.iter().rev().copied().collect())
+        }
     }
 
     #[test]
-    fn signed_envelope_round_trips_through_bytes() {
-        let (keys, envelope) = signed();
+    fn sealed_envelope_round_trips_through_bytes() {
+        let request = Request::new("c1", "alice.mcollective", "mcollective", "rpcutil", "ping");
+        let envelope = Envelope::seal(&request, &Mirror).unwrap();
         let back = Envelope::from_bytes(&envelope.to_bytes()).unwrap();
-        let (request, signer) = back.open().unwrap();
-        assert_eq!(request.agent, "rpcutil");
-        assert_eq!(signer, keys.public());
-    }
-
-    #[test]
-    fn tampered_request_fails_the_signature() {
-        let (_, mut envelope) = signed();
-        envelope.request = envelope.request.replace("ping", "pong");
-        assert!(matches!(envelope.open(), Err(EnvelopeError::Signature(_))));
-    }
-
-    #[test]
-    fn a_different_signer_key_fails() {
-        let (_, mut envelope) = signed();
-        envelope.signer = KeyPair::generate().public().to_hex();
-        assert!(matches!(envelope.open(), Err(EnvelopeError::Signature(_))));
+        assert_eq!(back.scheme, "mirror");
+        assert_eq!(back.certificate_der().unwrap(), b"cert");
+        let signed: Vec<u8> = back.request.bytes().rev().collect();
+        assert_eq!(back.signature_bytes().unwrap(), signed);
+        assert_eq!(back.request().unwrap(), request);
     }
 
     #[test]
@@ -233,40 +181,22 @@ mod tests {
                 Err(EnvelopeError::Malformed(_))
             ));
         }
-        let wrong_version = br#"{"protocol":7,"request":"{}","signature":"","signer":""}"#;
+        let wrong_version =
+            br#"{"protocol":7,"request":"{}","scheme":"","signature":"","certificate":""}"#;
         assert_eq!(
             Envelope::from_bytes(wrong_version),
             Err(EnvelopeError::Version(7))
         );
-        let bad_hex = Envelope {
-            protocol: 1,
-            request: "{}".into(),
-            signature: "zz".into(),
-            signer: "abc".into(),
-        };
-        assert!(matches!(bad_hex.open(), Err(EnvelopeError::Signature(_))));
-    }
-
-    #[test]
-    fn signed_garbage_request_is_a_request_error() {
-        let keys = KeyPair::generate();
-        let mut envelope = keys.sign(&Request::new("c", "u", "m", "a", "b")).unwrap();
+        let mut envelope = Envelope::seal(&Request::new("c", "u", "m", "a", "b"), &Mirror).unwrap();
+        envelope.signature = "!!".into();
+        assert!(matches!(
+            envelope.signature_bytes(),
+            Err(EnvelopeError::Signature(_))
+        ));
+        envelope.certificate = "A".repeat(100_000);
+        let err = envelope.certificate_der().unwrap_err();
+        assert!(err.to_string().contains("longer than"), "{err}");
         envelope.request = "{\"not\":\"a request\"}".into();
-        let signature = keys.0.sign(envelope.request.as_bytes());
-        envelope.signature = hex_encode(&signature.to_bytes());
-        assert!(matches!(envelope.open(), Err(EnvelopeError::Request(_))));
-    }
-
-    #[test]
-    fn keys_round_trip_through_hex() {
-        let keys = KeyPair::generate();
-        let again = KeyPair::from_hex(&format!("{}\n", keys.to_hex())).unwrap();
-        assert_eq!(again.public(), keys.public());
-        assert_eq!(
-            PublicKey::from_hex(&keys.public().to_hex()).unwrap(),
-            keys.public()
-        );
-        assert!(PublicKey::from_hex("00").is_err());
-        assert!(KeyPair::from_hex("xyz").is_err());
+        assert!(matches!(envelope.request(), Err(EnvelopeError::Request(_))));
     }
 }

@@ -9,16 +9,15 @@
 //! Nothing here opens a socket or a file, so every piece is a pure function
 //! that is easy to test with tables of cases and to fuzz.
 //!
-//! ```
-//! use muster_protocol::{Filter, KeyPair, Request};
+//! Who may do what is decided by certificate names ([`identity`]); the
+//! x509 work itself (chains, CRLs, keys) lives in `muster-pki`.
 //!
-//! let keys = KeyPair::generate();
-//! let request = Request::new("client-1", "user=alice", "mcollective", "rpcutil", "ping")
-//!     .with_filter(Filter::default());
-//! let envelope = keys.sign(&request).unwrap();
-//! let (opened, signer) = envelope.open().unwrap();
-//! assert_eq!(opened.action, "ping");
-//! assert_eq!(signer, keys.public());
+//! ```
+//! use muster_protocol::{subject, Filter, Request};
+//!
+//! let request = Request::new("client-1", "alice.mcollective", "mcollective", "rpcutil", "ping")
+//!     .with_filter(Filter::default().identity("web1").unwrap());
+//! assert_eq!(subject::node(&request.collective, "web1"), "mcollective.node.web1");
 //! ```
 
 pub mod aggregate;
@@ -26,11 +25,12 @@ pub mod config;
 pub mod ddl;
 mod envelope;
 mod filter;
+pub mod identity;
 mod message;
 pub mod subject;
 pub mod time;
 
-pub use envelope::{Envelope, EnvelopeError, KeyPair, PublicKey};
+pub use envelope::{Envelope, EnvelopeError, Signer, MAX_CERTIFICATE, MAX_SIGNATURE};
 pub use filter::{
     lookup_fact, parse_with, Comparison, Compound, DataQuery, Expr, FactFilter, Filter,
     FilterError, NodeView, Op, ParseError, Pattern, DATA_PLUGINS,

@@ -16,7 +16,9 @@ pub struct Request {
     pub id: String,
     /// The client connection that sent it; replies go to its reply subject.
     pub sender: String,
-    /// Who asked, e.g. `user=alice`; the key that signed it is authoritative.
+    /// Who asked: the certificate name of the signer. A node replaces
+    /// whatever arrives here with the name of the certificate that really
+    /// signed the request before anything else sees it.
     pub caller: String,
     pub collective: String,
     pub agent: String,

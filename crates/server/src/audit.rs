@@ -3,7 +3,7 @@
 //! With `rpcaudit = 1` a node appends to `plugin.rpcaudit.logfile` a line
 //! for every request that passed the security checks and whose filter
 //! selected the node — allowed or denied by policy, valid or not — saying
-//! who asked (the trusted key's name, and the caller the request claims),
+//! who asked (the verified certificate name, and the caller the request claims),
 //! what for, with which inputs, and what came of it. Refused messages
 //! (untrusted, expired, replayed) have no authenticated caller; they are
 //! counted in `daemon_stats` and logged instead.
@@ -134,12 +134,13 @@ impl AuditLog {
         })
     }
 
-    /// Appends one line. `caller` is the trusted key's name, `inputs` the
-    /// request's inputs as received.
+    /// Appends one line. `caller` is the verified certificate name,
+    /// `claimed` what the request said, `inputs` the inputs as received.
     pub fn record(
         &self,
         request: &Request,
         caller: &str,
+        claimed: &str,
         inputs: &Map<String, Value>,
         outcome: Outcome,
         statuscode: StatusCode,
@@ -148,7 +149,7 @@ impl AuditLog {
             time: rfc3339(muster_protocol::now_ms()),
             request_id: &request.id,
             caller,
-            claimed_caller: &request.caller,
+            claimed_caller: claimed,
             sender: &request.sender,
             agent: &request.agent,
             action: &request.action,

@@ -32,10 +32,12 @@ pub struct ServerConfig {
     pub fact_files: Vec<PathBuf>,
     pub classes_file: Option<PathBuf>,
     pub servers: Vec<String>,
+    /// NATS credentials beyond the certificate, when the broker wants them.
+    pub nats_auth: muster_connector::Auth,
     pub logfile: Option<PathBuf>,
     pub loglevel: String,
-    /// A directory with one trusted caller public key per file.
-    pub trusted_keys: Option<PathBuf>,
+    /// The node's certificate and the CA (`plugin.security.*`).
+    pub security: muster_pki::Settings,
     /// The longest ttl a request may ask for; bounds the replay memory.
     pub max_ttl: u64,
     /// Authorization: `plugin.actionpolicy.*`.
@@ -55,13 +57,19 @@ impl ServerConfig {
             message: format!("cannot read: {e}"),
         })?;
         let config = Config::parse_named(&text, &path.display().to_string())?;
-        let mut server = ServerConfig::from_config(&config)?;
+        let mut server = ServerConfig::from_config_in(&config, path.parent())?;
         server.file = Some(path.to_path_buf());
         Ok(server)
     }
 
     /// Interprets parsed settings; paths are taken as written.
     pub fn from_config(config: &Config) -> Result<ServerConfig, ConfigError> {
+        ServerConfig::from_config_in(config, None)
+    }
+
+    /// Interprets parsed settings; a relative ssldir or credentials file
+    /// is taken from `base`, the config file's directory.
+    fn from_config_in(config: &Config, base: Option<&Path>) -> Result<ServerConfig, ConfigError> {
         let identity = match config.get("identity") {
             Some(identity) => identity.to_string(),
             None => hostname(),
@@ -144,8 +152,30 @@ impl ServerConfig {
         }
         muster_connector::parse_servers(&servers)
             .map_err(|e| config.error("plugin.nats.servers", e.to_string()))?;
+        let security = muster_pki::Settings::from_config(
+            config,
+            base,
+            PathBuf::from(DEFAULT_SSLDIR),
+            identity.clone(),
+        )?;
+        if !muster_protocol::identity::may_act_as(&security.certname, &identity) {
+            return Err(config.error(
+                if config.get("plugin.security.certname").is_some() {
+                    "plugin.security.certname"
+                } else {
+                    "identity"
+                },
+                format!(
+                    "a node with certificate {:?} cannot answer as identity {identity:?}: the broker and \
+                     the clients accept a node's replies only under its certificate's name",
+                    security.certname
+                ),
+            ));
+        }
         Ok(ServerConfig {
             file: None,
+            nats_auth: muster_connector::Auth::from_config(config, base)?,
+            security,
             identity,
             collectives,
             main_collective,
@@ -155,9 +185,6 @@ impl ServerConfig {
             servers,
             logfile: config.get("logfile").map(PathBuf::from),
             loglevel,
-            trusted_keys: config
-                .get("plugin.security.trusted_keys")
-                .map(PathBuf::from),
             max_ttl: config.number("plugin.security.max_ttl")?.unwrap_or(86_400),
             actionpolicy: crate::policy::Settings::from_config(config)?,
             rpcaudit: crate::audit::Settings::from_config(config)?,
@@ -165,6 +192,9 @@ impl ServerConfig {
         })
     }
 }
+
+/// Where a node's certificates live unless `plugin.security.ssldir` says otherwise.
+pub const DEFAULT_SSLDIR: &str = "/etc/muster/ssl";
 
 /// The machine's host name, the default identity.
 pub fn hostname() -> String {
@@ -190,7 +220,7 @@ mod tests {
             "identity = web1\ncollectives = mcollective, compute\nmain_collective = mcollective\n\
              factsource = yaml\nplugin.yaml = /a.yaml, /b.json\nclassesfile = /c.txt\n\
              plugin.nats.servers = nats://127.0.0.1:4222, nats://127.0.0.1:4223\n\
-             loglevel = DEBUG\nplugin.security.trusted_keys = /keys\n",
+             loglevel = DEBUG\nplugin.security.ssldir = /ssl\n",
         )
         .unwrap();
         assert_eq!(config.identity, "web1");
@@ -201,7 +231,8 @@ mod tests {
         );
         assert_eq!(config.servers.len(), 2);
         assert_eq!(config.loglevel, "debug");
-        assert_eq!(config.trusted_keys, Some(PathBuf::from("/keys")));
+        assert_eq!(config.security.ssldir.root(), Path::new("/ssl"));
+        assert_eq!(config.security.certname, "web1");
     }
 
     #[test]
@@ -211,7 +242,8 @@ mod tests {
         assert_eq!(config.collectives, vec!["mcollective"]);
         assert_eq!(config.main_collective, "mcollective");
         assert_eq!(config.servers, vec![muster_connector::DEFAULT_SERVER]);
-        assert_eq!(config.trusted_keys, None);
+        assert_eq!(config.security.ssldir.root(), Path::new(DEFAULT_SSLDIR));
+        assert_eq!(config.security.certname, config.identity);
     }
 
     #[test]
@@ -228,6 +260,26 @@ mod tests {
             ("loglevel = loud", 1, "loglevel must be"),
             ("plugin.nats.servers = nats://[::1", 1, "invalid broker URL"),
             ("collectives = a.b", 1, "one word"),
+            (
+                "identity = web1\nplugin.security.certname = web2",
+                2,
+                "cannot answer as",
+            ),
+            (
+                "identity = web1\nplugin.security.certname = ops.mcollective",
+                2,
+                "cannot answer as",
+            ),
+            (
+                "identity = web1\nplugin.security.provider = ssl",
+                2,
+                "replaces MCollective's ssl",
+            ),
+            (
+                "identity = web1\nplugin.nats.user = ops",
+                2,
+                "needs plugin.nats.password",
+            ),
         ];
         for (text, line, message) in cases {
             let err = parse(text).unwrap_err();

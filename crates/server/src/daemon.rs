@@ -15,6 +15,8 @@ pub enum DaemonError {
     #[error("{0}")]
     Node(String),
     #[error(transparent)]
+    Pki(#[from] muster_pki::PkiError),
+    #[error(transparent)]
     Connect(#[from] muster_connector::ConnectError),
     #[error("cannot subscribe to {subject}: {reason}")]
     Subscribe { subject: String, reason: String },
@@ -58,15 +60,24 @@ pub async fn run(
     config: ServerConfig,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), DaemonError> {
-    let node = Arc::new(Node::from_config(&config).map_err(DaemonError::Node)?);
+    let identity = config.security.load()?;
+    let transport = muster_connector::Transport {
+        tls: Some(identity.client_tls()?),
+        auth: config.nats_auth.clone(),
+    };
+    let node = Arc::new(
+        Node::from_config(&config, identity.authority.clone()).map_err(DaemonError::Node)?,
+    );
     let client = muster_connector::connect_daemon(
         &config.servers,
         &format!("mco server {}", config.identity),
+        &transport,
     )
     .await?;
     let task = serve(node.clone(), client.clone()).await?;
     tracing::info!(
         identity = %config.identity,
+        certname = %identity.credential.name(),
         collectives = ?config.collectives,
         agents = ?node.agent_names(),
         "serving"

@@ -2,23 +2,27 @@
 //!
 //! A [`Node`] knows its identity, facts, classes and collectives, hosts
 //! [`Agent`]s, and decides for every incoming message whether to act:
-//! the envelope must be signed by a trusted caller ([`TrustStore`]), not
-//! expired, not a replay, for one of its collectives, and its filter must
-//! select the node. [`daemon::serve`] connects a node to the broker;
+//! the envelope must be signed by a caller's certificate from the fleet's
+//! CA ([`muster_pki::Authority`]), not expired, not a replay, for one of
+//! its collectives, and its filter must select the node. [`daemon::serve`] connects a node to the broker;
 //! [`fleet`] runs thousands of simulated nodes in one process.
 //!
 //! This crate knows nothing about terminals or command-line flags.
 //!
 //! ```
 //! use std::sync::Arc;
-//! use muster_protocol::{KeyPair, Request};
-//! use muster_server::{fleet::simulated_node, node::Outcome, TrustStore};
+//! use muster_pki::{ca::FleetCa, Authority, Credential, Ssldir};
+//! use muster_protocol::{Envelope, Request};
+//! use muster_server::{fleet::simulated_node, node::Outcome};
 //!
-//! let caller = KeyPair::generate();
-//! let trust = Arc::new(TrustStore::fixed([(caller.public(), "alice".to_string())]));
-//! let node = simulated_node("node01", 1, trust);
-//! let request = Request::new("client", "user=alice", "mcollective", "rpcutil", "ping");
-//! let envelope = caller.sign(&request).unwrap();
+//! let dir = tempfile::tempdir().unwrap();
+//! let ssldir = Ssldir::new(dir.path());
+//! FleetCa::init(&ssldir).unwrap().issue(&ssldir, "alice.mcollective", &[]).unwrap();
+//! let alice = Credential::load(&ssldir, "alice.mcollective").unwrap();
+//! let node = simulated_node("node01", 1, Arc::new(Authority::load(&ssldir).unwrap()));
+//!
+//! let request = Request::new("client", "alice.mcollective", "mcollective", "rpcutil", "ping");
+//! let envelope = Envelope::seal(&request, &alice).unwrap();
 //! let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
 //! match rt.block_on(node.handle(&envelope.to_bytes())) {
 //!     Outcome::Reply { reply, .. } => assert!(reply.statuscode.is_ok()),
@@ -39,13 +43,11 @@ pub mod policy;
 mod replay;
 pub mod stats;
 pub mod sysfacts;
-mod trust;
 pub mod watched;
 
 pub use agent::Agent;
 pub use config::{hostname, FactSource, ServerConfig};
 pub use node::Node;
-pub use trust::TrustStore;
 
 /// This build's version, reported by `inventory` and `daemon_stats`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

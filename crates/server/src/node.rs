@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use muster_pki::Authority;
+use muster_protocol::identity::{caller_token, Role};
 use muster_protocol::{subject, Envelope, EnvelopeError, NodeView, Reply, Request, StatusCode};
 use serde_json::{json, Map, Value};
 
@@ -14,7 +16,6 @@ use crate::facts::{lookup, Classes, Facts};
 use crate::policy::{self, Policies};
 use crate::replay::ReplayGuard;
 use crate::stats::{Rejection, Stats};
-use crate::trust::TrustStore;
 use crate::ServerConfig;
 use muster_protocol::ddl::Metadata;
 
@@ -32,7 +33,7 @@ pub enum Outcome {
     Rejected(Rejection, String),
 }
 
-/// A node: who it is, what it knows, which agents it runs, whom it trusts.
+/// A node: who it is, what it knows, which agents it runs, which CA it trusts.
 pub struct Node {
     identity: String,
     collectives: Vec<String>,
@@ -40,7 +41,7 @@ pub struct Node {
     facts: Facts,
     classes: Classes,
     agents: BTreeMap<String, Arc<dyn Agent>>,
-    trust: Arc<TrustStore>,
+    authority: Arc<Authority>,
     replay: Mutex<ReplayGuard>,
     stats: Stats,
     max_ttl: u64,
@@ -58,7 +59,7 @@ impl Node {
         main_collective: &str,
         facts: Facts,
         classes: Classes,
-        trust: Arc<TrustStore>,
+        authority: Arc<Authority>,
     ) -> Node {
         let mut node = Node {
             identity: identity.to_string(),
@@ -67,7 +68,7 @@ impl Node {
             facts,
             classes,
             agents: BTreeMap::new(),
-            trust,
+            authority,
             replay: Mutex::new(ReplayGuard::default()),
             stats: Stats::default(),
             max_ttl: 86_400,
@@ -79,8 +80,8 @@ impl Node {
         node
     }
 
-    /// A node as `server.cfg` describes it.
-    pub fn from_config(config: &ServerConfig) -> Result<Node, String> {
+    /// A node as `server.cfg` describes it, trusting `authority`.
+    pub fn from_config(config: &ServerConfig, authority: Arc<Authority>) -> Result<Node, String> {
         let facts = match &config.factsource {
             crate::FactSource::Native => {
                 Facts::system_and_files(&config.identity, config.fact_files.clone())?
@@ -96,25 +97,13 @@ impl Node {
             )?,
         };
         let classes = crate::facts::classes_file(config.classes_file.clone())?;
-        let trust = match &config.trusted_keys {
-            Some(dir) => TrustStore::from_dir(dir.clone())?,
-            None => {
-                tracing::warn!(
-                    "plugin.security.trusted_keys is not set: every request will be refused"
-                );
-                TrustStore::nobody()
-            }
-        };
-        if trust.is_empty() {
-            tracing::warn!("no trusted caller keys yet: requests are refused until one is added");
-        }
         let mut node = Node::new(
             &config.identity,
             config.collectives.clone(),
             &config.main_collective,
             facts,
             classes,
-            Arc::new(trust),
+            authority,
         );
         for agent in crate::agents::for_config(config)? {
             node.add_agent(agent);
@@ -189,7 +178,7 @@ impl Node {
     /// Checks one message and runs the action it asks for.
     pub async fn handle(&self, payload: &[u8]) -> Outcome {
         Stats::count(&self.stats.total);
-        let (request, caller) = match self.admit(payload) {
+        let (request, claimed) = match self.admit(payload) {
             Ok(admitted) => admitted,
             Err((reason, message)) => {
                 let first = self.stats.rejected(reason) == 0;
@@ -208,6 +197,7 @@ impl Node {
         }
         Stats::count(&self.stats.passed);
         let mut request = request;
+        let caller = request.caller.clone();
         // The inputs as received, before the DDL converts them.
         let inputs = self.audit.as_ref().map(|_| request.data.clone());
         let (reply, outcome) = match self.agents.get(&request.agent) {
@@ -275,13 +265,25 @@ impl Node {
             }
         };
         if let (Some(log), Some(inputs)) = (&self.audit, &inputs) {
-            log.record(&request, &caller, inputs, outcome, reply.statuscode);
+            log.record(
+                &request,
+                &caller,
+                &claimed,
+                inputs,
+                outcome,
+                reply.statuscode,
+            );
         }
         Stats::count(&self.stats.replies);
         Outcome::Reply {
-            // The reply subject comes from the signed request, never from
-            // the unsigned NATS reply field.
-            subject: subject::reply(&request.collective, &request.sender, &request.id),
+            // The reply subject comes from the verified signer, never from
+            // the unsigned NATS reply field: only that caller can read it.
+            subject: subject::reply(
+                &request.collective,
+                &caller_token(&caller),
+                &request.id,
+                &self.identity,
+            ),
             reply,
         }
     }
@@ -344,35 +346,51 @@ impl Node {
         result
     }
 
-    /// The security checks, in order of cost.
-    /// Returns the request and the trusted caller's name.
+    /// The security checks, in order of cost. Returns the request, whose
+    /// `caller` is now the verified certificate name, and what it claimed.
     fn admit(&self, payload: &[u8]) -> Result<(Request, String), (Rejection, String)> {
         let envelope = Envelope::from_bytes(payload).map_err(|e| match e {
             EnvelopeError::Version(_) => (Rejection::Version, e.to_string()),
             _ => (Rejection::Malformed, e.to_string()),
         })?;
-        let signer = envelope
-            .signer()
-            .map_err(|e| (Rejection::Signature, e.to_string()))?;
-        let caller = self.trust.caller(&signer).ok_or_else(|| {
-            (
-                Rejection::Untrusted,
-                format!("signer key {signer} is not in the trusted keys"),
+        let decoded = envelope
+            .certificate_der()
+            .and_then(|cert| Ok((cert, envelope.signature_bytes()?)));
+        let (certificate, signature) =
+            decoded.map_err(|e| (Rejection::Signature, e.to_string()))?;
+        let signer = self
+            .authority
+            .verify_signature(
+                &certificate,
+                &envelope.scheme,
+                envelope.request.as_bytes(),
+                &signature,
             )
-        })?;
-        let (request, _) = envelope.open().map_err(|e| match e {
-            EnvelopeError::Signature(_) => (Rejection::Signature, format!("{e} (caller {caller})")),
+            .map_err(|e| match e {
+                muster_pki::PkiError::BadSignature(m) => (Rejection::Signature, m),
+                other => (Rejection::Untrusted, other.to_string()),
+            })?;
+        if signer.role != Role::Caller {
+            return Err((
+                Rejection::Untrusted,
+                format!(
+                    "{:?} may not send requests: only callers' certificates ({}) may",
+                    signer.name, "<user>.mcollective"
+                ),
+            ));
+        }
+        let caller = signer.name;
+        let mut request = envelope.request().map_err(|e| match e {
             EnvelopeError::Version(_) => (Rejection::Version, e.to_string()),
             _ => (Rejection::Malformed, e.to_string()),
         })?;
-        // Both become one token of the reply subject.
-        for (what, token) in [("sender", &request.sender), ("id", &request.id)] {
-            if !subject::is_valid_name(token) || token.contains('.') {
-                return Err((
-                    Rejection::Malformed,
-                    format!("request {what} {token:?} cannot be a subject token"),
-                ));
-            }
+        let claimed = std::mem::replace(&mut request.caller, caller.clone());
+        // It becomes one token of the reply subject.
+        if !subject::is_valid_name(&request.id) || request.id.contains('.') {
+            return Err((
+                Rejection::Malformed,
+                format!("request id {:?} cannot be a subject token", request.id),
+            ));
         }
         if !self.collectives.contains(&request.collective) {
             return Err((
@@ -417,7 +435,7 @@ impl Node {
                 format!("request id {} from {caller} was already seen", request.id),
             ));
         }
-        Ok((request, caller))
+        Ok((request, claimed))
     }
 }
 

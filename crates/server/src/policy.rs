@@ -11,7 +11,7 @@
 //!
 //! The first rule whose fields all hold decides; when none does, the
 //! policy default does (deny when the file does not say). Callers are
-//! matched against the name of the trusted key that signed the request,
+//! matched against the name of the certificate that signed the request,
 //! never against the caller the request claims to be. A file that does
 //! not parse denies every request to its agent (fail closed) until it is
 //! fixed; files are re-read when they change ([`Watched`]).
@@ -216,7 +216,7 @@ impl Policy {
         })
     }
 
-    /// Whether `caller` (a trusted key's name) may run `action` on `node`.
+    /// Whether `caller` (the verified certificate name) may run `action` on `node`.
     pub fn decide(&self, caller: &str, action: &str, node: &dyn NodeView) -> Decision {
         for rule in &self.rules {
             let caller_matches = rule
@@ -452,7 +452,7 @@ impl Policies {
         Some(source.clone())
     }
 
-    /// Whether `caller` (a trusted key's name) may run `agent`'s `action`.
+    /// Whether `caller` (the verified certificate name) may run `agent`'s `action`.
     pub fn check(&self, agent: &str, caller: &str, action: &str, node: &dyn NodeView) -> Decision {
         let Some(settings) = &self.settings else {
             return Decision::new(true, "no authorization configured");

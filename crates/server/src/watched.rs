@@ -1,6 +1,6 @@
 //! Files that are re-read when they change.
 //!
-//! Facts, classes and trusted keys all live in files that configuration
+//! Facts, classes and policies all live in files that configuration
 //! management rewrites under a running daemon. [`Watched`] keeps the last
 //! good parse and re-reads when a file's size or mtime (or a directory's
 //! entries) changed, checking at most once per [`CHECK_INTERVAL`] so a

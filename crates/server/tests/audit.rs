@@ -2,59 +2,88 @@
 //! file writes one JSON line per request that reaches an agent (DESIGN §6).
 
 use std::collections::HashSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use muster_protocol::{Filter, KeyPair, Request, StatusCode};
+use muster_pki::{Authority, Credential};
+use muster_protocol::{Envelope, Filter, Reply, Request, StatusCode};
 use muster_server::node::Outcome;
+use muster_server::stats::Rejection;
 use muster_server::{Node, ServerConfig};
-use muster_testkit::ask;
+use muster_testkit::{ask, TestPki};
 use serde_json::{json, Value};
 
-/// A node that trusts alice and bob, lets only alice call rpcutil, and
-/// audits to `log` with `password`, `token` and `query` redacted.
+/// A node that trusts the shared test CA, lets only `alice.mcollective`
+/// call rpcutil, and audits to `log` with `password`, `token` and `query`
+/// redacted; `alice.mcollective` and `bob.mcollective` call it.
 struct Setup {
     _dir: tempfile::TempDir,
     node: Arc<Node>,
     log: PathBuf,
-    alice: KeyPair,
-    bob: KeyPair,
+    alice: Credential,
+    bob: Credential,
 }
 
-fn config_text(dir: &std::path::Path, log: &std::path::Path) -> String {
+fn config_text(dir: &Path, log: &Path) -> String {
     format!(
-        "identity = node1\nplugin.security.trusted_keys = {}\nplugin.actionpolicy.dir = {}\n\
+        "identity = node1\nplugin.security.ssldir = {}\nplugin.actionpolicy.dir = {}\n\
          rpcaudit = 1\nplugin.rpcaudit.logfile = {}\nplugin.rpcaudit.redact = password, token, query\n",
-        dir.join("trusted_keys").display(),
+        TestPki::shared().ssldir().root().display(),
         dir.join("policies").display(),
         log.display(),
     )
 }
 
+/// A node as the config file at `path` describes it, trusting the CA in
+/// its `plugin.security.ssldir`.
+fn node_from(path: &Path) -> Result<Node, String> {
+    let config = ServerConfig::load(path).map_err(|e| e.to_string())?;
+    let authority = Authority::load(&config.security.ssldir).map_err(|e| e.to_string())?;
+    Node::from_config(&config, Arc::new(authority))
+}
+
 fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
-    let alice = KeyPair::generate();
-    let bob = KeyPair::generate();
-    let keys = dir.path().join("trusted_keys");
-    std::fs::create_dir(&keys).unwrap();
-    std::fs::write(keys.join("alice.pub"), alice.public().to_hex()).unwrap();
-    std::fs::write(keys.join("bob.pub"), bob.public().to_hex()).unwrap();
+    let pki = TestPki::shared();
+    let alice = pki.credential("alice.mcollective");
+    let bob = pki.credential("bob.mcollective");
     std::fs::create_dir(dir.path().join("policies")).unwrap();
     std::fs::write(
         dir.path().join("policies/rpcutil.policy"),
-        "policy default deny\nallow\talice\t*\t*\t*\n",
+        "policy default deny\nallow\talice.mcollective\t*\t*\t*\n",
     )
     .unwrap();
     let log = dir.path().join("audit.log");
     let config = dir.path().join("server.cfg");
     std::fs::write(&config, config_text(dir.path(), &log)).unwrap();
-    let node = Node::from_config(&ServerConfig::load(&config).unwrap()).unwrap();
+    let node = node_from(&config).unwrap();
     Setup {
         _dir: dir,
         node: Arc::new(node),
         log,
         alice,
         bob,
+    }
+}
+
+/// `rpcutil <action>` signed by `caller` but claiming to come from `claim`.
+async fn ask_claiming(
+    node: &Node,
+    caller: &Credential,
+    claim: &str,
+    action: &str,
+    inputs: Value,
+) -> Reply {
+    let Value::Object(data) = inputs else {
+        panic!("inputs must be an object");
+    };
+    let request = Request::new("client1", claim, "mcollective", "rpcutil", action).with_data(data);
+    match node
+        .handle(&Envelope::seal(&request, caller).unwrap().to_bytes())
+        .await
+    {
+        Outcome::Reply { reply, .. } => reply,
+        other => panic!("{action}: expected a reply, got {other:?}"),
     }
 }
 
@@ -86,8 +115,9 @@ async fn one_line_per_request_with_its_outcome() {
     ];
     let mut ids = Vec::new();
     for (who, action, inputs, _, status) in &cases {
-        let keys = if *who == "alice" { &s.alice } else { &s.bob };
-        let reply = ask(&s.node, keys, "rpcutil", action, inputs.clone()).await;
+        let caller = if *who == "alice" { &s.alice } else { &s.bob };
+        // Every request claims to be alice; the log says who really signed.
+        let reply = ask_claiming(&s.node, caller, "user=alice", action, inputs.clone()).await;
         assert_eq!(u8::from(reply.statuscode), *status, "{action}: {reply:?}");
         ids.push(reply.request_id);
     }
@@ -118,7 +148,7 @@ async fn one_line_per_request_with_its_outcome() {
         sorted.sort_unstable();
         assert_eq!(sorted, expected_fields);
         assert_eq!(line["request_id"], **id);
-        assert_eq!(line["caller"], *who);
+        assert_eq!(line["caller"], format!("{who}.mcollective"));
         assert_eq!(line["claimed_caller"], "user=alice");
         assert_eq!(line["sender"], "client1");
         assert_eq!(line["agent"], "rpcutil");
@@ -137,18 +167,27 @@ async fn one_line_per_request_with_its_outcome() {
 #[tokio::test]
 async fn refused_and_filtered_requests_are_not_audited() {
     let s = setup();
-    let stranger = KeyPair::generate();
-    let request = Request::new("client1", "user=eve", "mcollective", "rpcutil", "ping");
-    let outcome = s
-        .node
-        .handle(&stranger.sign(&request).unwrap().to_bytes())
-        .await;
-    assert!(matches!(outcome, Outcome::Rejected(..)), "{outcome:?}");
-    let elsewhere = Request::new("client1", "user=alice", "mcollective", "rpcutil", "ping")
+    // A certificate from another CA, and a node's certificate from this one.
+    let stranger = TestPki::new().credential("eve.mcollective");
+    let node9 = TestPki::shared().credential("node9");
+    for (signer, refused) in [(&stranger, 1), (&node9, 2)] {
+        let request = Request::new("client1", signer.name(), "mcollective", "rpcutil", "ping");
+        let outcome = s
+            .node
+            .handle(&Envelope::seal(&request, signer).unwrap().to_bytes())
+            .await;
+        assert!(
+            matches!(outcome, Outcome::Rejected(Rejection::Untrusted, _)),
+            "{}: {outcome:?}",
+            signer.name()
+        );
+        assert_eq!(s.node.stats().rejected(Rejection::Untrusted), refused);
+    }
+    let elsewhere = Request::new("client1", s.alice.name(), "mcollective", "rpcutil", "ping")
         .with_filter(Filter::default().identity("node2").unwrap());
     let outcome = s
         .node
-        .handle(&s.alice.sign(&elsewhere).unwrap().to_bytes())
+        .handle(&Envelope::seal(&elsewhere, &s.alice).unwrap().to_bytes())
         .await;
     assert!(matches!(outcome, Outcome::Filtered), "{outcome:?}");
     assert!(lines(&s.log).is_empty());
@@ -199,13 +238,13 @@ async fn concurrent_requests_give_complete_lines() {
     let mut tasks = Vec::new();
     for i in 0..50 {
         let node = s.node.clone();
-        let (keys, action) = if i % 5 == 0 {
+        let (caller, action) = if i % 5 == 0 {
             (s.bob.clone(), "ping")
         } else {
             (s.alice.clone(), "inventory")
         };
         tasks.push(tokio::spawn(async move {
-            ask(&node, &keys, "rpcutil", action, json!({}))
+            ask(&node, &caller, "rpcutil", action, json!({}))
                 .await
                 .request_id
         }));
@@ -228,13 +267,10 @@ async fn concurrent_requests_give_complete_lines() {
 #[test]
 fn an_unopenable_log_is_a_start_up_error_naming_it() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("trusted_keys")).unwrap();
     let log = dir.path().join("no/such/dir/audit.log");
     let config = dir.path().join("server.cfg");
     std::fs::write(&config, config_text(dir.path(), &log)).unwrap();
-    let err = Node::from_config(&ServerConfig::load(&config).unwrap())
-        .err()
-        .unwrap();
+    let err = node_from(&config).err().unwrap();
     assert!(err.contains(&log.display().to_string()), "{err}");
 }
 
@@ -244,7 +280,7 @@ fn appends_to_an_existing_log() {
     drop(s.node);
     std::fs::write(&s.log, "{\"earlier\":true}\n").unwrap();
     let config = s.log.with_file_name("server.cfg");
-    let node = Node::from_config(&ServerConfig::load(&config).unwrap()).unwrap();
+    let node = node_from(&config).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();

@@ -2,19 +2,21 @@
 //! agent runs (DESIGN §4): signed requests go through `Node::handle` on a
 //! simulated node, and the answers carry MCollective's status codes.
 
-use std::sync::Arc;
-
-use muster_protocol::{ddl, KeyPair, Reply, Request, StatusCode};
+use muster_pki::Credential;
+use muster_protocol::{ddl, Envelope, Reply, Request, StatusCode};
 use muster_server::agents::Rpcutil;
 use muster_server::fleet::simulated_node;
 use muster_server::node::Outcome;
-use muster_server::{Agent, Node, TrustStore};
+use muster_server::{Agent, Node};
+use muster_testkit::TestPki;
 use serde_json::{json, Map, Value};
 
-/// `simulated_node(_, 1, _)` has OS family Debian and role db.
-fn node(keys: &KeyPair) -> Node {
-    let trust = TrustStore::fixed([(keys.public(), "alice".to_string())]);
-    simulated_node("node01", 1, Arc::new(trust))
+/// `simulated_node(_, 1, _)` has OS family Debian and role db; it trusts
+/// the shared test CA, whose `alice.mcollective` is the caller.
+fn node() -> (Node, Credential) {
+    let pki = TestPki::shared();
+    let node = simulated_node("node01", 1, pki.authority());
+    (node, pki.credential("alice.mcollective"))
 }
 
 fn object(value: &Value) -> Map<String, Value> {
@@ -22,14 +24,13 @@ fn object(value: &Value) -> Map<String, Value> {
 }
 
 /// Sends one signed rpcutil request and returns the node's reply.
-async fn call(node: &Node, keys: &KeyPair, action: &str, inputs: &Value) -> Reply {
-    muster_testkit::ask(node, keys, "rpcutil", action, inputs.clone()).await
+async fn call(node: &Node, caller: &Credential, action: &str, inputs: &Value) -> Reply {
+    muster_testkit::ask(node, caller, "rpcutil", action, inputs.clone()).await
 }
 
 #[tokio::test]
 async fn requests_are_checked_against_the_ddl_before_the_agent_runs() {
-    let keys = KeyPair::generate();
-    let node = node(&keys);
+    let (node, caller) = node();
     // (what, action, inputs, status, words the status message must contain)
     let cases: &[(&str, &str, Value, StatusCode, &[&str])] = &[
         (
@@ -90,7 +91,7 @@ async fn requests_are_checked_against_the_ddl_before_the_agent_runs() {
         ),
     ];
     for (what, action, inputs, code, words) in cases {
-        let reply = call(&node, &keys, action, inputs).await;
+        let reply = call(&node, &caller, action, inputs).await;
         assert_eq!(reply.statuscode, *code, "{what}: {reply:?}");
         for word in *words {
             assert!(
@@ -111,9 +112,8 @@ async fn requests_are_checked_against_the_ddl_before_the_agent_runs() {
 async fn the_agent_sees_the_converted_inputs() {
     // The DDL types `fact` as a string: a number becomes its text before
     // the agent sees it, as on the client.
-    let keys = KeyPair::generate();
-    let node = node(&keys);
-    let reply = call(&node, &keys, "get_fact", &json!({"fact": 5})).await;
+    let (node, caller) = node();
+    let reply = call(&node, &caller, "get_fact", &json!({"fact": 5})).await;
     assert_eq!(reply.statuscode, StatusCode::Ok, "{reply:?}");
     assert_eq!(reply.data["fact"], "5");
 }
@@ -130,8 +130,7 @@ fn valid_inputs(action: &str) -> Value {
 
 #[tokio::test]
 async fn every_rpcutil_ddl_action_is_implemented() {
-    let keys = KeyPair::generate();
-    let node = node(&keys);
+    let (node, caller) = node();
     let rpcutil = ddl::builtin("rpcutil").expect("built in");
     assert!(!rpcutil.actions.is_empty());
     for action in rpcutil.action_names() {
@@ -140,7 +139,7 @@ async fn every_rpcutil_ddl_action_is_implemented() {
         rpcutil
             .validate(&action, &mut checked)
             .unwrap_or_else(|e| panic!("the test's inputs for {action} are invalid: {e}"));
-        let reply = call(&node, &keys, &action, &inputs).await;
+        let reply = call(&node, &caller, &action, &inputs).await;
         assert_ne!(
             reply.statuscode,
             StatusCode::UnknownAction,
@@ -156,8 +155,7 @@ async fn every_action_rpcutil_implements_is_in_its_ddl() {
     // The agent is called directly, past the node's DDL check, with every
     // action name MCollective's and Choria's rpcutil have had and a few
     // that no rpcutil has: whatever it answers for must be in the DDL.
-    let keys = KeyPair::generate();
-    let node = node(&keys);
+    let (node, caller) = node();
     let agent = Rpcutil;
     let rpcutil = agent.ddl();
     let candidates = [
@@ -180,7 +178,7 @@ async fn every_action_rpcutil_implements_is_in_its_ddl() {
     ];
     let mut implemented = Vec::new();
     for action in candidates {
-        let request = Request::new("client1", "user=alice", "mcollective", "rpcutil", action)
+        let request = Request::new("client1", caller.name(), "mcollective", "rpcutil", action)
             .with_data(object(&valid_inputs(action)));
         match agent.call(&node, action, &request).await {
             Err(e) if e.code == StatusCode::UnknownAction => {}
@@ -220,8 +218,7 @@ async fn every_builtin_agent_implements_exactly_its_ddl() {
         &muster_protocol::config::Config::parse(&text).unwrap(),
     )
     .unwrap();
-    let keys = KeyPair::generate();
-    let mut node = node(&keys);
+    let (mut node, caller) = node();
     let agents = muster_server::agents::for_config(&config).unwrap();
     for agent in &agents {
         node.add_agent(agent.clone());
@@ -270,9 +267,12 @@ async fn every_builtin_agent_implements_exactly_its_ddl() {
                 });
                 inputs.insert(input.clone(), good.clone());
             }
-            let request = Request::new("c", "user=t", "mcollective", name, &action.action)
+            let request = Request::new("c", caller.name(), "mcollective", name, &action.action)
                 .with_data(inputs.clone());
-            let reply = match node.handle(&keys.sign(&request).unwrap().to_bytes()).await {
+            let reply = match node
+                .handle(&Envelope::seal(&request, &caller).unwrap().to_bytes())
+                .await
+            {
                 Outcome::Reply { reply, .. } => reply,
                 other => panic!("{name} {}: {other:?}", action.action),
             };
@@ -284,7 +284,7 @@ async fn every_builtin_agent_implements_exactly_its_ddl() {
                 reply.statusmsg
             );
         }
-        let request = Request::new("c", "user=t", "mcollective", name, "not_in_any_ddl");
+        let request = Request::new("c", caller.name(), "mcollective", name, "not_in_any_ddl");
         let outside = agent.call(&node, "not_in_any_ddl", &request).await;
         assert_eq!(
             outside.err().map(|e| e.code),

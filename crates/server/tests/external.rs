@@ -9,11 +9,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use muster_pki::Credential;
 use muster_protocol::config::Config;
-use muster_protocol::{KeyPair, Reply, Request, StatusCode};
+use muster_protocol::{Envelope, Reply, Request, StatusCode};
 use muster_server::fleet::simulated_node;
 use muster_server::node::Outcome;
-use muster_server::{agents, Agent, Node, ServerConfig, TrustStore};
+use muster_server::{agents, Agent, Node, ServerConfig};
+use muster_testkit::TestPki;
 use serde_json::{json, Map, Value};
 
 fn examples_dir() -> PathBuf {
@@ -43,17 +45,18 @@ fn external_names(agents: &[Arc<dyn Agent>]) -> Vec<String> {
     names
 }
 
-/// A node trusting alice, running the agents found in `dirs`.
+/// A node trusting the shared test CA, running the agents found in
+/// `dirs`, and its caller `alice.mcollective`.
 struct Fixture {
     node: Node,
-    alice: KeyPair,
+    alice: Credential,
 }
 
 impl Fixture {
     fn new(dirs: &[&Path]) -> Fixture {
-        let alice = KeyPair::generate();
-        let trust = TrustStore::fixed([(alice.public(), "alice".to_string())]);
-        let mut node = simulated_node("node01", 1, Arc::new(trust));
+        let pki = TestPki::shared();
+        let alice = pki.credential("alice.mcollective");
+        let mut node = simulated_node("node01", 1, pki.authority());
         for agent in load(dirs).unwrap_or_else(|e| panic!("loading agents: {e}")) {
             node.add_agent(agent);
         }
@@ -65,13 +68,14 @@ impl Fixture {
             panic!("inputs must be an object");
         };
         self.request(
-            Request::new("client1", "user=alice", "mcollective", agent, action).with_data(data),
+            Request::new("client1", self.alice.name(), "mcollective", agent, action)
+                .with_data(data),
         )
         .await
     }
 
     async fn request(&self, request: Request) -> Reply {
-        let envelope = self.alice.sign(&request).expect("a request serialises");
+        let envelope = Envelope::seal(&request, &self.alice).expect("a request signs");
         match self.node.handle(&envelope.to_bytes()).await {
             Outcome::Reply { reply, .. } => {
                 assert_eq!(reply.request_id, request.id);
@@ -342,6 +346,7 @@ async fn request_arrives_on_stdin_in_a_clean_environment() {
          json.dump({\"stdin\": request, \"env\": dict(os.environ), \"cwd\": os.getcwd()}, sys.stdout)\n",
     );
     let f = Fixture::new(&[dir.path()]);
+    // The request claims a caller; the agent sees the certificate's name.
     let mut request = Request::new("laptop-7", "user=alice", "storage", "inspect", "look")
         .with_data(Map::from_iter([("text".to_string(), json!("hi"))]));
     request.id = "req-inspect-1".to_string();
@@ -355,7 +360,7 @@ async fn request_arrives_on_stdin_in_a_clean_environment() {
             "agent": "inspect",
             "action": "look",
             "data": {"text": "hi"},
-            "caller": "user=alice",
+            "caller": "alice.mcollective",
             "request_id": "req-inspect-1",
             "sender": "laptop-7",
             "collective": "storage",

@@ -5,14 +5,15 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
 
-use muster_protocol::{KeyPair, Reply, StatusCode};
+use muster_pki::Credential;
+use muster_protocol::{Reply, StatusCode};
 use muster_server::Node;
 use serde_json::{json, Value};
 
 /// A node running the filemgr agent as `settings` configure it.
 struct Harness {
     node: Node,
-    caller: KeyPair,
+    caller: Credential,
 }
 
 impl Harness {

@@ -5,24 +5,32 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use muster_protocol::{Filter, KeyPair, Request};
+use muster_pki::{Authority, Credential};
+use muster_protocol::{Envelope, Filter, Request};
 use muster_server::node::Outcome;
 use muster_server::{Node, ServerConfig};
+use muster_testkit::TestPki;
 use serde_json::{json, Value};
 
 struct Setup {
     _dir: tempfile::TempDir,
     node: Arc<Node>,
-    caller: KeyPair,
+    caller: Credential,
     file: std::path::PathBuf,
+}
+
+/// A node as the config file at `path` describes it, trusting the CA in
+/// its `plugin.security.ssldir`.
+fn node_from(path: &Path) -> Node {
+    let config = ServerConfig::load(path).unwrap();
+    let authority = Authority::load(&config.security.ssldir).unwrap();
+    Node::from_config(&config, Arc::new(authority)).unwrap()
 }
 
 fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
-    let caller = KeyPair::generate();
-    let keys = dir.path().join("trusted_keys");
-    std::fs::create_dir(&keys).unwrap();
-    std::fs::write(keys.join("tester.pub"), caller.public().to_hex()).unwrap();
+    let pki = TestPki::shared();
+    let caller = pki.credential("alice.mcollective");
     std::fs::write(
         dir.path().join("facts.yaml"),
         "role: web\nkernel: Plan9\nnested:\n  level: 3\n",
@@ -36,14 +44,14 @@ fn setup() -> Setup {
         &config,
         format!(
             "identity = real1\ncollectives = mcollective, compute\nplugin.yaml = {}\nclassesfile = {}\n\
-             plugin.security.trusted_keys = {}\n",
+             plugin.security.ssldir = {}\n",
             dir.path().join("facts.yaml").display(),
             dir.path().join("classes.txt").display(),
-            keys.display()
+            pki.ssldir().root().display()
         ),
     )
     .unwrap();
-    let node = Node::from_config(&ServerConfig::load(&config).unwrap()).unwrap();
+    let node = node_from(&config);
     Setup {
         _dir: dir,
         node: Arc::new(node),
@@ -54,12 +62,18 @@ fn setup() -> Setup {
 
 impl Setup {
     async fn send(&self, filter: Filter, action: &str, data: Value) -> Option<Value> {
-        let request = Request::new("client", "user=tester", "mcollective", "rpcutil", action)
-            .with_filter(filter)
-            .with_data(data.as_object().cloned().unwrap_or_default());
+        let request = Request::new(
+            "client",
+            self.caller.name(),
+            "mcollective",
+            "rpcutil",
+            action,
+        )
+        .with_filter(filter)
+        .with_data(data.as_object().cloned().unwrap_or_default());
         match self
             .node
-            .handle(&self.caller.sign(&request).unwrap().to_bytes())
+            .handle(&Envelope::seal(&request, &self.caller).unwrap().to_bytes())
             .await
         {
             Outcome::Reply { reply, .. } => {
@@ -251,7 +265,9 @@ fn facter_factsource_reads_facter_json() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("server.cfg");
     std::fs::write(&config, "identity = f1\nfactsource = facter\n").unwrap();
-    let node = Node::from_config(&ServerConfig::load(&config).unwrap()).unwrap();
+    // No ssldir in the config: facts need no CA, so the node trusts the shared test one.
+    let config = ServerConfig::load(&config).unwrap();
+    let node = Node::from_config(&config, TestPki::shared().authority()).unwrap();
     let facts = node.facts();
     assert!(facts["os"]["family"].is_string(), "{facts}");
     assert!(facts["kernel"].is_string(), "{facts}");

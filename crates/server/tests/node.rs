@@ -5,53 +5,63 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
+use muster_pki::Credential;
+use muster_protocol::identity::caller_token;
 use muster_protocol::{
-    now_ms, Envelope, Filter, KeyPair, Reply, Request, StatusCode, PROTOCOL_VERSION,
+    now_ms, subject, Envelope, Filter, Reply, Request, StatusCode, PROTOCOL_VERSION,
 };
 use muster_server::fleet::simulated_node;
 use muster_server::node::{Outcome, MAX_CLOCK_SKEW_MS};
 use muster_server::stats::Rejection;
-use muster_server::{Node, TrustStore};
+use muster_server::Node;
+use muster_testkit::TestPki;
 use serde_json::{json, Map, Value};
 
 /// `simulated_node(_, 1, _)`: role db, classes base/role::db/mysql, OS
 /// family Debian, collectives mcollective and storage.
 const IDENTITY: &str = "node01";
 
-/// A node that trusts alice and bob, and carol who it does not trust.
+/// A node that trusts the shared test CA; its callers alice and bob; a
+/// caller and an impostor named like alice from another CA; and a node's
+/// certificate from the trusted CA, which may not send requests.
 struct Fixture {
     node: Arc<Node>,
-    alice: KeyPair,
-    bob: KeyPair,
-    carol: KeyPair,
+    alice: Credential,
+    bob: Credential,
+    mallory: Credential,
+    impostor: Credential,
+    node9: Credential,
 }
 
 fn fixture() -> Fixture {
-    let alice = KeyPair::generate();
-    let bob = KeyPair::generate();
-    let trust = TrustStore::fixed([
-        (alice.public(), "alice".to_string()),
-        (bob.public(), "bob".to_string()),
-    ]);
-    let node = Arc::new(simulated_node(IDENTITY, 1, Arc::new(trust)));
+    let pki = TestPki::shared();
+    let other = TestPki::new();
     Fixture {
-        node,
-        alice,
-        bob,
-        carol: KeyPair::generate(),
+        node: Arc::new(simulated_node(IDENTITY, 1, pki.authority())),
+        alice: pki.credential("alice.mcollective"),
+        bob: pki.credential("bob.mcollective"),
+        mallory: other.credential("mallory.mcollective"),
+        impostor: other.credential("alice.mcollective"),
+        node9: pki.credential("node9"),
     }
 }
 
 fn rpcutil(action: &str) -> Request {
-    Request::new("client1", "user=alice", "mcollective", "rpcutil", action)
+    Request::new(
+        "client1",
+        "alice.mcollective",
+        "mcollective",
+        "rpcutil",
+        action,
+    )
 }
 
-fn signed(keys: &KeyPair, request: &Request) -> Envelope {
-    keys.sign(request).expect("a request always serialises")
+fn signed(signer: &Credential, request: &Request) -> Envelope {
+    Envelope::seal(request, signer).expect("a request always signs")
 }
 
-fn bytes(keys: &KeyPair, request: &Request) -> Vec<u8> {
-    signed(keys, request).to_bytes()
+fn bytes(signer: &Credential, request: &Request) -> Vec<u8> {
+    signed(signer, request).to_bytes()
 }
 
 fn data(value: Value) -> Map<String, Value> {
@@ -69,34 +79,114 @@ async fn reply_to(node: &Node, payload: &[u8]) -> (String, Reply) {
     }
 }
 
+/// The refusal of `payload`, failing the test on any other outcome.
+async fn rejection_of(node: &Node, payload: &[u8]) -> (Rejection, String) {
+    match node.handle(payload).await {
+        Outcome::Rejected(reason, message) => (reason, message),
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+}
+
 /// Runs one rpcutil-style action signed by alice and returns the reply.
 async fn call(f: &Fixture, agent: &str, action: &str, inputs: Value) -> Reply {
-    let request =
-        Request::new("client1", "user=alice", "mcollective", agent, action).with_data(data(inputs));
+    let request = Request::new("client1", f.alice.name(), "mcollective", agent, action)
+        .with_data(data(inputs));
     let (_, reply) = reply_to(&f.node, &bytes(&f.alice, &request)).await;
     assert_eq!(reply.request_id, request.id);
     reply
 }
 
 #[tokio::test]
-async fn trusted_fresh_request_is_answered_on_the_signed_reply_subject() {
+async fn trusted_fresh_request_is_answered_on_the_signers_reply_subject() {
     let f = fixture();
     let cases = [
-        ("client1", "mcollective"),
+        (&f.alice, "client1", "mcollective"),
         // A collective other than the main one replies within that collective.
-        ("laptop-42", "storage"),
+        (&f.alice, "laptop-42", "storage"),
+        // Bob claims to be alice: the reply goes where only bob may read.
+        (&f.bob, "client1", "mcollective"),
     ];
-    for (sender, collective) in cases {
-        let mut request = Request::new(sender, "user=alice", collective, "rpcutil", "ping");
-        request.id = format!("req-{sender}");
-        let (subject, reply) = reply_to(&f.node, &bytes(&f.alice, &request)).await;
-        assert_eq!(subject, format!("{collective}.reply.{sender}.req-{sender}"));
+    for (i, (signer, sender, collective)) in cases.into_iter().enumerate() {
+        let mut request = Request::new(sender, "alice.mcollective", collective, "rpcutil", "ping");
+        request.id = format!("req-{i}");
+        let (subject, reply) = reply_to(&f.node, &bytes(signer, &request)).await;
+        let token = caller_token(signer.name());
+        assert_eq!(
+            subject,
+            format!("{collective}.reply.{token}.req-{i}.{IDENTITY}")
+        );
+        assert_eq!(
+            subject,
+            subject::reply(collective, &token, &request.id, IDENTITY)
+        );
         assert_eq!(reply.statuscode, StatusCode::Ok, "{reply:?}");
         assert_eq!(reply.statusmsg, "OK");
         assert_eq!(reply.sender, IDENTITY);
         assert_eq!(reply.request_id, request.id);
         assert_eq!(reply.protocol, PROTOCOL_VERSION);
     }
+    assert_ne!(
+        caller_token(f.alice.name()),
+        caller_token(f.bob.name()),
+        "callers would read each other's replies"
+    );
+}
+
+#[tokio::test]
+async fn a_node_certificate_may_not_send_requests() {
+    let f = fixture();
+    let pki = TestPki::shared();
+    // Another node, this node itself and the fleet simulator: all from the
+    // trusted CA, none a caller.
+    let signers = [
+        f.node9.clone(),
+        pki.credential(IDENTITY),
+        pki.credential("node.fleet"),
+    ];
+    for (i, signer) in signers.iter().enumerate() {
+        let mut request = rpcutil("ping");
+        request.caller = signer.name().to_string();
+        let (reason, message) = rejection_of(&f.node, &bytes(signer, &request)).await;
+        assert_eq!(reason, Rejection::Untrusted, "{}: {message}", signer.name());
+        assert!(
+            message.contains(signer.name()) && message.contains("may not send requests"),
+            "{message}"
+        );
+        assert_eq!(f.node.stats().rejected(Rejection::Untrusted), i as u64 + 1);
+    }
+    // Claiming to be a caller does not help.
+    let (reason, _) = rejection_of(&f.node, &bytes(&f.node9, &rpcutil("ping"))).await;
+    assert_eq!(reason, Rejection::Untrusted);
+    let stats = call(&f, "rpcutil", "daemon_stats", json!({})).await;
+    assert_eq!(stats.data["rejected"], json!({"untrusted": 4}));
+    assert_eq!(stats.data["unvalidated"], 4);
+    assert_eq!(stats.data["replies"], 0);
+}
+
+#[tokio::test]
+async fn a_revoked_caller_is_refused_once_the_node_reads_the_crl() {
+    // A CA of its own: revoking in the shared one would refuse the caller
+    // in every other test of this binary.
+    let pki = TestPki::new();
+    let carol = pki.credential("carol.mcollective");
+    let dave = pki.credential("dave.mcollective");
+    let before = simulated_node(IDENTITY, 1, pki.authority());
+    let (_, reply) = reply_to(&before, &bytes(&carol, &rpcutil("ping"))).await;
+    assert_eq!(reply.statuscode, StatusCode::Ok, "{reply:?}");
+
+    pki.revoke("carol.mcollective");
+    // An authority reads crl.pem when it is made: a node made after the
+    // revocation refuses carol, counts it, and still serves dave.
+    let after = simulated_node(IDENTITY, 1, pki.authority());
+    let (reason, message) = rejection_of(&after, &bytes(&carol, &rpcutil("ping"))).await;
+    assert_eq!(reason, Rejection::Untrusted, "{message}");
+    assert!(
+        message.contains("carol.mcollective") && message.contains("revoked"),
+        "{message}"
+    );
+    assert_eq!(after.stats().rejected(Rejection::Untrusted), 1);
+    let (_, reply) = reply_to(&after, &bytes(&dave, &rpcutil("ping"))).await;
+    assert_eq!(reply.statuscode, StatusCode::Ok, "{reply:?}");
 }
 
 /// What a message must come to.
@@ -141,12 +231,15 @@ fn hostile_table(f: &Fixture) -> Vec<Case> {
     for _ in 0..1_000 {
         deep = json!([deep]);
     }
+    // A real signature by alice, over another request.
+    let other_signature = signed(&f.alice, &rpcutil("inventory")).signature;
     let forged_big = Envelope {
-        protocol: PROTOCOL_VERSION,
         request: "x".repeat(2 << 20),
-        signature: "00".repeat(64),
-        signer: f.alice.public().to_hex(),
+        signature: other_signature.clone(),
+        ..signed(&f.alice, &rpcutil("ping"))
     };
+    let bobs_certificate = signed(&f.bob, &rpcutil("ping")).certificate;
+    let impostors_certificate = signed(&f.impostor, &rpcutil("ping")).certificate;
 
     vec![
         (
@@ -164,10 +257,20 @@ fn hostile_table(f: &Fixture) -> Vec<Case> {
             with(&|r| r.filter = Filter::default().identity("node02").unwrap()),
             Expect::Filtered,
         ),
-        // Signer trust and signatures.
+        // Certificates and signatures.
         (
-            "untrusted signer",
-            bytes(&f.carol, &rpcutil("ping")),
+            "a caller's certificate from another CA",
+            bytes(&f.mallory, &rpcutil("ping")),
+            Rejected(Untrusted),
+        ),
+        (
+            "another CA's alice.mcollective",
+            bytes(&f.impostor, &rpcutil("ping")),
+            Rejected(Untrusted),
+        ),
+        (
+            "a node's certificate from the trusted CA",
+            bytes(&f.node9, &rpcutil("ping")),
             Rejected(Untrusted),
         ),
         (
@@ -176,8 +279,18 @@ fn hostile_table(f: &Fixture) -> Vec<Case> {
             Rejected(Signature),
         ),
         (
-            "signer swapped to another trusted key",
-            envelope_with(&|e| e.signer = f.bob.public().to_hex()),
+            "certificate swapped to another trusted caller's",
+            envelope_with(&|e| e.certificate = bobs_certificate.clone()),
+            Rejected(Signature),
+        ),
+        (
+            "certificate swapped to another CA's of the same name",
+            envelope_with(&|e| e.certificate = impostors_certificate.clone()),
+            Rejected(Untrusted),
+        ),
+        (
+            "signature of another request",
+            envelope_with(&|e| e.signature = other_signature.clone()),
             Rejected(Signature),
         ),
         (
@@ -186,13 +299,44 @@ fn hostile_table(f: &Fixture) -> Vec<Case> {
             Rejected(Signature),
         ),
         (
-            "signature not hex",
-            envelope_with(&|e| e.signature = "zz".repeat(64)),
+            "empty signature",
+            envelope_with(&|e| e.signature.clear()),
             Rejected(Signature),
         ),
         (
-            "signer not a key",
-            envelope_with(&|e| e.signer = "not a key".into()),
+            "signature not base64",
+            envelope_with(&|e| e.signature = "!!".repeat(44)),
+            Rejected(Signature),
+        ),
+        (
+            "signature longer than any scheme's",
+            envelope_with(&|e| e.signature = "A".repeat(4096)),
+            Rejected(Signature),
+        ),
+        (
+            "scheme changed",
+            envelope_with(&|e| e.scheme = "rsa-pkcs1-sha256".into()),
+            Rejected(Signature),
+        ),
+        (
+            "unknown scheme",
+            envelope_with(&|e| e.scheme = "rot13".into()),
+            Rejected(Signature),
+        ),
+        (
+            "certificate not base64",
+            envelope_with(&|e| e.certificate = "not a certificate".into()),
+            Rejected(Signature),
+        ),
+        (
+            // base64 of "not a certificate"
+            "certificate not DER",
+            envelope_with(&|e| e.certificate = "bm90IGEgY2VydGlmaWNhdGU=".into()),
+            Rejected(Untrusted),
+        ),
+        (
+            "certificate larger than any",
+            envelope_with(&|e| e.certificate = "A".repeat(100_000)),
             Rejected(Signature),
         ),
         (
@@ -435,10 +579,11 @@ async fn hostile_input_interleaved_with_valid_requests_loses_nothing() {
     let mut tasks = Vec::new();
     for i in 0..200 {
         let node = f.node.clone();
-        let hostile = match i % 4 {
-            0 => bytes(&f.carol, &rpcutil("ping")),
+        let hostile = match i % 5 {
+            0 => bytes(&f.mallory, &rpcutil("ping")),
             1 => vec![b'['; 10_000],
             2 => b"garbage".to_vec(),
+            3 => bytes(&f.node9, &rpcutil("ping")),
             _ => {
                 let mut request = rpcutil("ping");
                 request.time = 0;
@@ -693,8 +838,9 @@ impl Rng {
     }
 }
 
-/// A `Reply` is allowed only for bytes that open to a trusted, not yet
-/// answered request; anything else must be refused or filtered.
+/// A `Reply` is allowed only for bytes that open to a request signed by a
+/// trusted caller and not yet answered; anything else must be refused or
+/// filtered.
 async fn check_no_forged_reply(
     f: &Fixture,
     payload: &[u8],
@@ -702,15 +848,25 @@ async fn check_no_forged_reply(
     what: &str,
 ) {
     if let Outcome::Reply { reply, .. } = f.node.handle(payload).await {
-        let envelope =
-            Envelope::from_bytes(payload).unwrap_or_else(|e| panic!("{what}: replied to {e}"));
-        let (request, signer) = envelope
-            .open()
-            .unwrap_or_else(|e| panic!("{what}: replied to {e}"));
+        let replied = |e: &dyn std::fmt::Display| -> ! { panic!("{what}: replied to {e}") };
+        let envelope = Envelope::from_bytes(payload).unwrap_or_else(|e| replied(&e));
+        let certificate = envelope.certificate_der().unwrap_or_else(|e| replied(&e));
+        let signature = envelope.signature_bytes().unwrap_or_else(|e| replied(&e));
+        let signer = TestPki::shared()
+            .authority()
+            .verify_signature(
+                &certificate,
+                &envelope.scheme,
+                envelope.request.as_bytes(),
+                &signature,
+            )
+            .unwrap_or_else(|e| replied(&e));
         assert!(
-            signer == f.alice.public() || signer == f.bob.public(),
-            "{what}: untrusted signer"
+            signer.name == f.alice.name() || signer.name == f.bob.name(),
+            "{what}: replied to {}",
+            signer.name
         );
+        let request = envelope.request().unwrap_or_else(|e| replied(&e));
         assert_eq!(reply.request_id, request.id);
         assert!(
             answered.insert(request.id),
@@ -724,7 +880,8 @@ async fn random_and_mutated_bytes_never_panic_or_forge_a_reply() {
     let f = fixture();
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut answered = HashSet::new();
-    const ALPHABET: &[u8] = b"{}[]\":,.0123456789abcdefprotocolrequestsignaturesigner \\u\n-eE+";
+    const ALPHABET: &[u8] =
+        b"{}[]\":,.0123456789abcdefprotocolrequestschemesignaturecertificateAQM/+= \\u\n-eE+";
 
     for i in 0..2_000 {
         let len = rng.below(600);

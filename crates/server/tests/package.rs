@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use muster_protocol::{KeyPair, Reply, StatusCode};
+use muster_pki::Credential;
+use muster_protocol::{Reply, StatusCode};
 use muster_server::Node;
 use muster_testkit::apt::{dpkg_version, is_root, PurgeOnDrop, Repository, PACKAGE, PAYLOAD};
 use serde_json::{json, Value};
@@ -23,7 +24,7 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// A node running the package agent as `settings` configure it.
 struct Harness {
     node: Node,
-    caller: KeyPair,
+    caller: Credential,
 }
 
 impl Harness {

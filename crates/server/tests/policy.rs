@@ -2,34 +2,34 @@
 //! file, with real policy files in a real directory (DESIGN §6).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
-use muster_protocol::{KeyPair, Request, StatusCode};
+use muster_pki::{Authority, Credential};
+use muster_protocol::{Envelope, Request, StatusCode};
 use muster_server::node::Outcome;
 use muster_server::policy::DENIED;
 use muster_server::watched::CHECK_INTERVAL;
 use muster_server::{Node, ServerConfig};
-use muster_testkit::ask;
+use muster_testkit::{ask, TestPki};
 use serde_json::json;
 
-/// A directory with trusted keys for alice and bob, a facts file (role
-/// web, env prod), a classes file (base, role::web) and a policies
-/// directory; `node` builds a node from it with extra settings.
+/// Callers `alice.mcollective` and `bob.mcollective` of the shared test
+/// CA, a directory with a facts file (role web, env prod), a classes file
+/// (base, role::web) and a policies directory; `node` builds a node from
+/// it with extra settings, trusting the CA in its ssldir.
 struct Setup {
     dir: tempfile::TempDir,
-    alice: KeyPair,
-    bob: KeyPair,
+    alice: Credential,
+    bob: Credential,
 }
 
 impl Setup {
     fn new() -> Setup {
         let dir = tempfile::tempdir().unwrap();
-        let alice = KeyPair::generate();
-        let bob = KeyPair::generate();
-        let keys = dir.path().join("trusted_keys");
-        std::fs::create_dir(&keys).unwrap();
-        std::fs::write(keys.join("alice.pub"), alice.public().to_hex()).unwrap();
-        std::fs::write(keys.join("bob.pub"), bob.public().to_hex()).unwrap();
+        let pki = TestPki::shared();
+        let alice = pki.credential("alice.mcollective");
+        let bob = pki.credential("bob.mcollective");
         std::fs::write(dir.path().join("facts.yaml"), "role: web\nenv: prod\n").unwrap();
         std::fs::write(dir.path().join("classes.txt"), "base\nrole::web\n").unwrap();
         std::fs::create_dir(dir.path().join("policies")).unwrap();
@@ -51,23 +51,24 @@ impl Setup {
             &config,
             format!(
                 "identity = node1\nplugin.yaml = {}\nclassesfile = {}\n\
-                 plugin.security.trusted_keys = {}\nplugin.actionpolicy.dir = {}\n{settings}\n",
+                 plugin.security.ssldir = {}\nplugin.actionpolicy.dir = {}\n{settings}\n",
                 path.join("facts.yaml").display(),
                 path.join("classes.txt").display(),
-                path.join("trusted_keys").display(),
+                TestPki::shared().ssldir().root().display(),
                 self.policies().display(),
             ),
         )
         .unwrap();
         let config = ServerConfig::load(&config).map_err(|e| e.to_string())?;
-        Node::from_config(&config)
+        let authority = Authority::load(&config.security.ssldir).map_err(|e| e.to_string())?;
+        Node::from_config(&config, Arc::new(authority))
     }
 }
 
-/// The status `keys` gets for `rpcutil <action>`; a denial must carry
+/// The status `caller` gets for `rpcutil <action>`; a denial must carry
 /// MCollective's message.
-async fn status(node: &Node, keys: &KeyPair, action: &str) -> StatusCode {
-    let reply = ask(node, keys, "rpcutil", action, json!({})).await;
+async fn status(node: &Node, caller: &Credential, action: &str) -> StatusCode {
+    let reply = ask(node, caller, "rpcutil", action, json!({})).await;
     if reply.statuscode == StatusCode::Aborted {
         assert_eq!(reply.statusmsg, DENIED);
     }
@@ -80,25 +81,44 @@ const DENY: StatusCode = StatusCode::Aborted;
 #[tokio::test]
 async fn rules_by_caller_action_fact_class_and_compound() {
     let s = Setup::new();
-    // (rpcutil.policy, who, action, expected). Every request claims to be
-    // `user=alice` (testkit::ask): only the signing key counts.
+    // (rpcutil.policy, who, action, expected). Callers are certificate
+    // names; each request claims its signer's name (testkit::ask), and
+    // the_claimed_caller_is_never_trusted shows the claim does not count.
     let cases: &[(&str, &str, &str, StatusCode)] = &[
         (
-            "policy default deny\nallow\talice\t*\t*\t*",
+            "policy default deny\nallow\talice.mcollective\t*\t*\t*",
             "alice",
             "ping",
             OK,
         ),
         (
-            "policy default deny\nallow\talice\t*\t*\t*",
+            "policy default deny\nallow\talice.mcollective\t*\t*\t*",
             "bob",
             "ping",
             DENY,
         ),
         // No `policy default` line: deny.
-        ("allow\talice\t*\t*\t*", "bob", "ping", DENY),
-        ("allow\tcert=alice uid=bob\tping\t*\t*", "bob", "ping", OK),
-        ("allow\tcert=alice\tping\t*\t*", "alice", "inventory", DENY),
+        ("allow\talice.mcollective\t*\t*\t*", "bob", "ping", DENY),
+        // The user name alone is not the caller: its certificate name is.
+        ("allow\talice\t*\t*\t*", "alice", "ping", DENY),
+        (
+            "allow\tcert=alice.mcollective uid=bob.mcollective\tping\t*\t*",
+            "bob",
+            "ping",
+            OK,
+        ),
+        (
+            "allow\tchoria=alice.mcollective\t*\t*\t*",
+            "alice",
+            "ping",
+            OK,
+        ),
+        (
+            "allow\tcert=alice.mcollective\tping\t*\t*",
+            "alice",
+            "inventory",
+            DENY,
+        ),
         ("allow\t*\tping inventory\t*\t*", "bob", "inventory", OK),
         // Facts and classes: every one must hold.
         ("allow\t*\t*\trole=web env=prod\t*", "bob", "ping", OK),
@@ -118,27 +138,42 @@ async fn rules_by_caller_action_fact_class_and_compound() {
         ("allow\t*\t*\trole=db or nosuch", "bob", "ping", DENY),
         ("allow\t*\t*\trole=web role::web", "bob", "ping", OK),
         // Single-word fields may be separated by spaces.
-        ("allow bob ping * *", "bob", "ping", OK),
-        ("allow bob ping * *", "alice", "ping", DENY),
+        ("allow bob.mcollective ping * *", "bob", "ping", OK),
+        ("allow bob.mcollective ping * *", "alice", "ping", DENY),
         // The first matching rule wins.
-        ("deny\tbob\t*\t*\t*\nallow\t*\t*\t*\t*", "bob", "ping", DENY),
-        ("deny\tbob\t*\t*\t*\nallow\t*\t*\t*\t*", "alice", "ping", OK),
-        ("allow\t*\t*\t*\t*\ndeny\tbob\t*\t*\t*", "bob", "ping", OK),
+        (
+            "deny\tbob.mcollective\t*\t*\t*\nallow\t*\t*\t*\t*",
+            "bob",
+            "ping",
+            DENY,
+        ),
+        (
+            "deny\tbob.mcollective\t*\t*\t*\nallow\t*\t*\t*\t*",
+            "alice",
+            "ping",
+            OK,
+        ),
+        (
+            "allow\t*\t*\t*\t*\ndeny\tbob.mcollective\t*\t*\t*",
+            "bob",
+            "ping",
+            OK,
+        ),
         // Default allow, with exceptions.
         (
-            "policy default allow\ndeny\tbob\tinventory\t*\t*",
+            "policy default allow\ndeny\tbob.mcollective\tinventory\t*\t*",
             "bob",
             "ping",
             OK,
         ),
         (
-            "policy default allow\ndeny\tbob\tinventory\t*\t*",
+            "policy default allow\ndeny\tbob.mcollective\tinventory\t*\t*",
             "bob",
             "inventory",
             DENY,
         ),
         (
-            "policy default allow\ndeny\tbob\tinventory\t*\t*",
+            "policy default allow\ndeny\tbob.mcollective\tinventory\t*\t*",
             "alice",
             "inventory",
             OK,
@@ -147,9 +182,9 @@ async fn rules_by_caller_action_fact_class_and_compound() {
     for (policy, who, action, expected) in cases {
         s.write_policy("rpcutil", &format!("# a comment\n\n{policy}\n"));
         let node = s.node("").unwrap();
-        let keys = if *who == "alice" { &s.alice } else { &s.bob };
+        let caller = if *who == "alice" { &s.alice } else { &s.bob };
         assert_eq!(
-            status(&node, keys, action).await,
+            status(&node, caller, action).await,
             *expected,
             "{policy:?}: {who} {action}"
         );
@@ -168,21 +203,24 @@ async fn agents_without_a_policy_file() {
 
     // default.policy applies only when enabled, and only to agents
     // without a file of their own.
-    s.write_policy("default", "policy default deny\nallow\talice\t*\t*\t*\n");
+    s.write_policy(
+        "default",
+        "policy default deny\nallow\talice.mcollective\t*\t*\t*\n",
+    );
     assert_eq!(status(&s.node("").unwrap(), &s.bob, "ping").await, OK);
     let with_default =
         "plugin.actionpolicy.enable_default = 1\nplugin.actionpolicy.default_name = default";
     let node = s.node(with_default).unwrap();
     assert_eq!(status(&node, &s.alice, "ping").await, OK);
     assert_eq!(status(&node, &s.bob, "ping").await, DENY);
-    s.write_policy("rpcutil", "allow\tbob\t*\t*\t*\n");
+    s.write_policy("rpcutil", "allow\tbob.mcollective\t*\t*\t*\n");
     let node = s.node(with_default).unwrap();
     assert_eq!(status(&node, &s.bob, "ping").await, OK);
     assert_eq!(status(&node, &s.alice, "ping").await, DENY);
 
     // A default_name of another file.
     std::fs::remove_file(s.policies().join("rpcutil.policy")).unwrap();
-    s.write_policy("site", "allow\tbob\t*\t*\t*\n");
+    s.write_policy("site", "allow\tbob.mcollective\t*\t*\t*\n");
     let node = s
         .node("plugin.actionpolicy.enable_default = y\nplugin.actionpolicy.default_name = site")
         .unwrap();
@@ -194,8 +232,8 @@ async fn agents_without_a_policy_file() {
 async fn an_unparseable_file_denies_everything_for_its_agent() {
     let s = Setup::new();
     for broken in [
-        "allow alice",
-        "policy default allow\nallow\talice\t*\t(role=web\n",
+        "allow alice.mcollective",
+        "policy default allow\nallow\talice.mcollective\t*\t(role=web\n",
         "permit * * * *",
     ] {
         s.write_policy("rpcutil", broken);
@@ -216,19 +254,22 @@ fn wait_for_next_check() {
 #[tokio::test]
 async fn changed_files_apply_after_the_watch_interval() {
     let s = Setup::new();
-    s.write_policy("rpcutil", "policy default deny\nallow\talice\t*\t*\t*\n");
+    s.write_policy(
+        "rpcutil",
+        "policy default deny\nallow\talice.mcollective\t*\t*\t*\n",
+    );
     let node = s.node("").unwrap();
     assert_eq!(status(&node, &s.bob, "ping").await, DENY);
 
     s.write_policy(
         "rpcutil",
-        "policy default deny\nallow\talice bob\t*\t*\t*\n",
+        "policy default deny\nallow\talice.mcollective bob.mcollective\t*\t*\t*\n",
     );
     wait_for_next_check();
     assert_eq!(status(&node, &s.bob, "ping").await, OK);
 
     // Broken: unlike facts, the last good version is not kept.
-    s.write_policy("rpcutil", "allow bob");
+    s.write_policy("rpcutil", "allow bob.mcollective");
     wait_for_next_check();
     assert_eq!(status(&node, &s.bob, "ping").await, DENY);
     assert_eq!(status(&node, &s.alice, "ping").await, DENY);
@@ -242,7 +283,7 @@ async fn changed_files_apply_after_the_watch_interval() {
 #[tokio::test]
 async fn denials_are_counted_in_daemon_stats() {
     let s = Setup::new();
-    s.write_policy("rpcutil", "allow\talice\t*\t*\t*\n");
+    s.write_policy("rpcutil", "allow\talice.mcollective\t*\t*\t*\n");
     let node = s.node("").unwrap();
     for _ in 0..3 {
         assert_eq!(status(&node, &s.bob, "ping").await, DENY);
@@ -257,11 +298,17 @@ async fn denials_are_counted_in_daemon_stats() {
 #[tokio::test]
 async fn the_claimed_caller_is_never_trusted() {
     let s = Setup::new();
-    s.write_policy("rpcutil", "allow\talice\t*\t*\t*\n");
+    s.write_policy("rpcutil", "allow\talice.mcollective\t*\t*\t*\n");
     let node = s.node("").unwrap();
-    for claim in ["alice", "user=alice", "cert=alice"] {
+    for claim in [
+        "alice.mcollective",
+        "alice",
+        "user=alice",
+        "cert=alice.mcollective",
+    ] {
         let request = Request::new("client1", claim, "mcollective", "rpcutil", "ping");
-        let outcome = node.handle(&s.bob.sign(&request).unwrap().to_bytes()).await;
+        let envelope = Envelope::seal(&request, &s.bob).unwrap();
+        let outcome = node.handle(&envelope.to_bytes()).await;
         match outcome {
             Outcome::Reply { reply, .. } => assert_eq!(reply.statuscode, DENY, "{claim}"),
             other => panic!("{other:?}"),

@@ -10,11 +10,13 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use muster_pki::Credential;
 use muster_protocol::config::Config;
-use muster_protocol::{KeyPair, Reply, StatusCode};
+use muster_protocol::{Reply, StatusCode};
 use muster_server::agents::Puppet;
 use muster_server::fleet::simulated_node;
-use muster_server::{Node, TrustStore};
+use muster_server::Node;
+use muster_testkit::TestPki;
 use serde_json::{json, Value};
 
 const PUPPET: &str = "/usr/bin/puppet";
@@ -35,7 +37,7 @@ fn puppet_installed(test: &str) -> bool {
 /// A node whose puppet agent keeps all of Puppet's state in a temp dir.
 struct Fixture {
     node: Node,
-    caller: KeyPair,
+    caller: Credential,
     dir: tempfile::TempDir,
 }
 
@@ -58,9 +60,9 @@ impl Fixture {
             extra.replace("@DIR@", &d.to_string())
         );
         let settings = Config::parse(&text).expect("settings parse");
-        let caller = KeyPair::generate();
-        let trust = TrustStore::fixed([(caller.public(), "alice".to_string())]);
-        let mut node = simulated_node("node01", 1, Arc::new(trust));
+        let pki = TestPki::shared();
+        let caller = pki.credential("alice.mcollective");
+        let mut node = simulated_node("node01", 1, pki.authority());
         node.add_agent(Arc::new(
             Puppet::from_settings(&settings).expect("puppet settings"),
         ));

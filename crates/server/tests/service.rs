@@ -5,11 +5,13 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use muster_pki::Credential;
 use muster_protocol::config::Config;
-use muster_protocol::{KeyPair, Reply, StatusCode};
+use muster_protocol::{Reply, StatusCode};
 use muster_server::agents::Service;
 use muster_server::fleet::simulated_node;
-use muster_server::{Node, TrustStore};
+use muster_server::Node;
+use muster_testkit::TestPki;
 use serde_json::{json, Value};
 
 /// An LSB-style init script: `start` runs `sleep` in the background and
@@ -50,10 +52,11 @@ case "$1" in
 esac
 "#;
 
-/// A node with the service agent on a temporary init.d, and whoever it trusts.
+/// A node with the service agent on a temporary init.d, and a caller it
+/// trusts (`alice.mcollective` of the shared test CA).
 struct Fixture {
     node: Node,
-    caller: KeyPair,
+    caller: Credential,
     dir: tempfile::TempDir,
 }
 
@@ -76,9 +79,9 @@ impl Fixture {
         let dir = tempfile::tempdir().expect("a temporary directory");
         std::fs::create_dir(dir.path().join("init.d")).expect("init.d");
         std::fs::create_dir(dir.path().join("run")).expect("run");
-        let caller = KeyPair::generate();
-        let trust = TrustStore::fixed([(caller.public(), "alice".to_string())]);
-        let mut node = simulated_node("node01", 1, Arc::new(trust));
+        let pki = TestPki::shared();
+        let caller = pki.credential("alice.mcollective");
+        let mut node = simulated_node("node01", 1, pki.authority());
         let settings = Config::parse(&format!(
             "plugin.service.provider = sysv\nplugin.service.initd = {}\n",
             dir.path().join("init.d").display()
@@ -271,9 +274,9 @@ async fn a_hanging_script_is_killed_at_the_timeout_with_its_children() {
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     let _child = KillDaemon(pidfile.clone());
 
-    let caller = KeyPair::generate();
-    let trust = TrustStore::fixed([(caller.public(), "alice".to_string())]);
-    let mut node = simulated_node("node01", 1, Arc::new(trust));
+    let pki = TestPki::shared();
+    let caller = pki.credential("alice.mcollective");
+    let mut node = simulated_node("node01", 1, pki.authority());
     let settings = Config::parse(&format!(
         "plugin.service.provider = sysv\nplugin.service.initd = {}\nplugin.service.timeout = 1\n",
         dir.path().join("init.d").display()

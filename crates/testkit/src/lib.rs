@@ -1,11 +1,19 @@
 //! Test support shared by muster's integration tests and benchmarks.
 //!
-//! Starts the real parts a test needs and stops them when dropped: the
-//! embedded broker or a real `nats-server` on an ephemeral loopback port
-//! ([`TestBroker`]), a caller with a key pair and its client config
-//! ([`Caller`]), and `mco server` processes ([`ServerProcess`]).
+//! Starts the real parts a test needs and stops them when dropped: a
+//! fleet CA ([`TestPki`]), the embedded broker or a real `nats-server` on
+//! an ephemeral loopback port, both with TLS and per-certificate
+//! permissions ([`TestBroker`]), a caller with a certificate and its
+//! client config ([`Caller`]), and `mco server` processes ([`ServerProcess`]).
+//!
+//! Everything in one test binary shares one CA ([`TestPki::shared`]), so
+//! a caller made anywhere is trusted by every node and broker; a test that
+//! revokes makes its own [`TestPki`].
 
 pub mod apt;
+mod pki;
+
+pub use pki::TestPki;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -13,7 +21,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use muster_broker::{Broker, BrokerConfig, BrokerHandle};
-use muster_protocol::KeyPair;
+use muster_pki::Credential;
 
 /// Which broker a scenario runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,27 +54,39 @@ pub fn free_port() -> u16 {
         .expect("no free loopback port")
 }
 
-/// A broker on loopback for one test.
+/// A broker on loopback for one test: TLS with client certificates from
+/// its [`TestPki`] and the permissions each certificate name grants.
 pub struct TestBroker {
     kind: BrokerKind,
     addr: SocketAddr,
+    pki: TestPki,
     embedded: Option<BrokerHandle>,
     nats: Option<Child>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
+/// The broker's certificate name in every test CA.
+pub const BROKER_NAME: &str = "broker.test";
+
 impl TestBroker {
-    /// Starts a broker of `kind` on a free port.
+    /// Starts a broker of `kind` on a free port, trusting the shared CA.
     pub async fn start(kind: BrokerKind) -> TestBroker {
+        TestBroker::start_with(kind, TestPki::shared().clone()).await
+    }
+
+    /// Starts a broker of `kind` on a free port, trusting `pki`.
+    pub async fn start_with(kind: BrokerKind, pki: TestPki) -> TestBroker {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port())
             .parse()
             .expect("loopback address");
+        pki.issue_with(BROKER_NAME, &["127.0.0.1".into(), "localhost".into()]);
         let mut broker = TestBroker {
             kind,
             addr,
+            pki,
             embedded: None,
             nats: None,
-            _dir: tempfile::tempdir().expect("temp dir"),
+            dir: tempfile::tempdir().expect("temp dir"),
         };
         broker.resume().await;
         broker
@@ -76,8 +96,65 @@ impl TestBroker {
         self.kind
     }
 
+    /// The CA the broker trusts.
+    pub fn pki(&self) -> &TestPki {
+        &self.pki
+    }
+
     pub fn url(&self) -> String {
-        format!("nats://{}", self.addr)
+        format!("tls://{}", self.addr)
+    }
+
+    /// The address, for raw sockets.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The embedded broker's counters (`None` for nats-server).
+    pub fn stats(&self) -> Option<muster_broker::BrokerStats> {
+        self.embedded.as_ref().map(|b| b.stats())
+    }
+
+    /// The nats-server log so far (empty for the embedded broker).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("nats-server.log")).unwrap_or_default()
+    }
+
+    /// nats-server knows only the certificates issued when its config was
+    /// written: this rewrites it and makes nats-server reload it (the
+    /// embedded broker needs nothing).
+    pub async fn reload(&mut self) {
+        if let Some(child) = &self.nats {
+            self.write_nats_config();
+            let pid = child.id().to_string();
+            let _ = Command::new("kill").args(["-HUP", &pid]).status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let reloads = || self.log().matches("Reloaded server configuration").count();
+            let before = reloads();
+            while reloads() == before {
+                assert!(
+                    Instant::now() < deadline,
+                    "nats-server did not reload: {}",
+                    self.log()
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+
+    fn write_nats_config(&self) -> PathBuf {
+        let config = muster_pki::nats_config::NatsConfig {
+            ssldir: self.pki.ssldir().clone(),
+            certname: BROKER_NAME.into(),
+            issued: None,
+            listen: self.addr.to_string(),
+            max_connections: 65_536,
+            extra: String::new(),
+        };
+        let text = config.render().expect("nats-server config");
+        let path = self.dir.path().join("nats-server.conf");
+        std::fs::write(&path, text).expect("write nats-server config");
+        path
     }
 
     /// Stops the broker, keeping its address for [`TestBroker::resume`].
@@ -95,8 +172,10 @@ impl TestBroker {
     pub async fn resume(&mut self) {
         match self.kind {
             BrokerKind::Embedded => {
+                let identity = self.pki.identity(BROKER_NAME);
                 let config = BrokerConfig {
                     listen: self.addr,
+                    security: Some(muster_pki::broker::security(&identity).expect("broker TLS")),
                     ..BrokerConfig::default()
                 };
                 let deadline = Instant::now() + Duration::from_secs(10);
@@ -115,9 +194,12 @@ impl TestBroker {
                 }
             }
             BrokerKind::NatsServer => {
-                let log = self._dir.path().join("nats-server.log");
+                let log = self.dir.path().join("nats-server.log");
+                let config = self.write_nats_config();
                 let child = Command::new("nats-server")
-                    .args(["-a", "127.0.0.1", "-p", &self.addr.port().to_string(), "-l"])
+                    .arg("-c")
+                    .arg(&config)
+                    .arg("-l")
                     .arg(&log)
                     .stdout(Stdio::null())
                     .stderr(Stdio::null())
@@ -150,35 +232,37 @@ async fn wait_for_port(addr: SocketAddr) {
     }
 }
 
-/// A caller: a key pair, a trusted_keys directory that trusts it, and a
-/// client config pointing at a broker.
+/// A caller: a certificate `<name>.mcollective` from the shared CA, and
+/// client configs pointing at a broker.
 pub struct Caller {
     pub dir: tempfile::TempDir,
-    pub keys: KeyPair,
+    pub credential: Credential,
+    /// The certificate name, `<name>.mcollective`.
     pub name: String,
+    pki: TestPki,
 }
 
 impl Caller {
+    /// `<name>.mcollective` from the shared CA.
     pub fn new(name: &str) -> Caller {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let key_file = dir.path().join("keys").join(name);
-        let (keys, _) = muster_client::keys::load_or_create(&key_file).expect("caller key");
-        std::fs::create_dir_all(dir.path().join("trusted_keys")).expect("trusted_keys dir");
-        std::fs::copy(
-            muster_client::keys::public_key_path(&key_file),
-            dir.path().join("trusted_keys").join(format!("{name}.pub")),
-        )
-        .expect("trust the caller");
+        Caller::with_pki(name, TestPki::shared().clone())
+    }
+
+    /// `<name>.mcollective` from `pki`.
+    pub fn with_pki(name: &str, pki: TestPki) -> Caller {
+        let certname = format!("{name}.mcollective");
+        let credential = pki.credential(&certname);
         Caller {
-            dir,
-            keys,
-            name: name.to_string(),
+            dir: tempfile::tempdir().expect("temp dir"),
+            credential,
+            name: certname,
+            pki,
         }
     }
 
-    /// The directory of keys this caller is trusted by.
-    pub fn trusted_keys(&self) -> PathBuf {
-        self.dir.path().join("trusted_keys")
+    /// The CA this caller's certificate is from.
+    pub fn pki(&self) -> &TestPki {
+        &self.pki
     }
 
     /// Writes a client config for `url` and returns its path.
@@ -190,10 +274,11 @@ impl Caller {
         std::fs::write(
             &path,
             format!(
-                "plugin.nats.servers = {url}\nplugin.security.key = keys/{}\nplugin.security.caller = user={}\n\
+                "plugin.nats.servers = {url}\nplugin.security.ssldir = {}\nplugin.security.certname = {}\n\
                  # generous, so a busy test machine does not end discovery early\n\
                  discovery_window_ms = 500\n",
-                self.name, self.name
+                self.pki.ssldir().root().display(),
+                self.name
             ),
         )
         .expect("write client config");
@@ -250,13 +335,14 @@ pub fn agent_from(
         .ok_or_else(|| format!("for_config has no {name} agent"))
 }
 
-/// A simulated node running `agent`, and a caller it trusts.
+/// A simulated node running `agent`, and a caller it trusts
+/// (`alice.mcollective` of the shared CA).
 pub fn node_with(
     agent: std::sync::Arc<dyn muster_server::Agent>,
-) -> (muster_server::Node, KeyPair) {
-    let caller = KeyPair::generate();
-    let trust = muster_server::TrustStore::fixed([(caller.public(), "alice".to_string())]);
-    let mut node = muster_server::fleet::simulated_node("node01", 1, std::sync::Arc::new(trust));
+) -> (muster_server::Node, Credential) {
+    let pki = TestPki::shared();
+    let caller = pki.credential("alice.mcollective");
+    let mut node = muster_server::fleet::simulated_node("node01", 1, pki.authority());
     node.add_agent(agent);
     (node, caller)
 }
@@ -265,7 +351,7 @@ pub fn node_with(
 /// `caller`, hands it to `node` as the broker would, and returns the reply.
 pub async fn ask(
     node: &muster_server::Node,
-    caller: &KeyPair,
+    caller: &Credential,
     agent: &str,
     action: &str,
     inputs: serde_json::Value,
@@ -275,9 +361,9 @@ pub async fn ask(
         other => panic!("inputs must be a JSON object, not {other}"),
     };
     let request =
-        muster_protocol::Request::new("client1", "user=alice", "mcollective", agent, action)
+        muster_protocol::Request::new("client1", caller.name(), "mcollective", agent, action)
             .with_data(data);
-    let envelope = caller.sign(&request).expect("a request signs");
+    let envelope = muster_protocol::Envelope::seal(&request, caller).expect("a request signs");
     match node.handle(&envelope.to_bytes()).await {
         muster_server::node::Outcome::Reply { reply, .. } => {
             assert_eq!(reply.request_id, request.id);
@@ -287,13 +373,14 @@ pub async fn ask(
     }
 }
 
-/// `mco fleet` as a child process: `nodes` simulated nodes that trust
-/// `caller`, killed when dropped.
+/// `mco fleet` as a child process: `nodes` simulated nodes with the
+/// simulator credential `node.fleet` of `caller`'s CA, killed when dropped.
 pub struct FleetProcess(Child);
 
 impl FleetProcess {
     /// Starts the fleet and waits (at most 20 s) until `mco find` sees every node.
     pub async fn start(mco: &str, broker_url: &str, caller: &Caller, nodes: usize) -> FleetProcess {
+        caller.pki().issue("node.fleet");
         let child = Command::new(mco)
             .args([
                 "fleet",
@@ -301,9 +388,11 @@ impl FleetProcess {
                 &nodes.to_string(),
                 "--server",
                 broker_url,
-                "--trusted-keys",
+                "--certname",
+                "node.fleet",
+                "--ssldir",
             ])
-            .arg(caller.trusted_keys())
+            .arg(caller.pki().ssldir().root())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -350,8 +439,10 @@ pub struct ServerProcess {
 }
 
 impl ServerProcess {
-    /// Writes the node's files and config, and starts `mco server`.
-    pub fn start(mco: &Path, url: &str, trusted_keys: &Path, node: &NodeSetup) -> ServerProcess {
+    /// Writes the node's files and config (its certificate from `pki`),
+    /// and starts `mco server`.
+    pub fn start(mco: &Path, url: &str, pki: &TestPki, node: &NodeSetup) -> ServerProcess {
+        pki.issue(node.identity);
         let dir = tempfile::tempdir().expect("temp dir");
         let facts = dir.path().join("facts.yaml");
         std::fs::write(&facts, node.facts_yaml).expect("facts");
@@ -368,11 +459,11 @@ impl ServerProcess {
             format!(
                 "identity = {}\ncollectives = {collectives}\nmain_collective = mcollective\n\
                  factsource = yaml\nplugin.yaml = {}\nclassesfile = {}\nplugin.nats.servers = {url}\n\
-                 plugin.security.trusted_keys = {}\nlogfile = {}\nloglevel = debug\n{}\n",
+                 plugin.security.ssldir = {}\nlogfile = {}\nloglevel = debug\n{}\n",
                 node.identity,
                 facts.display(),
                 classes.display(),
-                trusted_keys.display(),
+                pki.ssldir().root().display(),
                 dir.path().join("server.log").display(),
                 node.settings,
             ),

@@ -1,13 +1,18 @@
 //! Test fixtures shared by the integration tests: start a broker on an
-//! ephemeral loopback port, and a raw protocol client for edge cases.
+//! ephemeral loopback port, a raw protocol client (plain or TLS) for edge
+//! cases, and a throwaway PKI.
 #![allow(dead_code)]
+
+pub mod pki;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use muster_broker::{Broker, BrokerConfig, BrokerHandle, BrokerStats};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use rustls_pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
 /// The bound on every wait in the tests.
@@ -62,16 +67,29 @@ pub struct RawMsg {
     pub data: Vec<u8>,
 }
 
-/// A hand-driven protocol client over a plain TCP stream.
+/// A byte stream the raw client runs over: plain TCP or TLS.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// A hand-driven protocol client.
 pub struct Raw {
-    stream: TcpStream,
+    stream: Box<dyn Io>,
     buf: Vec<u8>,
     pub info: String,
 }
 
 impl Raw {
-    /// Connects and reads the INFO line.
+    /// Connects, reads the INFO line and sends `CONNECT {}`, as every real
+    /// client does (the broker closes clients that send no CONNECT within
+    /// its auth timeout).
     pub async fn connect(addr: SocketAddr) -> Raw {
+        let mut raw = Raw::open(addr).await;
+        raw.send("CONNECT {}\r\n").await;
+        raw
+    }
+
+    /// Connects and reads the INFO line; sends nothing.
+    pub async fn open(addr: SocketAddr) -> Raw {
         let stream = within("connect", TcpStream::connect(addr))
             .await
             .expect("connects");
@@ -85,18 +103,34 @@ impl Raw {
         let stream = within("connect", socket.connect(addr))
             .await
             .expect("connects");
-        Raw::greet(stream).await
+        let mut raw = Raw::greet(stream).await;
+        raw.send("CONNECT {}\r\n").await;
+        raw
     }
 
     async fn greet(stream: TcpStream) -> Raw {
         stream.set_nodelay(true).unwrap();
-        let mut raw = Raw {
+        let mut raw = Raw::over(Box::new(stream));
+        let info = raw.line().await;
+        assert!(info.starts_with("INFO {"), "first line is INFO: {info}");
+        raw.info = info;
+        raw
+    }
+
+    /// A raw client over an established stream (no INFO read).
+    pub fn over(stream: Box<dyn Io>) -> Raw {
+        Raw {
             stream,
             buf: Vec::new(),
             info: String::new(),
-        };
-        let info = raw.line().await;
-        assert!(info.starts_with("INFO {"), "first line is INFO: {info}");
+        }
+    }
+
+    /// Connects to a TLS broker: reads INFO in plain text, then runs the TLS
+    /// handshake. Sends nothing else. Fails if the handshake fails.
+    pub async fn tls(addr: SocketAddr, config: rustls::ClientConfig) -> Raw {
+        let (info, tls) = tls_handshake(addr, config).await;
+        let mut raw = Raw::over(Box::new(tls.expect("TLS handshake")));
         raw.info = info;
         raw
     }
@@ -177,4 +211,59 @@ impl Raw {
         while self.fill().await > 0 {}
         String::from_utf8_lossy(&std::mem::take(&mut self.buf)).into_owned()
     }
+}
+
+/// Connects over TCP, reads INFO in plain text and runs the client side of
+/// the TLS upgrade, returning INFO and the handshake's outcome.
+pub async fn tls_handshake(
+    addr: SocketAddr,
+    config: rustls::ClientConfig,
+) -> (
+    String,
+    std::io::Result<tokio_rustls::client::TlsStream<TcpStream>>,
+) {
+    let mut stream = within("connect", TcpStream::connect(addr))
+        .await
+        .expect("connects");
+    stream.set_nodelay(true).unwrap();
+    let info = read_line(&mut stream).await;
+    assert!(info.contains("\"tls_required\":true"), "{info}");
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let name = ServerName::IpAddress(addr.ip().into());
+    let tls = within("TLS handshake", connector.connect(name, stream)).await;
+    (info, tls)
+}
+
+/// Reads one CRLF-terminated line byte by byte, so nothing after it is consumed.
+pub async fn read_line(stream: &mut TcpStream) -> String {
+    let mut line = Vec::new();
+    within("a line", async {
+        while !line.ends_with(b"\r\n") {
+            let mut byte = [0u8; 1];
+            if stream.read(&mut byte).await.expect("read") == 0 {
+                panic!("closed after {:?}", String::from_utf8_lossy(&line));
+            }
+            line.push(byte[0]);
+        }
+    })
+    .await;
+    line.truncate(line.len() - 2);
+    String::from_utf8(line).expect("utf-8 line")
+}
+
+/// Reads from a socket until the peer closes it (or resets it), returning
+/// what arrived.
+pub async fn read_until_closed(stream: &mut (impl AsyncRead + Unpin)) -> String {
+    let mut out = Vec::new();
+    within("the broker to close", async {
+        let mut chunk = [0u8; 4096];
+        while let Ok(n) = stream.read(&mut chunk).await {
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&chunk[..n]);
+        }
+    })
+    .await;
+    String::from_utf8_lossy(&out).into_owned()
 }

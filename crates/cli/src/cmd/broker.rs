@@ -1,31 +1,133 @@
-//! `mco broker`: the embedded NATS-protocol broker.
+//! `mco broker`: the embedded NATS-protocol broker, and the same rules
+//! written for nats-server.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
 use muster_broker::{Broker, BrokerConfig};
+use muster_pki::{nats_config::NatsConfig, Settings, Ssldir};
 
 #[derive(clap::Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct Args {
+    #[command(subcommand)]
+    pub action: Option<Action>,
+    #[command(flatten)]
+    pub serve: Serve,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum Action {
+    /// Print a nats-server configuration with the same TLS, admission and permissions
+    NatsConfig(NatsArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Serve {
     /// Address to listen on
     #[arg(long, default_value = "127.0.0.1:4222")]
     pub listen: SocketAddr,
+    /// The broker's ssldir: certs/ca.pem, certs/NAME.pem, private_keys/NAME.pem, crl.pem
+    #[arg(
+        long,
+        value_name = "DIR",
+        required_unless_present = "insecure_plaintext"
+    )]
+    pub ssldir: Option<PathBuf>,
+    /// The broker's certificate name (default: this host's name)
+    #[arg(long, value_name = "NAME")]
+    pub certname: Option<String>,
     /// Largest message accepted, in bytes
     #[arg(long, default_value_t = 1 << 20)]
     pub max_payload: usize,
+    /// Most client connections at once
+    #[arg(long, default_value_t = 65_536)]
+    pub max_connections: usize,
+    /// Serve plain TCP with no authentication: anyone who can connect reads and
+    /// sends everything. Only for a throwaway broker on a machine of your own.
+    #[arg(long, conflicts_with_all = ["ssldir", "certname"])]
+    pub insecure_plaintext: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct NatsArgs {
+    /// The broker's ssldir
+    #[arg(long, value_name = "DIR")]
+    pub ssldir: PathBuf,
+    /// The broker's certificate name (default: this host's name)
+    #[arg(long, value_name = "NAME")]
+    pub certname: Option<String>,
+    /// Where the issued certificates are, one user each (default: SSLDIR/certs;
+    /// a Puppet CA keeps them in /etc/puppetlabs/puppetserver/ca/signed)
+    #[arg(long, value_name = "DIR")]
+    pub issued: Option<PathBuf>,
+    /// The address nats-server listens on
+    #[arg(long, default_value = "0.0.0.0:4222")]
+    pub listen: String,
+    /// Most client connections at once
+    #[arg(long, default_value_t = 65_536)]
+    pub max_connections: usize,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<u8> {
+    match args.action {
+        Some(Action::NatsConfig(nats)) => nats_config(nats),
+        None => serve(args.serve).await,
+    }
+}
+
+fn nats_config(args: NatsArgs) -> anyhow::Result<u8> {
+    let config = NatsConfig {
+        ssldir: Ssldir::new(&args.ssldir),
+        certname: args.certname.unwrap_or_else(muster_server::hostname),
+        issued: args.issued,
+        listen: args.listen,
+        max_connections: args.max_connections,
+        extra: String::new(),
+    };
+    print!("{}", config.render()?);
+    Ok(super::EXIT_OK)
+}
+
+async fn serve(args: Serve) -> anyhow::Result<u8> {
     super::init_logging("info");
+    let security = match &args.ssldir {
+        Some(dir) => {
+            let settings = Settings {
+                ssldir: Ssldir::new(dir),
+                certname: args
+                    .certname
+                    .clone()
+                    .unwrap_or_else(muster_server::hostname),
+            };
+            let identity = settings.load()?;
+            Some(muster_pki::broker::security(&identity)?)
+        }
+        None => {
+            tracing::warn!("serving plain TCP with no authentication (--insecure-plaintext)");
+            None
+        }
+    };
+    let secure = security.is_some();
     let config = BrokerConfig {
         listen: args.listen,
         max_payload: args.max_payload,
+        max_connections: args.max_connections,
+        security,
+        auth_timeout: Duration::from_secs(2),
         ..BrokerConfig::default()
     };
     let broker = Broker::start(config)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    println!("muster broker listening on {}", broker.url());
+    let url = if secure {
+        format!("tls://{}", broker.local_addr())
+    } else {
+        broker.url()
+    };
+    println!("muster broker listening on {url}");
     super::shutdown_signal().await;
     broker.shutdown().await;
     Ok(super::EXIT_OK)

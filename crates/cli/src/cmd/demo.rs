@@ -2,13 +2,12 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use anyhow::Context;
 use muster_broker::{Broker, BrokerConfig};
 use muster_client::{Call, ClientConfig};
+use muster_pki::{ca::FleetCa, Settings, Ssldir};
 use muster_server::fleet::{Fleet, FleetSpec};
-use muster_server::TrustStore;
 
 use crate::args::{Common, Selectors};
 
@@ -36,22 +35,50 @@ pub async fn run(args: Args) -> anyhow::Result<u8> {
 }
 
 async fn demo(args: &Args, dir: &Path) -> anyhow::Result<u8> {
+    // The real thing, with a throwaway CA: TLS with client certificates on
+    // every connection, per-certificate permissions, signed requests.
+    let ssldir = Ssldir::new(dir.join("ssl"));
+    let ca = FleetCa::init(&ssldir)?;
+    ca.issue(
+        &ssldir,
+        "broker.demo",
+        &["127.0.0.1".into(), "localhost".into()],
+    )?;
+    ca.issue(&ssldir, "demo.mcollective", &[])?;
+    ca.issue(&ssldir, "node.fleet", &[])?;
+    let load = |certname: &str| {
+        Settings {
+            ssldir: ssldir.clone(),
+            certname: certname.to_string(),
+        }
+        .load()
+    };
+    let broker_identity = load("broker.demo")?;
     let broker = Broker::start(BrokerConfig {
         listen: args.listen,
+        security: Some(muster_pki::broker::security(&broker_identity)?),
         ..BrokerConfig::default()
     })
     .await
     .with_context(|| format!("cannot start the broker on {}", args.listen))?;
+    let url = format!("tls://{}", broker.local_addr());
 
-    // A caller key for the tour, trusted by every simulated node.
-    let config_file = write_client_setup(dir, &broker.url())?;
+    let config_file = write_client_setup(dir, &url)?;
     let config = ClientConfig::load(Some(&config_file))?;
-    let trust =
-        Arc::new(TrustStore::from_dir(dir.join("trusted_keys")).map_err(anyhow::Error::msg)?);
-    let fleet = Fleet::start(FleetSpec::new(vec![broker.url()], args.nodes, trust)).await?;
+    let fleet_identity = load("node.fleet")?;
+    let mut spec = FleetSpec::new(
+        vec![url.clone()],
+        args.nodes,
+        fleet_identity.authority.clone(),
+    );
+    spec.transport = muster_connector::Transport {
+        tls: Some(fleet_identity.client_tls()?),
+        auth: Default::default(),
+    };
+    let fleet = Fleet::start(spec).await?;
     println!(
-        "Started an embedded broker on {} and {} simulated nodes (node01 ... {}).\n",
-        broker.url(),
+        "Started an embedded broker on {url} (TLS, client certificates from a throwaway CA)\n\
+         and {} simulated nodes (node01 ... {}).\n",
         args.nodes,
         fleet.identities().last().cloned().unwrap_or_default()
     );
@@ -128,23 +155,15 @@ async fn demo(args: &Args, dir: &Path) -> anyhow::Result<u8> {
     Ok(super::EXIT_OK)
 }
 
-/// Writes `client.cfg`, a key pair, and a trusted_keys directory holding
-/// the public key; returns the config file.
+/// Writes `client.cfg` for the demo caller; returns the file.
 fn write_client_setup(dir: &Path, url: &str) -> anyhow::Result<PathBuf> {
-    let trusted = dir.join("trusted_keys");
-    std::fs::create_dir_all(&trusted)
-        .with_context(|| format!("cannot create {}", trusted.display()))?;
-    let key = dir.join("keys").join("demo");
-    muster_client::keys::load_or_create(&key)?;
-    std::fs::copy(
-        muster_client::keys::public_key_path(&key),
-        trusted.join("demo.pub"),
-    )
-    .context("cannot trust the demo key")?;
     let config_file = dir.join("client.cfg");
     std::fs::write(
         &config_file,
-        format!("plugin.nats.servers = {url}\nplugin.security.key = keys/demo\nplugin.security.caller = user=demo\n"),
+        format!(
+            "plugin.nats.servers = {url}\nplugin.security.provider = x509\n\
+             plugin.security.ssldir = ssl\nplugin.security.certname = demo.mcollective\n"
+        ),
     )
     .with_context(|| format!("cannot write {}", config_file.display()))?;
     Ok(config_file)

@@ -2,10 +2,9 @@
 //! out and for measuring it at scale against any broker.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
+use muster_pki::{Settings, Ssldir};
 use muster_server::fleet::{Fleet, FleetSpec};
-use muster_server::TrustStore;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -15,9 +14,12 @@ pub struct Args {
     /// Broker URL
     #[arg(long, default_value = muster_connector::DEFAULT_SERVER)]
     pub server: String,
-    /// Directory of trusted caller public keys
+    /// The ssldir with the CA and the simulator's certificate
     #[arg(long, value_name = "DIR")]
-    pub trusted_keys: PathBuf,
+    pub ssldir: PathBuf,
+    /// The simulator's certificate: PREFIX.fleet (mco ca issue PREFIX --role fleet)
+    #[arg(long, value_name = "NAME")]
+    pub certname: Option<String>,
     /// Identity prefix; nodes are PREFIX01, PREFIX02, ...
     #[arg(long, default_value = "node")]
     pub prefix: String,
@@ -25,14 +27,38 @@ pub struct Args {
 
 pub async fn run(args: Args) -> anyhow::Result<u8> {
     super::init_logging("warn");
-    let trust = Arc::new(TrustStore::from_dir(args.trusted_keys).map_err(anyhow::Error::msg)?);
-    let mut spec = FleetSpec::new(vec![args.server.clone()], args.nodes, trust);
+    let settings = Settings {
+        ssldir: Ssldir::new(&args.ssldir),
+        certname: args.certname.clone().unwrap_or_else(|| {
+            format!("{}{}", args.prefix, muster_protocol::identity::FLEET_SUFFIX)
+        }),
+    };
+    let identity = settings.load()?;
+    let probe = format!("{}1", args.prefix);
+    if !muster_protocol::identity::may_act_as(identity.credential.name(), &probe) {
+        anyhow::bail!(
+            "certificate {:?} cannot answer as {probe:?}: a simulator needs the certificate {}{} (mco ca issue {} --role fleet)",
+            identity.credential.name(),
+            args.prefix,
+            muster_protocol::identity::FLEET_SUFFIX,
+            args.prefix
+        );
+    }
+    let mut spec = FleetSpec::new(
+        vec![args.server.clone()],
+        args.nodes,
+        identity.authority.clone(),
+    );
     spec.prefix = args.prefix;
+    spec.transport = muster_connector::Transport {
+        tls: Some(identity.client_tls()?),
+        auth: Default::default(),
+    };
     let fleet = Fleet::start(spec).await?;
     println!(
         "{} simulated nodes serving on {}",
         fleet.nodes().len(),
-        args.server
+        muster_connector::redact(&args.server)
     );
     super::shutdown_signal().await;
     fleet.stop().await;

@@ -2,6 +2,7 @@
 
 pub mod action;
 pub mod broker;
+pub mod ca;
 pub mod completion;
 pub mod demo;
 pub mod external;

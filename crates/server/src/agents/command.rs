@@ -246,7 +246,9 @@ impl RunError {
                 let mut message = format!(
                     "{} did not finish within {} s and was killed",
                     invocation.display(),
-                    after.as_secs()
+                    // The deadline may have been set a moment before this
+                    // command started: round to the nearest second.
+                    ((after.as_millis() + 500) / 1000).max(1)
                 );
                 let output = joined(stdout, stderr);
                 if !output.is_empty() {

@@ -1,0 +1,299 @@
+//! The CA as a participant trusts it: verifying peers' certificates and
+//! signatures, and the rustls configs that do the same in TLS.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use muster_protocol::identity::{role_of, Role};
+use rustls::client::WebPkiServerVerifier;
+use rustls::server::WebPkiClientVerifier;
+use rustls::RootCertStore;
+use rustls_pki_types::{
+    CertificateDer, CertificateRevocationListDer, SignatureVerificationAlgorithm, TrustAnchor,
+    UnixTime,
+};
+use sha2::{Digest, Sha256};
+use webpki::{
+    CertRevocationList, EndEntityCert, KeyUsage, OwnedCertRevocationList, RevocationCheckDepth,
+    RevocationOptionsBuilder, UnknownStatusPolicy,
+};
+
+use crate::{names, provider, ssldir, Credential, PkiError, Ssldir};
+
+/// How many verified certificates and signatures are remembered. Beyond
+/// it the cache starts again empty: bounded memory, whatever peers send.
+const CACHE_LIMIT: usize = 4096;
+
+/// A peer that proved who it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// The certificate name.
+    pub name: String,
+    /// What that name may do.
+    pub role: Role,
+}
+
+/// The CA (and its CRL) this participant trusts.
+pub struct Authority {
+    ca_file: PathBuf,
+    ca_certs: Vec<CertificateDer<'static>>,
+    anchors: Vec<TrustAnchor<'static>>,
+    crl_ders: Vec<CertificateRevocationListDer<'static>>,
+    crls: Vec<CertRevocationList<'static>>,
+    /// sha256(certificate) -> who it is and until when (Unix s).
+    certificates: Mutex<HashMap<[u8; 32], (Verified, i64)>>,
+    /// sha256(certificate, message, signature) -> who signed.
+    signatures: Mutex<HashMap<[u8; 32], Verified>>,
+}
+
+impl std::fmt::Debug for Authority {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authority")
+            .field("ca_file", &self.ca_file)
+            .field("ca_certs", &self.ca_certs.len())
+            .field("crls", &self.crls.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Authority {
+    /// Reads `certs/ca.pem` and, if present, `crl.pem`.
+    pub fn load(ssldir: &Ssldir) -> Result<Authority, PkiError> {
+        let ca_file = ssldir.ca_file();
+        if !ca_file.exists() {
+            return Err(PkiError::file(
+                &ca_file,
+                format!(
+                    "no CA certificate: point plugin.security.ssldir at Puppet's ssldir, \
+                     or make a CA with mco ca init --ssldir {}",
+                    ssldir.root().display()
+                ),
+            ));
+        }
+        let ca_certs = ssldir::certificates(&ca_file)?;
+        let crl_file = ssldir.crl_file();
+        let crl_ders = ssldir::crls(&crl_file)?;
+        Authority::new(&ca_file, ca_certs, crl_ders, &crl_file)
+    }
+
+    fn new(
+        ca_file: &Path,
+        ca_certs: Vec<CertificateDer<'static>>,
+        crl_ders: Vec<CertificateRevocationListDer<'static>>,
+        crl_file: &Path,
+    ) -> Result<Authority, PkiError> {
+        let anchors = ca_certs
+            .iter()
+            .map(|der| {
+                webpki::anchor_from_trusted_cert(der)
+                    .map(|a| a.to_owned())
+                    .map_err(|e| {
+                        PkiError::file(ca_file, format!("not a usable CA certificate: {e}"))
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let crls = crl_ders
+            .iter()
+            .map(|der| {
+                OwnedCertRevocationList::from_der(der)
+                    .map(CertRevocationList::from)
+                    .map_err(|e| PkiError::file(crl_file, format!("not a usable CRL: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Authority {
+            ca_file: ca_file.to_path_buf(),
+            ca_certs,
+            anchors,
+            crl_ders,
+            crls,
+            certificates: Mutex::new(HashMap::new()),
+            signatures: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Verifies a peer certificate (DER): signed by this CA, valid now,
+    /// not revoked, usable for client authentication. Remembered, so the
+    /// chain is verified once per certificate, not once per request.
+    pub fn verify_certificate(&self, der: &[u8]) -> Result<Verified, PkiError> {
+        let key: [u8; 32] = Sha256::digest(der).into();
+        let now = UnixTime::now().as_secs() as i64;
+        if let Some((verified, not_after)) = lock(&self.certificates).get(&key) {
+            if now <= *not_after {
+                return Ok(verified.clone());
+            }
+        }
+        let verified = self.verify_chain(der)?;
+        let not_after = names::not_after(der).unwrap_or(now);
+        let mut cache = lock(&self.certificates);
+        if cache.len() >= CACHE_LIMIT {
+            cache.clear();
+        }
+        cache.insert(key, (verified.clone(), not_after));
+        Ok(verified)
+    }
+
+    /// Verifies that the certificate `cert` (DER) is trusted and signed
+    /// `message` with `signature` under `scheme` (as [`Credential::sign`] names it).
+    pub fn verify_signature(
+        &self,
+        cert: &[u8],
+        scheme: &str,
+        message: &[u8],
+        signature: &[u8],
+    ) -> Result<Verified, PkiError> {
+        let mut hasher = Sha256::new();
+        hasher.update(Sha256::digest(cert));
+        hasher.update(scheme.as_bytes());
+        hasher.update((message.len() as u64).to_le_bytes());
+        hasher.update(message);
+        hasher.update(signature);
+        let key: [u8; 32] = hasher.finalize().into();
+        if let Some(verified) = lock(&self.signatures).get(&key) {
+            return Ok(verified.clone());
+        }
+        let verified = self.verify_certificate(cert)?;
+        verify_raw_signature(cert, scheme, message, signature).map_err(|e| {
+            PkiError::BadSignature(format!(
+                "signature by {} does not verify: {e}",
+                verified.name
+            ))
+        })?;
+        let mut cache = lock(&self.signatures);
+        if cache.len() >= CACHE_LIMIT {
+            cache.clear();
+        }
+        cache.insert(key, verified.clone());
+        Ok(verified)
+    }
+
+    fn verify_chain(&self, der: &[u8]) -> Result<Verified, PkiError> {
+        let cert = CertificateDer::from(der);
+        let name = names::certificate_name(der).map_err(PkiError::Untrusted)?;
+        let ee = EndEntityCert::try_from(&cert)
+            .map_err(|e| PkiError::Untrusted(format!("certificate of {name:?}: {e}")))?;
+        let crls: Vec<&CertRevocationList<'_>> = self.crls.iter().collect();
+        let revocation = RevocationOptionsBuilder::new(&crls).ok().map(|b| {
+            b.with_depth(RevocationCheckDepth::EndEntity)
+                .with_status_policy(UnknownStatusPolicy::Allow)
+                .build()
+        });
+        ee.verify_for_usage(
+            algorithms(),
+            &self.anchors,
+            &[],
+            UnixTime::now(),
+            KeyUsage::client_auth(),
+            revocation,
+            None,
+        )
+        .map_err(|e| PkiError::Untrusted(self.explain(&name, der, &e)))?;
+        Ok(Verified {
+            role: role_of(&name),
+            name,
+        })
+    }
+
+    fn explain(&self, name: &str, der: &[u8], error: &webpki::Error) -> String {
+        let ca = self.ca_file.display();
+        match error {
+            webpki::Error::UnknownIssuer | webpki::Error::InvalidSignatureForPublicKey => {
+                format!("the certificate of {name:?} is not signed by the CA in {ca}")
+            }
+            webpki::Error::CertRevoked => format!("the certificate of {name:?} is revoked"),
+            webpki::Error::CertExpired { .. } => {
+                let end = names::validity(der).map(|(_, end)| end).unwrap_or(0);
+                format!("the certificate of {name:?} expired (at Unix time {end})")
+            }
+            webpki::Error::CertNotValidYet { .. } => format!(
+                "the certificate of {name:?} is not valid yet (check the clocks of both hosts)"
+            ),
+            other => format!("the certificate of {name:?} does not verify against {ca}: {other}"),
+        }
+    }
+
+    fn roots(&self) -> Result<Arc<RootCertStore>, PkiError> {
+        let mut roots = RootCertStore::empty();
+        for cert in &self.ca_certs {
+            roots.add(cert.clone()).map_err(|e| {
+                PkiError::file(&self.ca_file, format!("not a usable CA certificate: {e}"))
+            })?;
+        }
+        Ok(Arc::new(roots))
+    }
+
+    /// A TLS server config presenting `own` and requiring every client to
+    /// present a certificate from this CA that is not revoked.
+    pub fn server_config(&self, own: &Credential) -> Result<rustls::ServerConfig, PkiError> {
+        let mut verifier = WebPkiClientVerifier::builder_with_provider(self.roots()?, provider());
+        if !self.crl_ders.is_empty() {
+            verifier = verifier
+                .with_crls(self.crl_ders.clone())
+                .only_check_end_entity_revocation()
+                .allow_unknown_revocation_status();
+        }
+        let verifier = verifier
+            .build()
+            .map_err(|e| PkiError::Issue(format!("cannot build the client verifier: {e}")))?;
+        rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| PkiError::Issue(e.to_string()))?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(own.chain().to_vec(), own.private_key())
+            .map_err(|e| {
+                PkiError::Issue(format!("cannot use the certificate of {}: {e}", own.name()))
+            })
+    }
+
+    /// A TLS client config presenting `own` and accepting only a server
+    /// certificate from this CA that is not revoked.
+    pub fn client_config(&self, own: &Credential) -> Result<rustls::ClientConfig, PkiError> {
+        let mut verifier = WebPkiServerVerifier::builder_with_provider(self.roots()?, provider());
+        if !self.crl_ders.is_empty() {
+            verifier = verifier
+                .with_crls(self.crl_ders.clone())
+                .only_check_end_entity_revocation()
+                .allow_unknown_revocation_status();
+        }
+        let verifier = verifier
+            .build()
+            .map_err(|e| PkiError::Issue(format!("cannot build the server verifier: {e}")))?;
+        rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| PkiError::Issue(e.to_string()))?
+            .with_webpki_verifier(verifier)
+            .with_client_auth_cert(own.chain().to_vec(), own.private_key())
+            .map_err(|e| {
+                PkiError::Issue(format!("cannot use the certificate of {}: {e}", own.name()))
+            })
+    }
+}
+
+fn algorithms() -> &'static [&'static dyn SignatureVerificationAlgorithm] {
+    rustls::crypto::ring::default_provider()
+        .signature_verification_algorithms
+        .all
+}
+
+/// Checks a signature with the certificate's public key, nothing else.
+pub(crate) fn verify_raw_signature(
+    cert: &[u8],
+    scheme: &str,
+    message: &[u8],
+    signature: &[u8],
+) -> Result<(), String> {
+    let algorithm: &dyn SignatureVerificationAlgorithm = match scheme {
+        "ed25519" => webpki::ring::ED25519,
+        "rsa-pkcs1-sha256" => webpki::ring::RSA_PKCS1_2048_8192_SHA256,
+        "ecdsa-p256-sha256" => webpki::ring::ECDSA_P256_SHA256,
+        other => return Err(format!("unknown signature scheme {other:?}")),
+    };
+    let cert = CertificateDer::from(cert);
+    let ee = EndEntityCert::try_from(&cert).map_err(|e| format!("not a certificate: {e}"))?;
+    ee.verify_signature(algorithm, message, signature)
+        .map_err(|e| e.to_string())
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

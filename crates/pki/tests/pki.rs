@@ -1,0 +1,213 @@
+//! The fleet CA and verification, with real files in temporary ssldirs.
+
+use std::os::unix::fs::PermissionsExt;
+
+use muster_pki::{ca::FleetCa, Authority, Credential, PkiError, Ssldir};
+use muster_protocol::identity::Role;
+use time::{Duration, OffsetDateTime};
+
+fn fleet() -> (tempfile::TempDir, Ssldir, FleetCa) {
+    let dir = tempfile::tempdir().unwrap();
+    let ssldir = Ssldir::new(dir.path());
+    let ca = FleetCa::init(&ssldir).unwrap();
+    (dir, ssldir, ca)
+}
+
+fn signed_by(ssldir: &Ssldir, name: &str) -> (Vec<u8>, &'static str, Vec<u8>) {
+    let credential = Credential::load(ssldir, name).unwrap();
+    let (scheme, signature) = credential.sign(b"request").unwrap();
+    (credential.certificate().to_vec(), scheme, signature)
+}
+
+#[test]
+fn issued_certificates_verify_with_their_roles() {
+    let (_dir, ssldir, ca) = fleet();
+    for name in ["alice.mcollective", "web1.example.net", "node.fleet"] {
+        ca.issue(&ssldir, name, &[]).unwrap();
+    }
+    let authority = Authority::load(&ssldir).unwrap();
+    for (name, role) in [
+        ("alice.mcollective", Role::Caller),
+        ("web1.example.net", Role::Node),
+        (
+            "node.fleet",
+            Role::Fleet {
+                prefix: "node".into(),
+            },
+        ),
+    ] {
+        let (cert, scheme, signature) = signed_by(&ssldir, name);
+        let who = authority
+            .verify_signature(&cert, scheme, b"request", &signature)
+            .unwrap();
+        assert_eq!(who.name, name);
+        assert_eq!(who.role, role);
+        // A different message with the same signature does not verify, cache or not.
+        let err = authority
+            .verify_signature(&cert, scheme, b"forged", &signature)
+            .unwrap_err();
+        assert!(err.to_string().contains("does not verify"), "{err}");
+    }
+}
+
+#[test]
+fn private_keys_are_0600_and_refused_when_world_readable() {
+    let (_dir, ssldir, ca) = fleet();
+    ca.issue(&ssldir, "node1", &[]).unwrap();
+    let key = ssldir.key_file("node1");
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let err = Credential::load(&ssldir, "node1").unwrap_err();
+    assert!(err.to_string().contains("readable by every user"), "{err}");
+    assert!(err.to_string().contains("node1.pem"), "{err}");
+    // Puppet's own mode, 0640, is fine.
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
+    Credential::load(&ssldir, "node1").unwrap();
+}
+
+#[test]
+fn a_certificate_from_another_ca_is_refused() {
+    let (_a, ours, _) = fleet();
+    let (_b, theirs, their_ca) = fleet();
+    their_ca.issue(&theirs, "mallory.mcollective", &[]).unwrap();
+    let (cert, scheme, signature) = signed_by(&theirs, "mallory.mcollective");
+    let err = Authority::load(&ours)
+        .unwrap()
+        .verify_signature(&cert, scheme, b"request", &signature)
+        .unwrap_err();
+    assert!(matches!(err, PkiError::Untrusted(_)));
+    assert!(err.to_string().contains("not signed by the CA"), "{err}");
+}
+
+#[test]
+fn a_revoked_certificate_is_refused() {
+    let (_dir, ssldir, ca) = fleet();
+    ca.issue(&ssldir, "bob.mcollective", &[]).unwrap();
+    ca.issue(&ssldir, "alice.mcollective", &[]).unwrap();
+    let (cert, scheme, signature) = signed_by(&ssldir, "bob.mcollective");
+    Authority::load(&ssldir)
+        .unwrap()
+        .verify_signature(&cert, scheme, b"request", &signature)
+        .unwrap();
+    ca.revoke(&ssldir, "bob.mcollective").unwrap();
+    // Revoking twice is harmless.
+    ca.revoke(&ssldir, "bob.mcollective").unwrap();
+    let authority = Authority::load(&ssldir).unwrap();
+    let err = authority
+        .verify_signature(&cert, scheme, b"request", &signature)
+        .unwrap_err();
+    assert!(err.to_string().contains("revoked"), "{err}");
+    let (cert, scheme, signature) = signed_by(&ssldir, "alice.mcollective");
+    authority
+        .verify_signature(&cert, scheme, b"request", &signature)
+        .unwrap();
+}
+
+#[test]
+fn expired_and_future_certificates_are_refused_with_their_reason() {
+    let (_dir, ssldir, ca) = fleet();
+    let now = OffsetDateTime::now_utc();
+    ca.issue_valid(
+        &ssldir,
+        "old.mcollective",
+        &[],
+        now - Duration::days(30),
+        now - Duration::days(1),
+    )
+    .unwrap();
+    ca.issue_valid(
+        &ssldir,
+        "new.mcollective",
+        &[],
+        now + Duration::days(1),
+        now + Duration::days(30),
+    )
+    .unwrap();
+    // Loading one's own expired certificate fails early and says so.
+    let err = Credential::load(&ssldir, "old.mcollective").unwrap_err();
+    assert!(err.to_string().contains("expired"), "{err}");
+    let err = Credential::load(&ssldir, "new.mcollective").unwrap_err();
+    assert!(err.to_string().contains("not valid before"), "{err}");
+    // A peer presenting them is refused too.
+    let authority = Authority::load(&ssldir).unwrap();
+    let pem = std::fs::read(ssldir.cert_file("old.mcollective")).unwrap();
+    let der = pem_to_der(&pem);
+    let err = authority.verify_certificate(&der).unwrap_err();
+    assert!(err.to_string().contains("expired"), "{err}");
+    let der = pem_to_der(&std::fs::read(ssldir.cert_file("new.mcollective")).unwrap());
+    let err = authority.verify_certificate(&der).unwrap_err();
+    assert!(err.to_string().contains("not valid yet"), "{err}");
+}
+
+#[test]
+fn a_certificate_for_another_name_is_refused() {
+    let (_dir, ssldir, ca) = fleet();
+    ca.issue(&ssldir, "node1", &[]).unwrap();
+    std::fs::copy(ssldir.cert_file("node1"), ssldir.cert_file("node2")).unwrap();
+    std::fs::copy(ssldir.key_file("node1"), ssldir.key_file("node2")).unwrap();
+    let err = Credential::load(&ssldir, "node2").unwrap_err();
+    assert!(err.to_string().contains("is for \"node1\""), "{err}");
+}
+
+#[test]
+fn a_key_that_does_not_belong_to_the_certificate_is_refused() {
+    let (_dir, ssldir, ca) = fleet();
+    ca.issue(&ssldir, "node1", &[]).unwrap();
+    ca.issue(&ssldir, "node2", &[]).unwrap();
+    std::fs::remove_file(ssldir.key_file("node1")).unwrap();
+    std::fs::copy(ssldir.key_file("node2"), ssldir.key_file("node1")).unwrap();
+    let err = Credential::load(&ssldir, "node1").unwrap_err();
+    assert!(err.to_string().contains("does not belong"), "{err}");
+}
+
+#[test]
+fn missing_and_garbage_files_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let ssldir = Ssldir::new(dir.path());
+    let err = Authority::load(&ssldir).unwrap_err();
+    assert!(err.to_string().contains("mco ca init"), "{err}");
+    let err = Credential::load(&ssldir, "node1").unwrap_err();
+    assert!(err.to_string().contains("mco ca issue node1"), "{err}");
+    std::fs::create_dir_all(dir.path().join("certs")).unwrap();
+    std::fs::write(ssldir.ca_file(), "garbage").unwrap();
+    let err = Authority::load(&ssldir).unwrap_err();
+    assert!(err.to_string().contains("ca.pem"), "{err}");
+    std::fs::write(ssldir.ca_file(), vec![b'A'; 5 * 1024 * 1024]).unwrap();
+    let err = Authority::load(&ssldir).unwrap_err();
+    assert!(err.to_string().contains("larger than"), "{err}");
+    // A garbage peer certificate is an error, not a panic.
+    let (_d, good, _ca) = fleet();
+    let authority = Authority::load(&good).unwrap();
+    for junk in [&b""[..], b"\x30\x82\xff\xff", &[0u8; 3000][..]] {
+        assert!(authority.verify_certificate(junk).is_err());
+        assert!(authority
+            .verify_signature(junk, "ed25519", b"m", b"s")
+            .is_err());
+    }
+}
+
+#[test]
+fn the_ca_refuses_to_be_replaced_and_bad_names() {
+    let (_dir, ssldir, ca) = fleet();
+    let err = FleetCa::init(&ssldir).unwrap_err();
+    assert!(err.to_string().contains("already exists"), "{err}");
+    for name in ["a b", "../etc/x", "web*", ".hidden", ""] {
+        assert!(ca.issue(&ssldir, name, &[]).is_err(), "{name:?}");
+    }
+    ca.issue(&ssldir, "node1", &[]).unwrap();
+    let err = ca.issue(&ssldir, "node1", &[]).unwrap_err();
+    assert!(
+        err.to_string().contains("already has a certificate"),
+        "{err}"
+    );
+}
+
+fn pem_to_der(pem: &[u8]) -> Vec<u8> {
+    use rustls_pki_types::pem::PemObject;
+    rustls_pki_types::CertificateDer::from_pem_slice(pem)
+        .unwrap()
+        .to_vec()
+}

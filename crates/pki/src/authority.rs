@@ -225,14 +225,11 @@ impl Authority {
     /// A TLS server config presenting `own` and requiring every client to
     /// present a certificate from this CA that is not revoked.
     pub fn server_config(&self, own: &Credential) -> Result<rustls::ServerConfig, PkiError> {
-        let mut verifier = WebPkiClientVerifier::builder_with_provider(self.roots()?, provider());
-        if !self.crl_ders.is_empty() {
-            verifier = verifier
-                .with_crls(self.crl_ders.clone())
-                .only_check_end_entity_revocation()
-                .allow_unknown_revocation_status();
-        }
-        let verifier = verifier
+        // With no CRLs the revocation options check nothing.
+        let verifier = WebPkiClientVerifier::builder_with_provider(self.roots()?, provider())
+            .with_crls(self.crl_ders.clone())
+            .only_check_end_entity_revocation()
+            .allow_unknown_revocation_status()
             .build()
             .map_err(|e| PkiError::Issue(format!("cannot build the client verifier: {e}")))?;
         rustls::ServerConfig::builder_with_provider(provider())
@@ -248,14 +245,11 @@ impl Authority {
     /// A TLS client config presenting `own` and accepting only a server
     /// certificate from this CA that is not revoked.
     pub fn client_config(&self, own: &Credential) -> Result<rustls::ClientConfig, PkiError> {
-        let mut verifier = WebPkiServerVerifier::builder_with_provider(self.roots()?, provider());
-        if !self.crl_ders.is_empty() {
-            verifier = verifier
-                .with_crls(self.crl_ders.clone())
-                .only_check_end_entity_revocation()
-                .allow_unknown_revocation_status();
-        }
-        let verifier = verifier
+        // With no CRLs the revocation options check nothing.
+        let verifier = WebPkiServerVerifier::builder_with_provider(self.roots()?, provider())
+            .with_crls(self.crl_ders.clone())
+            .only_check_end_entity_revocation()
+            .allow_unknown_revocation_status()
             .build()
             .map_err(|e| PkiError::Issue(format!("cannot build the server verifier: {e}")))?;
         rustls::ClientConfig::builder_with_provider(provider())

@@ -211,3 +211,17 @@ fn pem_to_der(pem: &[u8]) -> Vec<u8> {
         .unwrap()
         .to_vec()
 }
+
+#[test]
+fn tls_configs_build_with_and_without_a_crl() {
+    let (_dir, ssldir, ca) = fleet();
+    ca.issue(&ssldir, "broker1", &["127.0.0.1".into()]).unwrap();
+    let own = Credential::load(&ssldir, "broker1").unwrap();
+    let authority = Authority::load(&ssldir).unwrap();
+    authority.server_config(&own).unwrap();
+    authority.client_config(&own).unwrap();
+    std::fs::remove_file(ssldir.crl_file()).unwrap();
+    let authority = Authority::load(&ssldir).unwrap();
+    authority.server_config(&own).unwrap();
+    authority.client_config(&own).unwrap();
+}

@@ -151,8 +151,22 @@ impl Setup {
         node: &str,
         wait: Duration,
     ) -> Vec<Reply> {
-        let nats = self.connect_as(&self.caller.name).await;
-        let token = caller_token(&self.caller.name);
+        self.raw_request_as(&self.caller.name, envelope_bytes, request, node, wait)
+            .await
+    }
+
+    /// [`Setup::raw_request`] over `caller`'s connection, collecting the
+    /// replies a node sends to that caller.
+    async fn raw_request_as(
+        &self,
+        caller: &str,
+        envelope_bytes: Vec<u8>,
+        request: &Request,
+        node: &str,
+        wait: Duration,
+    ) -> Vec<Reply> {
+        let nats = self.connect_as(caller).await;
+        let token = caller_token(caller);
         let mut replies = nats
             .subscribe(subject::replies(&request.collective, &token, &request.id))
             .await
@@ -638,6 +652,37 @@ async fn a_revoked_certificate_is_refused(kind: BrokerKind) {
         "{}",
         setup.servers[0].log()
     );
+
+    // Revoked while the nodes run: they read the new crl.pem and refuse.
+    const BOB: &str = "bob.mcollective";
+    let bob = setup.caller.pki().credential(BOB);
+    let ask = |request: &Request| Envelope::seal(request, &bob).unwrap().to_bytes();
+    let before = Request::new("x", "bob.mcollective", "mcollective", "rpcutil", "ping");
+    let got = setup
+        .raw_request_as(BOB, ask(&before), &before, "node1", Duration::from_secs(2))
+        .await;
+    assert_eq!(got.len(), 1, "bob is trusted before the revocation");
+    setup.caller.pki().revoke("bob.mcollective");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let request = Request::new("x", "bob.mcollective", "mcollective", "rpcutil", "ping");
+        let got = setup
+            .raw_request_as(
+                BOB,
+                ask(&request),
+                &request,
+                "node1",
+                Duration::from_millis(500),
+            )
+            .await;
+        if got.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node1 still answers bob 15 s after the revocation"
+        );
+    }
 }
 
 async fn servers_reconnect_after_the_broker_returns(kind: BrokerKind) {

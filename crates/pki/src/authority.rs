@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use muster_protocol::identity::{role_of, Role};
 use rustls::client::WebPkiServerVerifier;
@@ -34,13 +35,18 @@ pub struct Verified {
     pub role: Role,
 }
 
-/// The CA (and its CRL) this participant trusts.
+/// How often `crl.pem` is looked at for changes.
+const CRL_CHECK: Duration = Duration::from_secs(1);
+
+/// The CA (and its CRL) this participant trusts. `crl.pem` is re-read when
+/// it changes (looked at once a second), so a running node refuses a
+/// certificate revoked after it started; TLS configs already built keep
+/// the CRL they were built with.
 pub struct Authority {
     ca_file: PathBuf,
     ca_certs: Vec<CertificateDer<'static>>,
     anchors: Vec<TrustAnchor<'static>>,
-    crl_ders: Vec<CertificateRevocationListDer<'static>>,
-    crls: Vec<CertRevocationList<'static>>,
+    revocations: Mutex<Revocations>,
     /// sha256(certificate) -> who it is and until when (Unix s).
     certificates: Mutex<HashMap<[u8; 32], (Verified, i64)>>,
     /// sha256(certificate, message, signature) -> who signed.
@@ -52,9 +58,72 @@ impl std::fmt::Debug for Authority {
         f.debug_struct("Authority")
             .field("ca_file", &self.ca_file)
             .field("ca_certs", &self.ca_certs.len())
-            .field("crls", &self.crls.len())
+            .field("crls", &lock(&self.revocations).crls.len())
             .finish_non_exhaustive()
     }
+}
+
+/// `crl.pem` as last read.
+struct Revocations {
+    file: PathBuf,
+    ders: Vec<CertificateRevocationListDer<'static>>,
+    crls: Vec<CertRevocationList<'static>>,
+    /// The file's (modified, length) when read; `None`: it did not exist.
+    stamp: Option<(SystemTime, u64)>,
+    checked: Instant,
+}
+
+impl Revocations {
+    fn read(file: &Path) -> Result<Revocations, PkiError> {
+        let stamp = stamp(file);
+        let ders = ssldir::crls(file)?;
+        let crls = ders
+            .iter()
+            .map(|der| {
+                OwnedCertRevocationList::from_der(der)
+                    .map(CertRevocationList::from)
+                    .map_err(|e| PkiError::file(file, format!("not a usable CRL: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Revocations {
+            file: file.to_path_buf(),
+            ders,
+            crls,
+            stamp,
+            checked: Instant::now(),
+        })
+    }
+
+    /// Re-reads the file if it changed since the last look (at most once
+    /// per [`CRL_CHECK`]). True if the revocations changed.
+    fn refresh(&mut self) -> bool {
+        if self.checked.elapsed() < CRL_CHECK {
+            return false;
+        }
+        self.checked = Instant::now();
+        let now = stamp(&self.file);
+        if now == self.stamp {
+            return false;
+        }
+        match Revocations::read(&self.file) {
+            Ok(fresh) => {
+                tracing::info!(file = %self.file.display(), crls = fresh.crls.len(), "re-read the CRL");
+                *self = fresh;
+                true
+            }
+            Err(e) => {
+                // Keep the old list; say so once per change of the file.
+                tracing::warn!(error = %e, "the CRL changed but cannot be read; keeping the previous one");
+                self.stamp = now;
+                false
+            }
+        }
+    }
+}
+
+fn stamp(file: &Path) -> Option<(SystemTime, u64)> {
+    let meta = std::fs::metadata(file).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
 }
 
 impl Authority {
@@ -72,16 +141,14 @@ impl Authority {
             ));
         }
         let ca_certs = ssldir::certificates(&ca_file)?;
-        let crl_file = ssldir.crl_file();
-        let crl_ders = ssldir::crls(&crl_file)?;
-        Authority::new(&ca_file, ca_certs, crl_ders, &crl_file)
+        let revocations = Revocations::read(&ssldir.crl_file())?;
+        Authority::new(&ca_file, ca_certs, revocations)
     }
 
     fn new(
         ca_file: &Path,
         ca_certs: Vec<CertificateDer<'static>>,
-        crl_ders: Vec<CertificateRevocationListDer<'static>>,
-        crl_file: &Path,
+        revocations: Revocations,
     ) -> Result<Authority, PkiError> {
         let anchors = ca_certs
             .iter()
@@ -93,20 +160,11 @@ impl Authority {
                     })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let crls = crl_ders
-            .iter()
-            .map(|der| {
-                OwnedCertRevocationList::from_der(der)
-                    .map(CertRevocationList::from)
-                    .map_err(|e| PkiError::file(crl_file, format!("not a usable CRL: {e}")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
         Ok(Authority {
             ca_file: ca_file.to_path_buf(),
             ca_certs,
             anchors,
-            crl_ders,
-            crls,
+            revocations: Mutex::new(revocations),
             certificates: Mutex::new(HashMap::new()),
             signatures: Mutex::new(HashMap::new()),
         })
@@ -116,6 +174,7 @@ impl Authority {
     /// not revoked, usable for client authentication. Remembered, so the
     /// chain is verified once per certificate, not once per request.
     pub fn verify_certificate(&self, der: &[u8]) -> Result<Verified, PkiError> {
+        self.refresh();
         let key: [u8; 32] = Sha256::digest(der).into();
         let now = UnixTime::now().as_secs() as i64;
         if let Some((verified, not_after)) = lock(&self.certificates).get(&key) {
@@ -149,6 +208,7 @@ impl Authority {
         hasher.update(message);
         hasher.update(signature);
         let key: [u8; 32] = hasher.finalize().into();
+        self.refresh();
         if let Some(verified) = lock(&self.signatures).get(&key) {
             return Ok(verified.clone());
         }
@@ -167,12 +227,21 @@ impl Authority {
         Ok(verified)
     }
 
+    /// Picks up a changed `crl.pem`, forgetting what was verified under the old one.
+    fn refresh(&self) {
+        if lock(&self.revocations).refresh() {
+            lock(&self.certificates).clear();
+            lock(&self.signatures).clear();
+        }
+    }
+
     fn verify_chain(&self, der: &[u8]) -> Result<Verified, PkiError> {
         let cert = CertificateDer::from(der);
         let name = names::certificate_name(der).map_err(PkiError::Untrusted)?;
         let ee = EndEntityCert::try_from(&cert)
             .map_err(|e| PkiError::Untrusted(format!("certificate of {name:?}: {e}")))?;
-        let crls: Vec<&CertRevocationList<'_>> = self.crls.iter().collect();
+        let revocations = lock(&self.revocations);
+        let crls: Vec<&CertRevocationList<'_>> = revocations.crls.iter().collect();
         let revocation = RevocationOptionsBuilder::new(&crls).ok().map(|b| {
             b.with_depth(RevocationCheckDepth::EndEntity)
                 .with_status_policy(UnknownStatusPolicy::Allow)
@@ -227,7 +296,7 @@ impl Authority {
     pub fn server_config(&self, own: &Credential) -> Result<rustls::ServerConfig, PkiError> {
         // With no CRLs the revocation options check nothing.
         let verifier = WebPkiClientVerifier::builder_with_provider(self.roots()?, provider())
-            .with_crls(self.crl_ders.clone())
+            .with_crls(lock(&self.revocations).ders.clone())
             .only_check_end_entity_revocation()
             .allow_unknown_revocation_status()
             .build()
@@ -247,7 +316,7 @@ impl Authority {
     pub fn client_config(&self, own: &Credential) -> Result<rustls::ClientConfig, PkiError> {
         // With no CRLs the revocation options check nothing.
         let verifier = WebPkiServerVerifier::builder_with_provider(self.roots()?, provider())
-            .with_crls(self.crl_ders.clone())
+            .with_crls(lock(&self.revocations).ders.clone())
             .only_check_end_entity_revocation()
             .allow_unknown_revocation_status()
             .build()

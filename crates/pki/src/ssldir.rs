@@ -80,9 +80,17 @@ pub(crate) fn crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'stat
         return Ok(Vec::new());
     }
     let pem = read(path)?;
-    CertificateRevocationListDer::pem_slice_iter(&pem)
+    let crls = CertificateRevocationListDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| PkiError::file(path, format!("not a PEM CRL file: {e}")))
+        .map_err(|e| PkiError::file(path, format!("not a PEM CRL file: {e}")))?;
+    // A CRL file with no CRL in it would revoke nothing: fail closed.
+    if crls.is_empty() {
+        return Err(PkiError::file(
+            path,
+            "holds no PEM CRL; restore it from the CA",
+        ));
+    }
+    Ok(crls)
 }
 
 /// A private key, refusing one that other users can read.

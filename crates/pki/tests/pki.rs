@@ -225,3 +225,44 @@ fn tls_configs_build_with_and_without_a_crl() {
     authority.server_config(&own).unwrap();
     authority.client_config(&own).unwrap();
 }
+
+#[test]
+fn a_running_authority_picks_up_a_new_crl() {
+    let (_dir, ssldir, ca) = fleet();
+    ca.issue(&ssldir, "bob.mcollective", &[]).unwrap();
+    let authority = Authority::load(&ssldir).unwrap();
+    let (cert, scheme, signature) = signed_by(&ssldir, "bob.mcollective");
+    // Verified, and remembered.
+    authority
+        .verify_signature(&cert, scheme, b"request", &signature)
+        .unwrap();
+    ca.revoke(&ssldir, "bob.mcollective").unwrap();
+    // Within a bounded time the same signature is refused.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match authority.verify_signature(&cert, scheme, b"request", &signature) {
+            Err(e) => {
+                assert!(e.to_string().contains("revoked"), "{e}");
+                break;
+            }
+            Ok(_) => assert!(
+                std::time::Instant::now() < deadline,
+                "still trusted after 10 s"
+            ),
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // A CRL that turns to garbage keeps the last good one.
+    std::fs::write(ssldir.crl_file(), "garbage").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    let err = authority
+        .verify_signature(&cert, scheme, b"request", &signature)
+        .unwrap_err();
+    assert!(err.to_string().contains("revoked"), "{err}");
+    // At start, a garbage CRL is an error naming it, not "nothing revoked".
+    let err = Authority::load(&ssldir).unwrap_err();
+    assert!(
+        err.to_string().contains("crl.pem") && err.to_string().contains("no PEM CRL"),
+        "{err}"
+    );
+}

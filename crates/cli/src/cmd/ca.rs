@@ -111,7 +111,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             let dir = Ssldir::new(&ssldir);
             let crl = FleetCa::open(&dir)?.revoke(&dir, &name)?;
             println!(
-                "Revoked {name}. Copy {} to every broker and node, then restart them\n(for nats-server: run mco broker nats-config again and reload it).",
+                "Revoked {name}. Copy {} to every node (they re-read it within a second) and every\n`mco broker` (restart it); for nats-server run mco broker nats-config again and reload it.",
                 crl.display()
             );
         }

@@ -866,6 +866,151 @@ async fn bad_input_is_an_error_before_anything_is_sent() {
     );
 }
 
+/// Every certificate mistake stops `mco server` at once with a message
+/// naming the file and what to do; nothing is sent.
+#[tokio::test]
+async fn certificate_mistakes_are_named_when_the_daemon_starts() {
+    use std::os::unix::fs::PermissionsExt;
+    let pki = TestPki::new();
+    let other = TestPki::new();
+    let now = time::OffsetDateTime::now_utc();
+    let dir = tempfile::tempdir().unwrap();
+    let ssldir = pki.ssldir().root().to_path_buf();
+    let start = |identity: &str| {
+        let config = dir.path().join(format!("{identity}.cfg"));
+        std::fs::write(
+            &config,
+            format!(
+                "identity = {identity}\nplugin.nats.servers = tls://127.0.0.1:{}\n\
+                 plugin.security.ssldir = {}\n",
+                muster_testkit::free_port(),
+                ssldir.display()
+            ),
+        )
+        .unwrap();
+        async move { mco(&["server", "--config", config.to_str().unwrap()]).await }
+    };
+    // No certificate at all.
+    let out = start("nocert").await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("nocert.pem") && stderr(&out).contains("mco ca issue nocert"),
+        "{}",
+        stderr(&out)
+    );
+    // A private key every user can read.
+    pki.issue("leaky");
+    std::fs::set_permissions(
+        pki.ssldir().key_file("leaky"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let out = start("leaky").await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("private_keys/leaky.pem") && stderr(&out).contains("chmod 600"),
+        "{}",
+        stderr(&out)
+    );
+    // Expired.
+    muster_pki::ca::FleetCa::open(pki.ssldir())
+        .unwrap()
+        .issue_valid(
+            pki.ssldir(),
+            "old",
+            &[],
+            now - time::Duration::days(9),
+            now - time::Duration::days(1),
+        )
+        .unwrap();
+    let out = start("old").await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("old.pem") && stderr(&out).contains("expired"),
+        "{}",
+        stderr(&out)
+    );
+    // From another CA, copied into this ssldir.
+    other.issue("stray");
+    for (from, to) in [
+        (
+            other.ssldir().cert_file("stray"),
+            pki.ssldir().cert_file("stray"),
+        ),
+        (
+            other.ssldir().key_file("stray"),
+            pki.ssldir().key_file("stray"),
+        ),
+    ] {
+        std::fs::copy(from, to).unwrap();
+    }
+    let out = start("stray").await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("stray.pem") && stderr(&out).contains("not signed by the CA"),
+        "{}",
+        stderr(&out)
+    );
+    // Revoked.
+    pki.issue("gone");
+    pki.revoke("gone");
+    let out = start("gone").await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("gone.pem") && stderr(&out).contains("revoked"),
+        "{}",
+        stderr(&out)
+    );
+    // A certificate for another name.
+    pki.issue("real");
+    std::fs::copy(
+        pki.ssldir().cert_file("real"),
+        pki.ssldir().cert_file("fake"),
+    )
+    .unwrap();
+    std::fs::copy(pki.ssldir().key_file("real"), pki.ssldir().key_file("fake")).unwrap();
+    let out = start("fake").await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("is for \"real\""), "{}", stderr(&out));
+}
+
+/// A TLS client at a plain-text broker, and a plain-text client at a TLS
+/// broker, each get an error that says so.
+#[tokio::test]
+async fn tls_and_plain_text_do_not_mix() {
+    let port = muster_testkit::free_port();
+    let mut plain = std::process::Command::new(MCO)
+        .args([
+            "broker",
+            "--insecure-plaintext",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // It says where it listens once it does.
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(plain.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert!(line.contains(&format!("nats://127.0.0.1:{port}")), "{line}");
+    let caller = Caller::new("tester");
+    let config = caller.client_config(&format!("tls://127.0.0.1:{port}"));
+    let out = mco(&["ping", "--config", config.to_str().unwrap(), "-t", "1"]).await;
+    let _ = plain.kill();
+    let _ = plain.wait();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("does not answer in TLS there"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 #[tokio::test]
 async fn demo_runs_its_tour_and_exits() {
     let output = mco(&["demo", "--nodes", "12"]).await;

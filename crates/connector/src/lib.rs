@@ -235,6 +235,11 @@ async fn options(
                     Event::SlowConsumer(sid) => {
                         tracing::warn!(client = %name, sid, "subscription is falling behind; messages dropped")
                     }
+                    // Permission violations and authorization errors: the
+                    // broker refused something this participant asked for.
+                    Event::ServerError(error) => {
+                        tracing::warn!(client = %name, %error, "the broker refused a request of ours")
+                    }
                     other => tracing::debug!(client = %name, event = %other, "broker event"),
                 }
             }
@@ -318,7 +323,9 @@ pub async fn connect_client(
 /// Adds what to do to async-nats's TLS and authorization messages.
 fn explain(reason: &str) -> String {
     let lower = reason.to_ascii_lowercase();
-    let hint = if lower.contains("unknownissuer") || lower.contains("unknown issuer") {
+    let hint = if lower.contains("invalidcontenttype") || lower.contains("corrupt message") {
+        "; the broker does not answer in TLS there (a plain-text broker, or the wrong port?)"
+    } else if lower.contains("unknownissuer") || lower.contains("unknown issuer") {
         "; the broker's certificate is not from our CA (plugin.security.ssldir certs/ca.pem)"
     } else if lower.contains("notvalidforname") || lower.contains("not valid for name") {
         "; the broker's certificate does not name the host in the URL (issue it with --san HOST)"

@@ -73,11 +73,23 @@ impl Settings {
         })
     }
 
-    /// Loads the credential and the CA.
+    /// Loads the credential and the CA, and checks that the CA vouches for
+    /// the credential: a certificate from another CA, or a revoked one, is
+    /// an error here rather than a refusal by every peer later.
     pub fn load(&self) -> Result<Identity, PkiError> {
+        let authority = Authority::load(&self.ssldir)?;
+        let credential = Credential::load(&self.ssldir, &self.certname)?;
+        authority
+            .verify_certificate(credential.certificate())
+            .map_err(|e| {
+                PkiError::file(
+                    self.ssldir.cert_file(&self.certname),
+                    format!("{e}; every peer would refuse it"),
+                )
+            })?;
         Ok(Identity {
-            authority: Arc::new(Authority::load(&self.ssldir)?),
-            credential: Credential::load(&self.ssldir, &self.certname)?,
+            authority: Arc::new(authority),
+            credential,
         })
     }
 }

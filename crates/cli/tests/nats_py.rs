@@ -40,7 +40,6 @@ import sys
 
 import nats
 
-
 def out(line):
     print(line, flush=True)
 
@@ -52,6 +51,8 @@ async def main():
     if mode != "nocert":
         cert, key = rest[:2]
         rest = rest[2:]
+        # The ssldir's keys as they are: muster writes ed25519 keys as
+        # PKCS#8 v1, which Debian 12's OpenSSL 3.0 reads.
         ctx.load_cert_chain(cert, key)
     errors = asyncio.Queue()
 
@@ -190,6 +191,9 @@ impl Script {
             let _ = pipe.read_to_string(&mut stderr).await;
         }
         let status = self.child.wait().await.expect("wait for python");
+        if !stderr.is_empty() {
+            eprintln!("nats.py stderr:\n{stderr}");
+        }
         (lines, status, stderr)
     }
 }

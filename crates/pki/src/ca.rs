@@ -72,7 +72,7 @@ impl FleetCa {
         params.not_after = now + Duration::days(CA_DAYS);
         params.serial_number = Some(SerialNumber::from(1u64));
         let cert = params.self_signed(&key).map_err(issue_error)?;
-        write_private(&ca.key_file(), &key.serialize_pem())?;
+        write_private(&ca.key_file(), &private_key_pem(&key))?;
         write_public(&ca.cert_file(), &cert.pem())?;
         write_public(&ssldir.ca_file(), &cert.pem())?;
         write_public(&ca.dir.join("serial"), "2\n")?;
@@ -188,7 +188,7 @@ impl FleetCa {
         ] {
             std::fs::create_dir_all(&dir).map_err(|e| PkiError::io(&dir, e))?;
         }
-        write_private(&key_file, &key.serialize_pem())?;
+        write_private(&key_file, &private_key_pem(&key))?;
         write_public(&cert_file, &cert.pem())?;
         Ok(cert_file)
     }
@@ -268,6 +268,35 @@ fn check_name(name: &str) -> Result<(), PkiError> {
         )));
     }
     Ok(())
+}
+
+/// An ed25519 key as PKCS#8 v1 (RFC 8410), the form OpenSSL before 3.5 —
+/// Debian 12's Python, Ruby and curl — can read; ring writes v2, which
+/// also carries the public key. Other keys as rcgen writes them.
+fn private_key_pem(key: &KeyPair) -> String {
+    use base64::Engine;
+    // v2: SEQUENCE { INTEGER 1, { Ed25519 }, OCTET STRING { OCTET STRING seed }, [1] public key }
+    const V2_BODY: [u8; 14] = [
+        0x02, 0x01, 0x01, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+    ];
+    const V1_PREFIX: [u8; 16] = [
+        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
+        0x20,
+    ];
+    let der = key.serialize_der();
+    let seed = der
+        .get(2..16)
+        .filter(|body| der[0] == 0x30 && *body == V2_BODY)
+        .and_then(|_| der.get(16..48));
+    match seed {
+        Some(seed) => {
+            let mut v1 = V1_PREFIX.to_vec();
+            v1.extend_from_slice(seed);
+            let text = base64::engine::general_purpose::STANDARD.encode(&v1);
+            format!("-----BEGIN PRIVATE KEY-----\n{text}\n-----END PRIVATE KEY-----\n")
+        }
+        None => key.serialize_pem(),
+    }
 }
 
 fn issue_error(e: rcgen::Error) -> PkiError {

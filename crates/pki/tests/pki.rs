@@ -266,3 +266,30 @@ fn a_running_authority_picks_up_a_new_crl() {
         "{err}"
     );
 }
+
+/// Keys must be readable by other tools on the same hosts (Debian 12's
+/// OpenSSL 3.0, which Python, Ruby and curl use), not only by muster.
+#[test]
+fn issued_keys_are_readable_by_openssl() {
+    let (_dir, ssldir, ca) = fleet();
+    ca.issue(&ssldir, "node1", &[]).unwrap();
+    for key in [
+        ssldir.key_file("node1"),
+        ssldir.root().join("ca/ca_key.pem"),
+    ] {
+        let out = std::process::Command::new("openssl")
+            .args(["pkey", "-noout", "-in"])
+            .arg(&key)
+            .output()
+            .expect("openssl is installed");
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            key.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // And muster still reads them: the CA issues, the node loads.
+    ca.issue(&ssldir, "node2", &[]).unwrap();
+    Credential::load(&ssldir, "node1").unwrap();
+}

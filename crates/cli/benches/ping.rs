@@ -154,6 +154,11 @@ fn main() -> anyhow::Result<()> {
             "separate tokio runtimes"
         }
     );
+    println!(
+        "security on: TLS with client certificates on every connection, per-certificate broker \
+         permissions, requests signed with the caller's certificate key (ed25519); the bare fan-out \
+         runs on the same TLS broker within the same permissions"
+    );
     println!();
     println!(
         "{:<12} {:>6} {:>8}  {:<23}  {:<23}  {:<22}  {:>6}  {:>9}  notes",

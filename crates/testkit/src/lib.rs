@@ -8,12 +8,14 @@
 //!
 //! Everything in one test binary shares one CA ([`TestPki::shared`]), so
 //! a caller made anywhere is trusted by every node and broker; a test that
-//! revokes makes its own [`TestPki`].
+//! revokes makes its own [`TestPki`]. [`TestPki::puppet`] makes a real
+//! Puppet-style CA instead (`scripts/puppet-ca.sh`), which every helper
+//! here accepts as well.
 
 pub mod apt;
 mod pki;
 
-pub use pki::TestPki;
+pub use pki::{PuppetCaMode, TestPki, PUPPET_CA_SCRIPT, PUPPET_SERVER_NAME};
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -46,6 +48,26 @@ pub fn nats_server_available() -> bool {
     found
 }
 
+/// Whether Debian's puppetserver is installed, which
+/// [`TestPki::puppet`] needs in [`PuppetCaMode::Server`] (the paths
+/// `scripts/puppet-ca.sh` uses). In CI (`CI` set) its absence is a
+/// failure, not a skip: `.ci/run` installs it.
+pub fn puppetserver_available() -> bool {
+    let on_path = std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| dir.join("puppetserver").is_file())
+    });
+    let found = on_path
+        && Path::new("/usr/share/puppetserver/puppetserver.jar").is_file()
+        && Path::new("/etc/puppet/puppetserver/conf.d").is_dir();
+    if !found && std::env::var_os("CI").is_some() {
+        panic!(
+            "puppetserver is not installed; .ci/run installs the Debian package puppetserver \
+             (--no-install-recommends)"
+        );
+    }
+    found
+}
+
 /// A free loopback port (bind, read, release).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -60,12 +82,14 @@ pub struct TestBroker {
     kind: BrokerKind,
     addr: SocketAddr,
     pki: TestPki,
+    certname: &'static str,
     embedded: Option<BrokerHandle>,
     nats: Option<Child>,
     dir: tempfile::TempDir,
 }
 
-/// The broker's certificate name in every test CA.
+/// The broker's certificate name in every fleet test CA (a Puppet one's
+/// broker is its CA server, [`PUPPET_SERVER_NAME`]: [`TestPki::broker_name`]).
 pub const BROKER_NAME: &str = "broker.test";
 
 impl TestBroker {
@@ -74,16 +98,18 @@ impl TestBroker {
         TestBroker::start_with(kind, TestPki::shared().clone()).await
     }
 
-    /// Starts a broker of `kind` on a free port, trusting `pki`.
+    /// Starts a broker of `kind` on a free port, trusting `pki` and
+    /// presenting its [`TestPki::broker_name`] certificate.
     pub async fn start_with(kind: BrokerKind, pki: TestPki) -> TestBroker {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port())
             .parse()
             .expect("loopback address");
-        pki.issue_with(BROKER_NAME, &["127.0.0.1".into(), "localhost".into()]);
+        let certname = pki.broker_name();
         let mut broker = TestBroker {
             kind,
             addr,
             pki,
+            certname,
             embedded: None,
             nats: None,
             dir: tempfile::tempdir().expect("temp dir"),
@@ -99,6 +125,16 @@ impl TestBroker {
     /// The CA the broker trusts.
     pub fn pki(&self) -> &TestPki {
         &self.pki
+    }
+
+    /// The certificate name the broker presents.
+    pub fn certname(&self) -> &'static str {
+        self.certname
+    }
+
+    /// The nats-server config as last written (empty for the embedded broker).
+    pub fn nats_config(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("nats-server.conf")).unwrap_or_default()
     }
 
     pub fn url(&self) -> String {
@@ -145,8 +181,8 @@ impl TestBroker {
     fn write_nats_config(&self) -> PathBuf {
         let config = muster_pki::nats_config::NatsConfig {
             ssldir: self.pki.ssldir().clone(),
-            certname: BROKER_NAME.into(),
-            issued: None,
+            certname: self.certname.into(),
+            issued: self.pki.issued_dir(),
             listen: self.addr.to_string(),
             max_connections: 65_536,
             extra: String::new(),
@@ -172,7 +208,7 @@ impl TestBroker {
     pub async fn resume(&mut self) {
         match self.kind {
             BrokerKind::Embedded => {
-                let identity = self.pki.identity(BROKER_NAME);
+                let identity = self.pki.identity(self.certname);
                 let config = BrokerConfig {
                     listen: self.addr,
                     security: Some(muster_pki::broker::security(&identity).expect("broker TLS")),

@@ -26,7 +26,7 @@ use tokio::runtime::Runtime;
 use tokio::task::JoinHandle;
 
 const RERUN: &str =
-    "cargo bench -p muster-cli --bench ping [-- --nodes 100,1000,5000 --runs 5 --discovery-nodes 1000]";
+    "cargo bench -p muster-cli --bench ping [-- --nodes 100,1000,5000 --runs 5 --discovery-nodes 1000 --plaintext]";
 /// How the fleet simulator groups nodes on connections; the baseline does the same.
 const PER_CONNECTION: usize = 100;
 const PING_TIMEOUT: Duration = Duration::from_secs(10);
@@ -38,6 +38,25 @@ struct Options {
     discovery_nodes: usize,
     /// Run broker, fleet and client on one runtime (to show the difference).
     shared_runtime: bool,
+    /// Also measure with security off (plain TCP, no admission), to show its cost.
+    plaintext: bool,
+}
+
+/// Whether a row runs with security on (the default) or off.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Secure,
+    Plain,
+}
+
+impl Mode {
+    /// How `name` connects: with its certificate, or in plain text.
+    fn transport(self, name: &str) -> muster_connector::Transport {
+        match self {
+            Mode::Secure => TestPki::shared().transport(name),
+            Mode::Plain => muster_connector::Transport::default(),
+        }
+    }
 }
 
 impl Options {
@@ -47,6 +66,7 @@ impl Options {
             runs: 5,
             discovery_nodes: 1000,
             shared_runtime: false,
+            plaintext: false,
         };
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
@@ -72,6 +92,7 @@ impl Options {
                         .with_context(|| format!("--discovery-nodes {n:?}"))?;
                 }
                 "--shared-runtime" => options.shared_runtime = true,
+                "--plaintext" => options.plaintext = true,
                 // cargo passes `--bench` to every bench target.
                 "--bench" => {}
                 other => bail!("unknown argument {other:?}; usage: {RERUN}"),
@@ -114,7 +135,7 @@ fn ms(d: Duration) -> String {
 
 /// One table row: a broker and a fleet size.
 struct Row {
-    broker: &'static str,
+    broker: String,
     nodes: usize,
     /// Fewest replies any timed run got.
     replies: usize,
@@ -161,7 +182,7 @@ fn main() -> anyhow::Result<()> {
     );
     println!();
     println!(
-        "{:<12} {:>6} {:>8}  {:<23}  {:<23}  {:<22}  {:>6}  {:>9}  notes",
+        "{:<19} {:>6} {:>8}  {:<23}  {:<23}  {:<22}  {:>6}  {:>9}  notes",
         "broker",
         "nodes",
         "replies",
@@ -171,10 +192,16 @@ fn main() -> anyhow::Result<()> {
         "x bare",
         "node cost",
     );
+    let mut modes = vec![Mode::Secure];
+    if options.plaintext {
+        modes.push(Mode::Plain);
+    }
     for &kind in &kinds {
-        for &nodes in &options.nodes {
-            let row = measure(&runtimes, kind, nodes, options.runs);
-            print_row(&row);
+        for &mode in &modes {
+            for &nodes in &options.nodes {
+                let row = measure(&runtimes, kind, mode, nodes, options.runs);
+                print_row(&row);
+            }
         }
     }
     println!();
@@ -230,7 +257,7 @@ fn print_row(row: &Row) {
         notes.push(format!("bare: {e}"));
     }
     println!(
-        "{:<12} {:>6} {:>8}  {:<23}  {:<23}  {:<22}  {:>6}  {:>9}  {}",
+        "{:<19} {:>6} {:>8}  {:<23}  {:<23}  {:<22}  {:>6}  {:>9}  {}",
         row.broker,
         row.nodes,
         row.replies,
@@ -280,9 +307,12 @@ impl Runtimes {
 }
 
 /// Everything for one row, from a fresh broker to its teardown.
-fn measure(runtimes: &Runtimes, kind: BrokerKind, nodes: usize, runs: usize) -> Row {
+fn measure(runtimes: &Runtimes, kind: BrokerKind, mode: Mode, nodes: usize, runs: usize) -> Row {
     let mut row = Row {
-        broker: broker_name(kind),
+        broker: match mode {
+            Mode::Secure => broker_name(kind).to_string(),
+            Mode::Plain => format!("{} (plain)", broker_name(kind)),
+        },
         nodes,
         replies: 0,
         last_reply: None,
@@ -295,9 +325,14 @@ fn measure(runtimes: &Runtimes, kind: BrokerKind, nodes: usize, runs: usize) -> 
     for name in ["bench.mcollective", "node.fleet"] {
         TestPki::shared().issue(name);
     }
-    let mut broker = runtimes.broker.block_on(TestBroker::start(kind));
+    let mut broker = runtimes.broker.block_on(async {
+        match mode {
+            Mode::Secure => TestBroker::start(kind).await,
+            Mode::Plain => TestBroker::start_plaintext(kind).await,
+        }
+    });
     let url = broker.url();
-    match ping_fleet(runtimes, &url, nodes, runs) {
+    match ping_fleet(runtimes, &url, mode, nodes, runs) {
         Ok(pinged) => {
             row.replies = pinged.replies;
             row.last_reply = Spread::of(pinged.last);
@@ -306,7 +341,7 @@ fn measure(runtimes: &Runtimes, kind: BrokerKind, nodes: usize, runs: usize) -> 
         }
         Err(e) => row.problem = Some(format!("mco ping: {e:#}")),
     }
-    row.bare = bare_fan_out(runtimes, &url, nodes, runs).map_err(|e| format!("{e:#}"));
+    row.bare = bare_fan_out(runtimes, &url, mode, nodes, runs).map_err(|e| format!("{e:#}"));
     runtimes.broker.block_on(broker.stop());
     row
 }
@@ -321,10 +356,15 @@ struct Pinged {
 }
 
 /// A caller and `nodes` simulated nodes on `url` that trust it.
-fn trusting_fleet(runtimes: &Runtimes, url: &str, nodes: usize) -> anyhow::Result<(Caller, Fleet)> {
+fn trusting_fleet(
+    runtimes: &Runtimes,
+    url: &str,
+    mode: Mode,
+    nodes: usize,
+) -> anyhow::Result<(Caller, Fleet)> {
     let caller = Caller::new("bench");
     let mut spec = FleetSpec::new(vec![url.to_string()], nodes, caller.pki().authority());
-    spec.transport = caller.pki().transport("node.fleet");
+    spec.transport = mode.transport("node.fleet");
     let fleet = runtimes
         .fleet
         .block_on(Fleet::start(spec))
@@ -334,14 +374,25 @@ fn trusting_fleet(runtimes: &Runtimes, url: &str, nodes: usize) -> anyhow::Resul
 
 /// Starts the fleet, pings it once to warm up and `runs` times for real,
 /// then measures what one request costs a node.
-fn ping_fleet(runtimes: &Runtimes, url: &str, nodes: usize, runs: usize) -> anyhow::Result<Pinged> {
-    let (caller, fleet) = trusting_fleet(runtimes, url, nodes)?;
+fn ping_fleet(
+    runtimes: &Runtimes,
+    url: &str,
+    mode: Mode,
+    nodes: usize,
+    runs: usize,
+) -> anyhow::Result<Pinged> {
+    let (caller, fleet) = trusting_fleet(runtimes, url, mode, nodes)?;
     let pinged = runtimes.client.block_on(async {
         let config = ClientConfig::load(Some(&caller.client_config(url)))
             .context("loading the client config")?;
-        let client = Client::connect(config)
-            .await
-            .context("connecting the client")?;
+        let client = Client::connect_over(
+            config,
+            caller.credential.clone(),
+            &mode.transport(&caller.name),
+            Duration::from_secs(5),
+        )
+        .await
+        .context("connecting the client")?;
         let mut ping = Call::new("rpcutil", "ping")
             .with_targets(Targets::Broadcast)
             .with_timeout(PING_TIMEOUT);
@@ -400,6 +451,7 @@ const BARE_SUBJECT: &str = "mcollective.broadcast.agent.bare";
 /// N plain subscribers, grouped on connections like the fleet, each
 /// answering every message at once with a small payload.
 struct Responders {
+    mode: Mode,
     connections: Vec<async_nats::Client>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -413,7 +465,7 @@ impl Responders {
                 servers,
                 &format!("bare responders {group}"),
                 Duration::from_secs(10),
-                &TestPki::shared().transport("node.fleet"),
+                &self.mode.transport("node.fleet"),
             )
             .await?;
             self.connections.push(connection.clone());
@@ -449,11 +501,13 @@ impl Responders {
 fn bare_fan_out(
     runtimes: &Runtimes,
     url: &str,
+    mode: Mode,
     nodes: usize,
     runs: usize,
 ) -> anyhow::Result<Spread> {
     let servers = vec![url.to_string()];
     let mut responders = Responders {
+        mode,
         connections: Vec::new(),
         tasks: Vec::new(),
     };
@@ -466,7 +520,7 @@ fn bare_fan_out(
                     &servers,
                     "bare requester",
                     Duration::from_secs(5),
-                    &TestPki::shared().transport("bench.mcollective"),
+                    &mode.transport("bench.mcollective"),
                 )
                 .await?;
                 let token = muster_protocol::identity::caller_token("bench.mcollective");
@@ -560,7 +614,7 @@ fn discovery_table(
     }
     let mut broker = runtimes.broker.block_on(TestBroker::start(kind));
     let url = broker.url();
-    let (caller, fleet) = trusting_fleet(runtimes, &url, nodes)?;
+    let (caller, fleet) = trusting_fleet(runtimes, &url, Mode::Secure, nodes)?;
     println!();
     println!(
         "discovery of {nodes} simulated nodes on {} (mco ping / mco find with a filter): adaptive window vs a fixed 2 s window",

@@ -83,6 +83,8 @@ pub struct TestBroker {
     addr: SocketAddr,
     pki: TestPki,
     certname: &'static str,
+    /// No TLS, no admission: only to measure what security costs.
+    plaintext: bool,
     embedded: Option<BrokerHandle>,
     nats: Option<Child>,
     dir: tempfile::TempDir,
@@ -110,6 +112,28 @@ impl TestBroker {
             addr,
             pki,
             certname,
+            plaintext: false,
+            embedded: None,
+            nats: None,
+            dir: tempfile::tempdir().expect("temp dir"),
+        };
+        broker.resume().await;
+        broker
+    }
+
+    /// A broker with no TLS and no admission, for the benchmark's
+    /// security-off rows only: every participant connects in plain text.
+    pub async fn start_plaintext(kind: BrokerKind) -> TestBroker {
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port())
+            .parse()
+            .expect("loopback address");
+        let pki = TestPki::shared().clone();
+        let mut broker = TestBroker {
+            kind,
+            addr,
+            certname: pki.broker_name(),
+            pki,
+            plaintext: true,
             embedded: None,
             nats: None,
             dir: tempfile::tempdir().expect("temp dir"),
@@ -138,7 +162,8 @@ impl TestBroker {
     }
 
     pub fn url(&self) -> String {
-        format!("tls://{}", self.addr)
+        let scheme = if self.plaintext { "nats" } else { "tls" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// The address, for raw sockets.
@@ -208,10 +233,13 @@ impl TestBroker {
     pub async fn resume(&mut self) {
         match self.kind {
             BrokerKind::Embedded => {
-                let identity = self.pki.identity(self.certname);
+                let security = (!self.plaintext).then(|| {
+                    let identity = self.pki.identity(self.certname);
+                    muster_pki::broker::security(&identity).expect("broker TLS")
+                });
                 let config = BrokerConfig {
                     listen: self.addr,
-                    security: Some(muster_pki::broker::security(&identity).expect("broker TLS")),
+                    security,
                     ..BrokerConfig::default()
                 };
                 let deadline = Instant::now() + Duration::from_secs(10);
@@ -231,10 +259,13 @@ impl TestBroker {
             }
             BrokerKind::NatsServer => {
                 let log = self.dir.path().join("nats-server.log");
-                let config = self.write_nats_config();
-                let child = Command::new("nats-server")
-                    .arg("-c")
-                    .arg(&config)
+                let mut command = Command::new("nats-server");
+                if self.plaintext {
+                    command.args(["-a", "127.0.0.1", "-p", &self.addr.port().to_string()]);
+                } else {
+                    command.arg("-c").arg(self.write_nats_config());
+                }
+                let child = command
                     .arg("-l")
                     .arg(&log)
                     .stdout(Stdio::null())

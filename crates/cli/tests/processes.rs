@@ -69,6 +69,11 @@ impl Setup {
 
     /// [`Setup::start`] with every certificate from `pki`.
     async fn start_with(kind: BrokerKind, pki: TestPki) -> Setup {
+        Setup::start_configured(kind, pki, "").await
+    }
+
+    /// [`Setup::start_with`] with more `server.cfg` lines for every node.
+    async fn start_configured(kind: BrokerKind, pki: TestPki, settings: &str) -> Setup {
         // nats-server knows the certificates issued before it starts.
         let caller = Caller::with_pki("tester", pki.clone());
         for (identity, ..) in NODES {
@@ -89,7 +94,7 @@ impl Setup {
                         facts_yaml: facts,
                         classes,
                         collectives,
-                        settings: "",
+                        settings,
                     },
                 )
             })
@@ -364,7 +369,8 @@ async fn untrusted_and_replayed_requests_are_refused(kind: BrokerKind) {
     assert_eq!(pinged(&refused), Vec::<String>::new());
     assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
     // Its request, carried by an admitted connection, is refused by the node.
-    let request = Request::new("stranger", &stranger.name, "mcollective", "rpcutil", "ping");
+    let request = Request::new("stranger", &stranger.name, "mcollective", "rpcutil", "ping")
+        .with_targets(vec!["node1".into()]);
     let untrusted = setup
         .raw_request(
             Envelope::seal(&request, &stranger.credential)
@@ -385,6 +391,7 @@ async fn untrusted_and_replayed_requests_are_refused(kind: BrokerKind) {
         "rpcutil",
         "ping",
     )
+    .with_targets(vec!["node1".into()])
     .with_filter(Filter::default());
     let bytes = Envelope::seal(&request, &setup.caller.credential)
         .unwrap()
@@ -407,6 +414,7 @@ async fn untrusted_and_replayed_requests_are_refused(kind: BrokerKind) {
         "rpcutil",
         "ping",
     )
+    .with_targets(vec!["node1".into()])
     .with_ttl(1);
     old.time -= 5_000;
     let expired = setup
@@ -427,7 +435,8 @@ async fn untrusted_and_replayed_requests_are_refused(kind: BrokerKind) {
         "mcollective",
         "rpcutil",
         "ping",
-    );
+    )
+    .with_targets(vec!["node1".into()]);
     let mut forged = Envelope::seal(&forged_request, &stranger.credential).unwrap();
     forged.certificate = Envelope::seal(&forged_request, &setup.caller.credential)
         .unwrap()
@@ -630,7 +639,8 @@ async fn a_revoked_certificate_is_refused(kind: BrokerKind) {
     assert_eq!(refused.status.code(), Some(2), "{}", stdout(&refused));
     assert!(pinged(&refused).is_empty());
     // Its signed request, carried by an admitted caller, is refused by the node.
-    let request = Request::new("x", &revoked.name, "mcollective", "rpcutil", "ping");
+    let request = Request::new("x", &revoked.name, "mcollective", "rpcutil", "ping")
+        .with_targets(vec!["node1".into()]);
     let got = setup
         .raw_request(
             Envelope::seal(&request, &revoked.credential)
@@ -657,7 +667,8 @@ async fn a_revoked_certificate_is_refused(kind: BrokerKind) {
     const BOB: &str = "bob.mcollective";
     let bob = setup.caller.pki().credential(BOB);
     let ask = |request: &Request| Envelope::seal(request, &bob).unwrap().to_bytes();
-    let before = Request::new("x", "bob.mcollective", "mcollective", "rpcutil", "ping");
+    let before =
+        Request::new("x", BOB, "mcollective", "rpcutil", "ping").with_targets(vec!["node1".into()]);
     let got = setup
         .raw_request_as(BOB, ask(&before), &before, "node1", Duration::from_secs(2))
         .await;
@@ -665,7 +676,8 @@ async fn a_revoked_certificate_is_refused(kind: BrokerKind) {
     setup.caller.pki().revoke("bob.mcollective");
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let request = Request::new("x", "bob.mcollective", "mcollective", "rpcutil", "ping");
+        let request = Request::new("x", BOB, "mcollective", "rpcutil", "ping")
+            .with_targets(vec!["node1".into()]);
         let got = setup
             .raw_request_as(
                 BOB,
@@ -682,6 +694,127 @@ async fn a_revoked_certificate_is_refused(kind: BrokerKind) {
             Instant::now() < deadline,
             "node1 still answers bob 15 s after the revocation"
         );
+    }
+}
+
+async fn replays_misaddressing_and_floods_fail(kind: BrokerKind) {
+    // Only the tester may use rpcutil; bob is denied everything.
+    let policies = tempfile::tempdir().unwrap();
+    std::fs::write(
+        policies.path().join("rpcutil.policy"),
+        "policy default deny\nallow\ttester.mcollective\t*\t*\t*\n",
+    )
+    .unwrap();
+    let settings = format!("plugin.actionpolicy.dir = {}\n", policies.path().display());
+    let mut setup = Setup::start_configured(kind, TestPki::shared().clone(), &settings).await;
+    let tester = setup.caller.name.clone();
+    let seal = |request: &Request| {
+        Envelope::seal(request, &setup.caller.credential)
+            .unwrap()
+            .to_bytes()
+    };
+    let ping = || Request::new("x", &tester, "mcollective", "rpcutil", "ping");
+    let short = Duration::from_millis(500);
+
+    // 1. A directed request for node1, replayed to node2: refused.
+    let for_node1 = ping().with_targets(vec!["node1".into()]);
+    let bytes = seal(&for_node1);
+    let got = setup
+        .raw_request(bytes.clone(), &for_node1, "node1", Duration::from_secs(2))
+        .await;
+    assert_eq!(got.len(), 1, "node1 answers its own request");
+    let got = setup.raw_request(bytes, &for_node1, "node2", short).await;
+    assert!(got.is_empty(), "node2 ran node1's request: {got:?}");
+    // A broadcast copy moved onto node3's directed subject: refused too.
+    let broadcast = ping();
+    let got = setup
+        .raw_request(seal(&broadcast), &broadcast, "node3", short)
+        .await;
+    assert!(got.is_empty(), "{got:?}");
+    assert_eq!(
+        setup.daemon_stats("node2").await["rejected"]["misaddressed"],
+        1
+    );
+    assert_eq!(
+        setup.daemon_stats("node3").await["rejected"]["misaddressed"],
+        1
+    );
+
+    // 2. Replay after a restart: node3 refuses what it may have run before.
+    let for_node3 = ping().with_targets(vec!["node3".into()]);
+    let bytes = seal(&for_node3);
+    let got = setup
+        .raw_request(bytes.clone(), &for_node3, "node3", Duration::from_secs(2))
+        .await;
+    assert_eq!(got.len(), 1);
+    setup.servers[2].restart();
+    setup.wait_for_nodes(3).await;
+    let got = setup.raw_request(bytes, &for_node3, "node3", short).await;
+    assert!(got.is_empty(), "replayed after a restart: {got:?}");
+    assert!(
+        setup.servers[2].log().contains("before this node started"),
+        "{}",
+        setup.servers[2].log()
+    );
+
+    // 3. Huge ids from an allowed caller cost nothing to remember.
+    let before = setup.servers[0].rss_kb();
+    let nats = setup.connect_as(&tester).await;
+    for _ in 0..100 {
+        let mut huge = ping().with_targets(vec!["node1".into()]);
+        huge.id = "a".repeat(900_000);
+        nats.publish("mcollective.node.node1", seal(&huge).into())
+            .await
+            .unwrap();
+    }
+    // 4. A flood of garbage and of forgeries, with trusted pings during it.
+    let mallory = TestPki::new().credential("mallory.mcollective");
+    for i in 0..2000 {
+        let payload: Vec<u8> = if i % 2 == 0 {
+            format!("garbage {i}").into_bytes()
+        } else {
+            Envelope::seal(&ping(), &mallory).unwrap().to_bytes()
+        };
+        nats.publish("mcollective.broadcast.agent.rpcutil", payload.into())
+            .await
+            .unwrap();
+    }
+    nats.flush().await.unwrap();
+    let during = mco(&["ping", "--config", &setup.config]).await;
+    assert_eq!(pinged(&during), vec!["node1", "node2", "node3"]);
+    let stats = setup.daemon_stats("node1").await;
+    let rejected = &stats["rejected"];
+    assert!(rejected["malformed"].as_u64().unwrap() >= 1100, "{stats}");
+    assert!(rejected["untrusted"].as_u64().unwrap() >= 1000, "{stats}");
+    let after = setup.servers[0].rss_kb();
+    assert!(
+        after < before + 64 * 1024,
+        "node1 grew from {before} KiB to {after} KiB"
+    );
+    // Refusals are logged at warn once per reason and signer, not per message.
+    let log = setup.servers[0].log();
+    let warned = log
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("refused a request"))
+        .count();
+    assert!(warned < 20, "{warned} warnings:\n{log}");
+
+    // 5. A caller denied everything makes no node evaluate a data plugin,
+    // and learns nothing from who answers.
+    let bob = Caller::with_pki("bob", TestPki::shared().clone());
+    let bob_config = bob.client_config(&setup.broker.url()).display().to_string();
+    let marker = setup.caller.dir.path().join("exists.txt");
+    std::fs::write(&marker, "x").unwrap();
+    let probe = format!("fstat('{}').size>0", marker.display());
+    let denied = mco(&["ping", "--config", &bob_config, "-S", &probe, "-t", "1"]).await;
+    assert!(pinged(&denied).is_empty(), "{}", stdout(&denied));
+    for node in ["node1", "node2", "node3"] {
+        let stats = setup.daemon_stats(node).await;
+        assert!(
+            stats["rejected"]["denied"].as_u64().unwrap() >= 1,
+            "{stats}"
+        );
+        assert_eq!(stats["data_errors"], 0, "{stats}");
     }
 }
 
@@ -793,6 +926,7 @@ on_both_brokers!(
     nodes_and_callers_read_only_their_own,
     a_node_cannot_answer_for_another,
     a_revoked_certificate_is_refused,
+    replays_misaddressing_and_floods_fail,
     servers_reconnect_after_the_broker_returns,
     selectors_are_evaluated_by_server_processes,
 );

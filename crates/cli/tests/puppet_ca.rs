@@ -367,7 +367,8 @@ impl Fleet {
         node: &str,
         wait: Duration,
     ) -> Vec<Reply> {
-        let request = Request::new("x", signer.name(), "mcollective", "rpcutil", "ping");
+        let request = Request::new("x", signer.name(), "mcollective", "rpcutil", "ping")
+            .with_targets(vec![node.to_string()]);
         let nats = muster_connector::connect_client(
             &[self.broker.url()],
             carrier,

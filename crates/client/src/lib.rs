@@ -501,10 +501,12 @@ impl Client {
         .with_filter(call.filter.clone())
         .with_data(call.data.clone())
         .with_ttl(self.config.ttl);
-        let payload: bytes::Bytes = Envelope::seal(&request, &self.credential)
-            .map_err(|e| ClientError::Sign(e.to_string()))?
-            .to_bytes()
-            .into();
+        let seal = |request: &Request| -> Result<bytes::Bytes, ClientError> {
+            Ok(Envelope::seal(request, &self.credential)
+                .map_err(|e| ClientError::Sign(e.to_string()))?
+                .to_bytes()
+                .into())
+        };
         let reply_to = subject::no_responders(&collective, &self.token, &request.id);
         let broker = |doing: &str| {
             let doing = doing.to_string();
@@ -526,18 +528,23 @@ impl Client {
         let sent = Instant::now();
         match &expected {
             Some(nodes) => {
-                for node in nodes {
-                    if !subject::is_valid_name(node) {
-                        return Err(ClientError::BadName(node.clone()));
+                if let Some(bad) = nodes.iter().find(|n| !subject::is_valid_name(n)) {
+                    return Err(ClientError::BadName(bad.clone()));
+                }
+                // Each copy names its targets, so a node refuses a copy meant
+                // for another; one id for all, so the replies are one call's.
+                for chunk in nodes.chunks(muster_protocol::MAX_TARGETS) {
+                    let payload = seal(&request.clone().with_targets(chunk.to_vec()))?;
+                    for node in chunk {
+                        self.nats
+                            .publish_with_reply(
+                                subject::node(&collective, node),
+                                reply_to.clone(),
+                                payload.clone(),
+                            )
+                            .await
+                            .map_err(|e| broker("sending the request")(&e))?;
                     }
-                    self.nats
-                        .publish_with_reply(
-                            subject::node(&collective, node),
-                            reply_to.clone(),
-                            payload.clone(),
-                        )
-                        .await
-                        .map_err(|e| broker("sending the request")(&e))?;
                 }
             }
             None => {
@@ -545,7 +552,7 @@ impl Client {
                     .publish_with_reply(
                         subject::broadcast(&collective, &call.agent),
                         reply_to.clone(),
-                        payload,
+                        seal(&request)?,
                     )
                     .await
                     .map_err(|e| broker("sending the request")(&e))?;

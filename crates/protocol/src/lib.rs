@@ -35,4 +35,6 @@ pub use filter::{
     lookup_fact, parse_with, Comparison, Compound, DataQuery, Expr, FactFilter, Filter,
     FilterError, NodeView, Op, ParseError, Pattern, DATA_PLUGINS,
 };
-pub use message::{new_id, now_ms, Reply, Request, StatusCode, PROTOCOL_VERSION};
+pub use message::{
+    is_valid_id, new_id, now_ms, Reply, Request, StatusCode, MAX_TARGETS, PROTOCOL_VERSION,
+};

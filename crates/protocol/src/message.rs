@@ -33,7 +33,15 @@ pub struct Request {
     pub time: u64,
     /// Seconds after `time` during which nodes accept the request.
     pub ttl: u64,
+    /// The identities a directed request is for; `None` for a broadcast.
+    /// Signed with the rest, so a copy replayed to another node is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub targets: Option<Vec<String>>,
 }
+
+/// How many identities one signed directed request may name; a call to
+/// more nodes is sent as several signed requests with the same id.
+pub const MAX_TARGETS: usize = 256;
 
 impl Request {
     /// A request made now with a fresh id, an empty filter and a 60 s ttl.
@@ -50,7 +58,14 @@ impl Request {
             filter: Filter::default(),
             time: now_ms(),
             ttl: 60,
+            targets: None,
         }
+    }
+
+    /// Addresses the request to exactly these identities.
+    pub fn with_targets(mut self, targets: Vec<String>) -> Self {
+        self.targets = Some(targets);
+        self
     }
 
     pub fn with_filter(mut self, filter: Filter) -> Self {
@@ -160,6 +175,22 @@ impl Reply {
             time: now_ms(),
         }
     }
+}
+
+/// Whether `id` is a request id as [`new_id`] makes them: 32 lowercase hex
+/// digits. Nodes refuse any other, so an id costs a fixed amount to remember.
+///
+/// ```
+/// use muster_protocol::{is_valid_id, new_id};
+/// assert!(is_valid_id(&new_id()));
+/// assert!(!is_valid_id("short"));
+/// assert!(!is_valid_id(&"A".repeat(32)));
+/// ```
+pub fn is_valid_id(id: &str) -> bool {
+    id.len() == 32
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// A random 128-bit id as 32 hex digits.

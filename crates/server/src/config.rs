@@ -40,6 +40,12 @@ pub struct ServerConfig {
     pub security: muster_pki::Settings,
     /// The longest ttl a request may ask for; bounds the replay memory.
     pub max_ttl: u64,
+    /// How many request ids the replay store holds at most.
+    pub replay_cache_size: usize,
+    /// Requests handled at once (`max_in_flight`); more are answered busy.
+    pub max_in_flight: usize,
+    /// Agent actions running at once (`max_agent_processes`); more are answered busy.
+    pub max_agent_processes: usize,
     /// Authorization: `plugin.actionpolicy.*`.
     pub actionpolicy: crate::policy::Settings,
     /// The audit log, when `rpcaudit` is on.
@@ -185,13 +191,31 @@ impl ServerConfig {
             servers,
             logfile: config.get("logfile").map(PathBuf::from),
             loglevel,
-            max_ttl: config.number("plugin.security.max_ttl")?.unwrap_or(86_400),
+            max_ttl: config
+                .number("plugin.security.max_ttl")?
+                .unwrap_or(DEFAULT_MAX_TTL),
+            replay_cache_size: config
+                .number("plugin.security.replay_cache_size")?
+                .map(|n| n.clamp(1, 10_000_000) as usize)
+                .unwrap_or(crate::replay::DEFAULT_CAPACITY),
+            max_in_flight: config
+                .number("max_in_flight")?
+                .map(|n| n.clamp(1, 100_000) as usize)
+                .unwrap_or(crate::node::DEFAULT_MAX_IN_FLIGHT),
+            max_agent_processes: config
+                .number("max_agent_processes")?
+                .map(|n| n.clamp(1, 10_000) as usize)
+                .unwrap_or(crate::node::DEFAULT_MAX_AGENT_PROCESSES),
             actionpolicy: crate::policy::Settings::from_config(config)?,
             rpcaudit: crate::audit::Settings::from_config(config)?,
             settings: config.clone(),
         })
     }
 }
+
+/// The longest ttl (seconds) a node accepts unless `plugin.security.max_ttl`
+/// says otherwise: minutes, because every accepted id is remembered that long.
+pub const DEFAULT_MAX_TTL: u64 = 300;
 
 /// Where a node's certificates live unless `plugin.security.ssldir` says otherwise.
 pub const DEFAULT_SSLDIR: &str = "/etc/muster/ssl";

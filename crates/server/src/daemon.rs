@@ -39,20 +39,43 @@ pub async fn serve(node: Arc<Node>, client: Client) -> Result<JoinHandle<()>, Da
         subscriptions.push(subscription);
     }
     let mut messages = futures::stream::select_all(subscriptions);
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(node.max_in_flight()));
     Ok(tokio::spawn(async move {
         while let Some(message) = messages.next().await {
-            let node = node.clone();
-            let client = client.clone();
-            tokio::spawn(async move {
-                if let Outcome::Reply { subject, reply } = node.handle(&message.payload).await {
-                    let bytes = serde_json::to_vec(&reply).unwrap_or_default();
-                    if let Err(e) = client.publish(subject, bytes.into()).await {
-                        tracing::warn!(error = %e, "could not send a reply");
-                    }
+            // The cheap checks here, one message at a time: a flood of
+            // garbage or forgeries never becomes a pile of tasks.
+            let Ok(admitted) = node.admit_on(Some(&message.subject), &message.payload) else {
+                continue;
+            };
+            match in_flight.clone().try_acquire_owned() {
+                Ok(permit) => {
+                    let node = node.clone();
+                    let client = client.clone();
+                    tokio::spawn(async move {
+                        let outcome = node.run(admitted).await;
+                        drop(permit);
+                        publish(&client, outcome).await;
+                    });
                 }
-            });
+                Err(_) => {
+                    let why = format!(
+                        "{} requests in flight (max_in_flight)",
+                        node.max_in_flight()
+                    );
+                    publish(&client, node.busy(&admitted, &why)).await;
+                }
+            }
         }
     }))
+}
+
+async fn publish(client: &Client, outcome: Outcome) {
+    if let Outcome::Reply { subject, reply } = outcome {
+        let bytes = serde_json::to_vec(&reply).unwrap_or_default();
+        if let Err(e) = client.publish(subject, bytes.into()).await {
+            tracing::warn!(error = %e, "could not send a reply");
+        }
+    }
 }
 
 /// Runs `mco server` until `shutdown` completes.

@@ -4,8 +4,18 @@
 //! the filter compares against. `fstat` keeps the property names and values
 //! of MCollective 2.12's plugin; `process` and `sysctl` are muster's own.
 //! An `Err` means the plugin could not answer on this node (permission
-//! denied, a malformed argument): the node does not match, and the caller
-//! counts it. Nothing here panics on odd files or a changing `/proc`.
+//! denied, a malformed argument, a bound below exceeded): the node does not
+//! match, and the caller counts it. Nothing here panics on odd files or a
+//! changing `/proc`.
+//!
+//! Any caller can make a node run these, before it is known whether the
+//! caller may do anything at all, so each plugin is bounded in what it
+//! opens, how much it reads and how long it reads (the `MAX_*` and `*_BUDGET`
+//! constants): `fstat` only ever reads a regular file of at most
+//! [`MAX_HASH_BYTES`] outside `/proc`, `/sys` and the other kernel
+//! filesystems, and never opens a FIFO, device or socket, so it cannot block.
+//! The one thing no in-process bound covers is a filesystem whose `stat`
+//! itself hangs (a dead NFS server, a stuck FUSE daemon).
 //!
 //! ```
 //! let hosts = muster_server::data::fstat("/proc/self")?;
@@ -15,11 +25,13 @@
 //! # Ok::<(), String>(())
 //! ```
 
-use std::fs::Metadata;
+use std::fs::{File, Metadata, OpenOptions};
 use std::io::{ErrorKind, Read};
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::mem::MaybeUninit;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::io::AsRawFd;
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use md5::Md5;
 use serde_json::{json, Map, Value};
@@ -27,10 +39,64 @@ use serde_json::{json, Map, Value};
 /// A plugin's answer: property name to value.
 pub type Properties = Map<String, Value>;
 
+/// Largest file whose digest `fstat` (`md5`) and filemgr (`sha256`)
+/// compute: 64 MiB. A bigger regular file is described (size, times, ...)
+/// with `md5` 0, MCollective's value for "not hashed", as for a directory.
+pub const MAX_HASH_BYTES: u64 = 64 << 20;
+
+/// How long reading and hashing one file may take: 2 s, from the start of
+/// the digest. Beyond it the digest is not reported and the call fails with
+/// "took longer than 2 s".
+pub const HASH_TIME_BUDGET: Duration = Duration::from_secs(2);
+
+/// Bytes read at a time while hashing; the time budget is checked after each.
+const HASH_CHUNK: usize = 64 << 10;
+
+/// Filesystems (`statfs` `f_type`) whose files are described but never
+/// opened for reading: their "regular files" are kernel interfaces that
+/// block (`/proc/kmsg`, tracefs `trace_pipe`), never end, or act on read.
+const UNREAD_FILESYSTEMS: &[(u32, &str)] = &[
+    (0x0000_9fa0, "proc"),
+    (0x6265_6572, "sysfs"),
+    (0x6462_6720, "debugfs"),
+    (0x7472_6163, "tracefs"),
+    (0x7363_6673, "securityfs"),
+    (0x0027_e0eb, "cgroup"),
+    (0x6367_7270, "cgroup2"),
+    (0x6265_6570, "configfs"),
+    (0x6165_676c, "pstore"),
+    (0xde5e_81e4, "efivarfs"),
+    (0xcafe_4a11, "bpf"),
+    (0xf97c_ff8c, "selinuxfs"),
+    (0x4341_5d53, "smackfs"),
+    (0x4249_4e4d, "binfmt_misc"),
+    (0x0000_1cd1, "devpts"),
+    (0x6573_7543, "fusectl"),
+];
+
+/// Most entries of `/proc` that one `process` call looks at (every entry
+/// counts, processes or not); past it the call fails instead of answering
+/// from part of the table.
+pub const MAX_PROCESS_ENTRIES: usize = 100_000;
+
+/// Most bytes of `/proc/PID/comm` read (the kernel's names are at most 64).
+/// A name this long or longer is not compared.
+pub const MAX_COMM_BYTES: u64 = 256;
+
+/// Most bytes of `/proc/PID/cmdline` read: `argv[0]` must end within them
+/// (PATH_MAX) to be compared.
+pub const MAX_CMDLINE_BYTES: u64 = 4096;
+
+/// How long one `process` scan may take: 2 s; beyond it the call fails
+/// with "took longer than 2 s".
+pub const PROCESS_TIME_BUDGET: Duration = Duration::from_secs(2);
+
 /// Longest `sysctl` name accepted; real ones are far shorter.
-const MAX_SYSCTL_NAME: usize = 512;
-/// Sysctl values larger than this are cut (none real comes close).
-const MAX_SYSCTL_VALUE: u64 = 1 << 20;
+pub const MAX_SYSCTL_NAME: usize = 512;
+
+/// Most bytes of a sysctl value read: 64 KiB (the kernel's own values fit
+/// in a page); a longer value is cut.
+pub const MAX_SYSCTL_VALUE: u64 = 64 << 10;
 
 /// MCollective's `fstat` data plugin: what `path` is.
 ///
@@ -38,8 +104,13 @@ const MAX_SYSCTL_VALUE: u64 = 1 << 20;
 /// and the other properties keep MCollective's defaults (`type` "unknown",
 /// `mode` "0000", numbers 0). As in MCollective a symlink is described
 /// itself (`type` "symlink") but counts as present only when its target
-/// exists. `md5` is the digest of a regular file's contents, read as a
-/// stream. Times are UTC ("2026-11-25 17:56:57 +0000").
+/// exists. Times are UTC ("2026-11-25 17:56:57 +0000").
+///
+/// `md5` is the digest of a regular file's contents, read as a stream; it
+/// is 0, as for a directory, for a file larger than [`MAX_HASH_BYTES`] or
+/// on a kernel filesystem (`/proc`, `/sys`, ...), which are never opened.
+/// Nothing but a regular file is ever opened, so a FIFO, device or socket is
+/// only `stat`ed. Reading longer than [`HASH_TIME_BUDGET`] is an error.
 pub fn fstat(path: &str) -> Result<Properties, String> {
     let mut result = not_present(path);
     // MCollective asks File.exists?, which follows symlinks.
@@ -73,10 +144,15 @@ pub fn fstat(path: &str) -> Result<Properties, String> {
         result.insert(format!("{name}_age"), json!(now.saturating_sub(seconds)));
     }
     if meta.file_type().is_file() {
-        result.insert(
-            "md5".into(),
-            json!(md5_file(Path::new(path)).map_err(|e| format!("fstat('{path}'): md5: {e}"))?),
-        );
+        // Hash what was just described: a path swapped since is an error.
+        match digest_within::<Md5>(Path::new(path), &meta, HASH_BOUNDS) {
+            Ok(Hashed::Hex(hex)) => {
+                result.insert("md5".into(), json!(hex));
+            }
+            // `md5` keeps its "not hashed" 0.
+            Ok(Hashed::Skipped(_)) => {}
+            Err(e) => return Err(format!("fstat('{path}'): md5: {e}")),
+        }
     }
     Ok(result)
 }
@@ -132,28 +208,149 @@ fn file_type(meta: &Metadata) -> &'static str {
     }
 }
 
-fn md5_file(path: &Path) -> std::io::Result<String> {
-    hash_file::<Md5>(path)
+/// What [`digest`] came to.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Hashed {
+    /// The contents' digest, lowercase hex.
+    Hex(String),
+    /// Deliberately not read, and why ("larger than 67108864 bytes").
+    Skipped(String),
 }
 
-/// A file's digest as lowercase hex, read in 64 KiB pieces.
-pub(crate) fn hash_file<D: md5::Digest>(path: &Path) -> std::io::Result<String> {
-    let mut file = std::fs::File::open(path)?;
+/// How much one digest may read, and for how long.
+#[derive(Debug, Clone, Copy)]
+struct HashBounds {
+    max_bytes: u64,
+    budget: Duration,
+}
+
+/// The digest of the regular file at `path`, within [`MAX_HASH_BYTES`] and
+/// [`HASH_TIME_BUDGET`]. Anything but a regular file, a bigger one, or one
+/// on a kernel filesystem is `Skipped` without being opened for reading.
+pub(crate) fn digest<D: md5::Digest>(path: &Path) -> Result<Hashed, String> {
+    let before = std::fs::symlink_metadata(path).map_err(|e| e.to_string())?;
+    digest_within::<D>(path, &before, HASH_BOUNDS)
+}
+
+/// The bounds of every digest.
+const HASH_BOUNDS: HashBounds = HashBounds {
+    max_bytes: MAX_HASH_BYTES,
+    budget: HASH_TIME_BUDGET,
+};
+
+/// The digest of the file at `path` that `before` (an `lstat` of it)
+/// describes. The file is checked three times, so that swapping what `path`
+/// names between the checks (a FIFO, a symlink to `/dev/...` or into
+/// `/proc`) cannot make it open or read anything but that regular file:
+/// `before`; open the path with `O_PATH|O_NOFOLLOW` (which opens nothing
+/// for I/O and runs no device's open) and `fstat`/`fstatfs` that; then
+/// reopen that very inode through `/proc/self/fd` with `O_NONBLOCK`, and
+/// `fstat` once more. Without `/proc` the path is opened again with
+/// `O_NOFOLLOW|O_NONBLOCK` and the result checked the same way.
+fn digest_within<D: md5::Digest>(
+    path: &Path,
+    before: &Metadata,
+    bounds: HashBounds,
+) -> Result<Hashed, String> {
+    let started = Instant::now();
+    let too_big = || Hashed::Skipped(format!("larger than {} bytes", bounds.max_bytes));
+    if !before.file_type().is_file() {
+        return Ok(Hashed::Skipped(format!("a {}", file_type(before))));
+    }
+    if before.size() > bounds.max_bytes {
+        return Ok(too_big());
+    }
+    let handle = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| e.to_string())?;
+    let meta = handle.metadata().map_err(|e| e.to_string())?;
+    check_same_file(before, &meta)?;
+    if let Some(filesystem) = unread_filesystem(&handle)? {
+        return Ok(Hashed::Skipped(format!(
+            "on {filesystem}, whose files are not read"
+        )));
+    }
+    if meta.size() > bounds.max_bytes {
+        return Ok(too_big());
+    }
+    let read_flags = libc::O_NONBLOCK | libc::O_NOCTTY;
+    let reopened = OpenOptions::new()
+        .read(true)
+        .custom_flags(read_flags)
+        .open(format!("/proc/self/fd/{}", handle.as_raw_fd()));
+    let mut file = match reopened {
+        Ok(file) => file,
+        Err(e) if e.kind() == ErrorKind::NotFound => OpenOptions::new()
+            .read(true)
+            .custom_flags(read_flags | libc::O_NOFOLLOW)
+            .open(path)
+            .map_err(|e| e.to_string())?,
+        Err(e) => return Err(e.to_string()),
+    };
+    check_same_file(before, &file.metadata().map_err(|e| e.to_string())?)?;
     let mut hasher = D::new();
-    let mut buf = vec![0u8; 64 << 10];
+    let mut buf = vec![0u8; HASH_CHUNK];
+    let mut total: u64 = 0;
     loop {
+        if started.elapsed() > bounds.budget {
+            return Err(format!(
+                "took longer than {} s; not hashed",
+                bounds.budget.as_secs_f64()
+            ));
+        }
         match file.read(&mut buf) {
             Ok(0) => break,
-            Ok(n) => hasher.update(&buf[..n]),
+            Ok(n) => {
+                total += n as u64;
+                if total > bounds.max_bytes {
+                    // It grew while being read.
+                    return Ok(too_big());
+                }
+                hasher.update(&buf[..n]);
+            }
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.to_string()),
         }
     }
-    Ok(hasher
-        .finalize()
+    Ok(Hashed::Hex(
+        hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+    ))
+}
+
+/// `now` is still the regular file `before` described.
+fn check_same_file(before: &Metadata, now: &Metadata) -> Result<(), String> {
+    if now.file_type().is_file() && now.dev() == before.dev() && now.ino() == before.ino() {
+        Ok(())
+    } else {
+        Err("the file changed while being hashed; not hashed".to_string())
+    }
+}
+
+/// The name of the kernel filesystem (from [`UNREAD_FILESYSTEMS`]) that
+/// `file` lies on, if it does.
+fn unread_filesystem(file: &File) -> Result<Option<&'static str>, String> {
+    let mut stats = MaybeUninit::<libc::statfs>::uninit();
+    // SAFETY: the descriptor is open for the whole call (we borrow `file`),
+    // and `stats` points to writable memory the size of a `statfs`, which
+    // the kernel fills in full when the call succeeds.
+    let rc = unsafe { libc::fstatfs(file.as_raw_fd(), stats.as_mut_ptr()) };
+    if rc != 0 {
+        return Err(format!("fstatfs: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: fstatfs returned 0, so it initialised `stats`.
+    let stats = unsafe { stats.assume_init() };
+    // Magic numbers are 32 bits; `f_type`'s width differs between targets.
+    let magic = stats.f_type as u32;
+    Ok(UNREAD_FILESYSTEMS
         .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+        .find(|(m, _)| *m == magic)
+        .map(|(_, name)| *name))
 }
 
 fn unix_now() -> i64 {
@@ -170,24 +367,63 @@ pub fn format_utc(seconds: i64) -> String {
 
 /// Is a process called `name` running? A process matches when its `comm`
 /// or the base name of its `argv[0]` equals `name`. Answers `exists`,
-/// `count` and the sorted `pids`.
+/// `count` and the sorted `pids`. At most [`MAX_PROCESS_ENTRIES`] entries of
+/// `/proc` are looked at, [`MAX_COMM_BYTES`] and [`MAX_CMDLINE_BYTES`] read
+/// of each, within [`PROCESS_TIME_BUDGET`]; past either bound the call
+/// fails rather than answer from part of the process table.
 pub fn process(name: &str) -> Result<Properties, String> {
-    process_in(Path::new("/proc"), name)
+    process_in(
+        Path::new("/proc"),
+        name,
+        ScanBounds {
+            max_entries: MAX_PROCESS_ENTRIES,
+            budget: PROCESS_TIME_BUDGET,
+        },
+    )
 }
 
-fn process_in(proc_root: &Path, name: &str) -> Result<Properties, String> {
+/// How much of `/proc` one `process` call may look at, and for how long.
+#[derive(Debug, Clone, Copy)]
+struct ScanBounds {
+    max_entries: usize,
+    budget: Duration,
+}
+
+fn process_in(proc_root: &Path, name: &str, bounds: ScanBounds) -> Result<Properties, String> {
+    let started = Instant::now();
+    let shown: String = name.chars().take(80).collect();
     if name.is_empty() {
         return Err("process(''): the process name is empty".to_string());
     }
     let entries = std::fs::read_dir(proc_root)
-        .map_err(|e| format!("process('{name}'): {}: {e}", proc_root.display()))?;
-    let mut pids: Vec<u64> = entries
-        .flatten()
-        .filter_map(|entry| {
-            let pid: u64 = entry.file_name().to_str()?.parse().ok()?;
-            process_matches(&entry.path(), name).then_some(pid)
-        })
-        .collect();
+        .map_err(|e| format!("process('{shown}'): {}: {e}", proc_root.display()))?;
+    let mut pids: Vec<u64> = Vec::new();
+    for (seen, entry) in entries.enumerate() {
+        if seen >= bounds.max_entries {
+            return Err(format!(
+                "process('{shown}'): {} has more than {} entries; not counted",
+                proc_root.display(),
+                bounds.max_entries
+            ));
+        }
+        if started.elapsed() > bounds.budget {
+            return Err(format!(
+                "process('{shown}'): took longer than {} s; not counted",
+                bounds.budget.as_secs_f64()
+            ));
+        }
+        let Ok(entry) = entry else { continue };
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        if process_matches(&entry.path(), name) {
+            pids.push(pid);
+        }
+    }
     pids.sort_unstable();
     let mut result = Map::new();
     result.insert("exists".into(), json!(!pids.is_empty()));
@@ -196,24 +432,45 @@ fn process_in(proc_root: &Path, name: &str) -> Result<Properties, String> {
     Ok(result)
 }
 
-/// Unreadable or vanished processes simply do not match.
+/// At most `cap` bytes of `path`, and whether the file went on past them.
+fn read_capped(path: &Path, cap: u64) -> Option<(Vec<u8>, bool)> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_NOCTTY)
+        .open(path)
+        .ok()?;
+    let mut bytes = Vec::new();
+    file.take(cap + 1).read_to_end(&mut bytes).ok()?;
+    let cut = bytes.len() as u64 > cap;
+    bytes.truncate(cap as usize);
+    Some((bytes, cut))
+}
+
+/// Unreadable or vanished processes simply do not match, nor do names cut
+/// by the read bounds.
 fn process_matches(dir: &Path, name: &str) -> bool {
-    if let Ok(comm) = std::fs::read(dir.join("comm")) {
+    if let Some((comm, false)) = read_capped(&dir.join("comm"), MAX_COMM_BYTES) {
         if comm.strip_suffix(b"\n").unwrap_or(&comm) == name.as_bytes() {
             return true;
         }
     }
-    let Ok(cmdline) = std::fs::read(dir.join("cmdline")) else {
+    let Some((cmdline, cut)) = read_capped(&dir.join("cmdline"), MAX_CMDLINE_BYTES) else {
         return false;
     };
     let argv0 = cmdline.split(|&b| b == 0).next().unwrap_or(&[]);
+    if cut && argv0.len() == cmdline.len() {
+        return false; // argv[0] does not end within the bound
+    }
     let base = argv0.rsplit(|&b| b == b'/').next().unwrap_or(argv0);
     !base.is_empty() && base == name.as_bytes()
 }
 
 /// A kernel parameter, `net.ipv4.ip_forward` read from
 /// `/proc/sys/net/ipv4/ip_forward`. Answers `value`: the text trimmed, runs
-/// of blanks between several values made single spaces.
+/// of blanks between several values made single spaces. The name is dotted
+/// words without `/`, so it cannot name anything outside `/proc/sys`; only
+/// a regular file is read (opened `O_NOFOLLOW|O_NONBLOCK`), at most
+/// [`MAX_SYSCTL_VALUE`] bytes of it.
 pub fn sysctl(name: &str) -> Result<Properties, String> {
     sysctl_in(Path::new("/proc/sys"), name)
 }
@@ -236,21 +493,36 @@ fn sysctl_in(root: &Path, name: &str) -> Result<Properties, String> {
     if name.chars().any(|c| c.is_control() || c.is_whitespace()) {
         return bad("the name contains blanks or control characters");
     }
+    // Every part is a plain, non-empty file name without '/' (nor '.', the
+    // separator), so the path stays below `root`.
     let path = name
         .split('.')
         .fold(root.to_path_buf(), |p, part| p.join(part));
-    let file = match std::fs::File::open(&path) {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_NOCTTY)
+        .open(&path);
+    let file = match file {
         Ok(file) => file,
         Err(e) if is_missing(&e) => return bad("no such sysctl"),
-        Err(e) => return Err(format!("sysctl('{shown}'): {e}")),
-    };
-    let mut text = Vec::new();
-    match file.take(MAX_SYSCTL_VALUE).read_to_end(&mut text) {
-        Ok(_) => {}
-        Err(e) if e.raw_os_error() == Some(libc::EISDIR) => {
-            return bad("no such sysctl (that is a group of them)")
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return bad("no such sysctl (that is a symlink)")
         }
         Err(e) => return Err(format!("sysctl('{shown}'): {e}")),
+    };
+    let kind = file
+        .metadata()
+        .map_err(|e| format!("sysctl('{shown}'): {e}"))?
+        .file_type();
+    if kind.is_dir() {
+        return bad("no such sysctl (that is a group of them)");
+    }
+    if !kind.is_file() {
+        return bad("no such sysctl (that is not a regular file)");
+    }
+    let mut text = Vec::new();
+    if let Err(e) = file.take(MAX_SYSCTL_VALUE).read_to_end(&mut text) {
+        return Err(format!("sysctl('{shown}'): {e}"));
     }
     let value = String::from_utf8_lossy(&text)
         .split_whitespace()
@@ -265,6 +537,11 @@ fn sysctl_in(root: &Path, name: &str) -> Result<Properties, String> {
 mod tests {
     use super::*;
     use std::os::unix::fs::{symlink, PermissionsExt};
+
+    const SCAN: ScanBounds = ScanBounds {
+        max_entries: MAX_PROCESS_ENTRIES,
+        budget: PROCESS_TIME_BUDGET,
+    };
 
     fn is_root() -> bool {
         // SAFETY: geteuid has no preconditions and cannot fail.
@@ -441,14 +718,14 @@ mod tests {
         add("31", None, None); // vanished mid-scan
         add("self", Some(b"redis-server\n"), None);
         add("40", Some(b"redis-serv\n"), Some(b"redis-serv\0"));
-        let r = process_in(dir.path(), "redis-server").expect("process");
+        let r = process_in(dir.path(), "redis-server", SCAN).expect("process");
         assert_eq!(r["pids"], json!([9, 10, 200]));
         assert_eq!(r["count"], 3);
         assert_eq!(
-            process_in(dir.path(), "kworker/0:1").expect("process")["pids"],
+            process_in(dir.path(), "kworker/0:1", SCAN).expect("process")["pids"],
             json!([30])
         );
-        assert!(process_in(&dir.path().join("missing"), "x").is_err());
+        assert!(process_in(&dir.path().join("missing"), "x", SCAN).is_err());
     }
 
     #[test]
@@ -498,5 +775,198 @@ mod tests {
                 "{name:.40}: {err}"
             );
         }
+    }
+
+    fn mkfifo(path: &Path) {
+        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).expect("no NUL");
+        // SAFETY: `c` is a NUL-terminated path that outlives the call.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0, "mkfifo");
+    }
+
+    #[test]
+    fn digest_bounds_are_exact() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("ten");
+        std::fs::write(&path, "0123456789").expect("write");
+        let bounds = |max_bytes| HashBounds {
+            max_bytes,
+            budget: HASH_TIME_BUDGET,
+        };
+        let before = std::fs::symlink_metadata(&path).expect("lstat");
+        assert_eq!(
+            digest_within::<Md5>(&path, &before, bounds(10)),
+            Ok(Hashed::Hex("781e5e245d69b566979b86e28d23f2c7".into()))
+        );
+        assert_eq!(
+            digest_within::<Md5>(&path, &before, bounds(9)),
+            Ok(Hashed::Skipped("larger than 9 bytes".into()))
+        );
+        let slow = HashBounds {
+            max_bytes: 10,
+            budget: Duration::ZERO,
+        };
+        let err = digest_within::<Md5>(&path, &before, slow).unwrap_err();
+        assert!(err.contains("took longer than 0 s"), "{err}");
+    }
+
+    #[test]
+    fn digests_skip_what_fstat_does_not_hash() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fifo = dir.path().join("fifo");
+        mkfifo(&fifo);
+        let skipped = |path: &Path| match digest::<sha2::Sha256>(path).expect("digest") {
+            Hashed::Skipped(why) => why,
+            Hashed::Hex(hex) => panic!("{} hashed: {hex}", path.display()),
+        };
+        assert!(skipped(&fifo).contains("a fifo"));
+        assert!(skipped(Path::new("/proc/cpuinfo")).contains("on proc"));
+        assert!(skipped(Path::new("/dev/zero")).contains("a chardev"));
+        let file = dir.path().join("file");
+        std::fs::write(&file, "hello\n").expect("write");
+        match digest::<sha2::Sha256>(&file).expect("sha256") {
+            Hashed::Hex(hex) => assert_eq!(
+                hex,
+                "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03"
+            ),
+            Hashed::Skipped(why) => panic!("skipped: {why}"),
+        }
+    }
+
+    #[test]
+    fn a_swapped_file_is_not_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("file");
+        std::fs::write(&file, "x").expect("write");
+        let before = std::fs::symlink_metadata(&file).expect("lstat");
+        std::fs::write(dir.path().join("other"), "y").expect("write");
+        let other = std::fs::metadata(dir.path().join("other")).expect("stat");
+        assert!(check_same_file(&before, &other).is_err());
+        assert!(check_same_file(&before, &std::fs::metadata(dir.path()).expect("stat")).is_err());
+        assert!(check_same_file(&before, &std::fs::metadata(&file).expect("stat")).is_ok());
+    }
+
+    #[test]
+    fn unread_filesystems_match_the_kernel() {
+        let names: Vec<(u32, &str)> = [
+            (libc::PROC_SUPER_MAGIC, "proc"),
+            (libc::SYSFS_MAGIC, "sysfs"),
+            (libc::DEBUGFS_MAGIC, "debugfs"),
+            (libc::TRACEFS_MAGIC, "tracefs"),
+            (libc::SECURITYFS_MAGIC, "securityfs"),
+            (libc::CGROUP_SUPER_MAGIC, "cgroup"),
+            (libc::CGROUP2_SUPER_MAGIC, "cgroup2"),
+            (libc::BPF_FS_MAGIC, "bpf"),
+            (libc::SELINUX_MAGIC, "selinuxfs"),
+            (libc::DEVPTS_SUPER_MAGIC, "devpts"),
+        ]
+        .into_iter()
+        .map(|(magic, name)| (magic as u32, name))
+        .collect();
+        for (magic, name) in names {
+            assert!(UNREAD_FILESYSTEMS.contains(&(magic, name)), "{name}");
+        }
+        let proc_file = File::open("/proc/self/status").expect("open");
+        assert_eq!(unread_filesystem(&proc_file), Ok(Some("proc")));
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("f"), "x").expect("write");
+        let plain = File::open(dir.path().join("f")).expect("open");
+        assert_eq!(unread_filesystem(&plain), Ok(None));
+    }
+
+    #[test]
+    fn process_scan_bounds() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for pid in 1..=5 {
+            let p = dir.path().join(pid.to_string());
+            std::fs::create_dir(&p).expect("mkdir");
+            std::fs::write(p.join("comm"), "daemon\n").expect("comm");
+        }
+        let few = ScanBounds {
+            max_entries: 4,
+            budget: PROCESS_TIME_BUDGET,
+        };
+        let err = process_in(dir.path(), "daemon", few).unwrap_err();
+        assert!(err.contains("more than 4 entries"), "{err}");
+        let five = ScanBounds {
+            max_entries: 5,
+            ..few
+        };
+        assert_eq!(
+            process_in(dir.path(), "daemon", five).expect("process")["count"],
+            5
+        );
+        let slow = ScanBounds {
+            budget: Duration::ZERO,
+            ..five
+        };
+        let err = process_in(dir.path(), "daemon", slow).unwrap_err();
+        assert!(err.contains("took longer than 0 s"), "{err}");
+    }
+
+    #[test]
+    fn process_names_cut_by_the_bounds_do_not_match() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let long = "x".repeat(MAX_CMDLINE_BYTES as usize);
+        let add = |pid: &str, comm: &[u8], cmdline: &[u8]| {
+            let p = dir.path().join(pid);
+            std::fs::create_dir(&p).expect("mkdir");
+            std::fs::write(p.join("comm"), comm).expect("comm");
+            std::fs::write(p.join("cmdline"), cmdline).expect("cmdline");
+        };
+        // argv[0] goes on past the bound: its first MAX_CMDLINE_BYTES are
+        // not compared (they would match `long`).
+        add("1", b"sh\n", format!("{long}x").as_bytes());
+        // One byte shorter ends within the bound.
+        add("2", b"sh\n", format!("/{}\0-c", &long[2..]).as_bytes());
+        // A comm as long as the bound is not compared either.
+        add("3", &vec![b'c'; MAX_COMM_BYTES as usize + 1], b"");
+        assert_eq!(
+            process_in(dir.path(), &long, SCAN).expect("process")["pids"],
+            json!([])
+        );
+        assert_eq!(
+            process_in(dir.path(), &long[2..], SCAN).expect("process")["pids"],
+            json!([2])
+        );
+        let comm = "c".repeat(MAX_COMM_BYTES as usize);
+        assert_eq!(
+            process_in(dir.path(), &comm, SCAN).expect("process")["pids"],
+            json!([])
+        );
+    }
+
+    #[test]
+    fn sysctl_reads_only_regular_files_below_its_root() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("sys");
+        std::fs::create_dir_all(root.join("kernel")).expect("mkdir");
+        std::fs::write(dir.path().join("shadow"), "root:secret\n").expect("write");
+        symlink(dir.path().join("shadow"), root.join("kernel/link")).expect("symlink");
+        mkfifo(&root.join("kernel/fifo"));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let root2 = root.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send((
+                sysctl_in(&root2, "kernel.link"),
+                sysctl_in(&root2, "kernel.fifo"),
+                sysctl_in(&root2, "kernel"),
+            ));
+        });
+        let (link, fifo, group) = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("sysctl blocked");
+        assert!(link.is_err_and(|e| e.contains("symlink") && !e.contains("secret")));
+        assert!(fifo.is_err_and(|e| e.contains("not a regular file")));
+        assert!(group.is_err_and(|e| e.contains("group of them")));
+        std::fs::write(
+            root.join("kernel/big"),
+            "1 ".repeat(MAX_SYSCTL_VALUE as usize),
+        )
+        .expect("write");
+        let value = sysctl_in(&root, "kernel.big").expect("sysctl")["value"].clone();
+        assert_eq!(
+            value.as_str().map(str::len),
+            Some(MAX_SYSCTL_VALUE as usize - 1)
+        );
     }
 }

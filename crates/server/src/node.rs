@@ -14,10 +14,28 @@ use crate::agents::Rpcutil;
 use crate::audit::{self, AuditLog};
 use crate::facts::{lookup, Classes, Facts};
 use crate::policy::{self, Policies};
-use crate::replay::ReplayGuard;
+use crate::replay::{Refusal, ReplayGuard};
 use crate::stats::{Rejection, Stats};
 use crate::ServerConfig;
 use muster_protocol::ddl::Metadata;
+
+/// How many (reason, signer) pairs of refusals are remembered to log the
+/// first of each at warn.
+const MAX_LOGGED_REFUSERS: usize = 1024;
+
+/// A request that passed the cheap checks, ready for [`Node::run`].
+#[derive(Debug)]
+pub struct Admitted {
+    request: Request,
+    claimed: String,
+}
+
+impl Admitted {
+    /// The request, its `caller` the verified certificate name.
+    pub fn request(&self) -> &Request {
+        &self.request
+    }
+}
 
 /// How far in the future a request may be dated (clock skew between hosts).
 pub const MAX_CLOCK_SKEW_MS: u64 = 60_000;
@@ -45,10 +63,23 @@ pub struct Node {
     replay: Mutex<ReplayGuard>,
     stats: Stats,
     max_ttl: u64,
+    /// When this node started (Unix ms): requests made before are refused.
+    started_ms: u64,
     config_file: Option<PathBuf>,
     policies: Policies,
     audit: Option<AuditLog>,
+    /// (reason, signer) of refusals already logged at warn.
+    refusals: Mutex<std::collections::HashSet<(Rejection, String)>>,
+    max_in_flight: usize,
+    /// Actions of agents other than rpcutil (they run processes) at once.
+    agent_slots: tokio::sync::Semaphore,
+    max_agent_processes: usize,
 }
+
+/// Requests a node handles at once unless `max_in_flight` says otherwise.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 64;
+/// Agent actions (processes) a node runs at once unless `max_agent_processes` says otherwise.
+pub const DEFAULT_MAX_AGENT_PROCESSES: usize = 8;
 
 impl Node {
     /// A node with the built-in agents. `collectives` must include
@@ -71,10 +102,15 @@ impl Node {
             authority,
             replay: Mutex::new(ReplayGuard::default()),
             stats: Stats::default(),
-            max_ttl: 86_400,
+            max_ttl: crate::config::DEFAULT_MAX_TTL,
+            started_ms: muster_protocol::now_ms(),
             config_file: None,
             policies: Policies::none(),
             audit: None,
+            refusals: Mutex::new(std::collections::HashSet::new()),
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            agent_slots: tokio::sync::Semaphore::new(DEFAULT_MAX_AGENT_PROCESSES),
+            max_agent_processes: DEFAULT_MAX_AGENT_PROCESSES,
         };
         node.add_agent(Arc::new(Rpcutil));
         node
@@ -109,6 +145,10 @@ impl Node {
             node.add_agent(agent);
         }
         node.max_ttl = config.max_ttl;
+        node.replay = Mutex::new(ReplayGuard::new(config.replay_cache_size));
+        node.max_in_flight = config.max_in_flight;
+        node.agent_slots = tokio::sync::Semaphore::new(config.max_agent_processes);
+        node.max_agent_processes = config.max_agent_processes;
         node.config_file = config.file.clone();
         let agents = node.agent_names();
         node.policies = Policies::new(
@@ -125,6 +165,11 @@ impl Node {
 
     pub fn identity(&self) -> &str {
         &self.identity
+    }
+
+    /// How many requests it handles at once.
+    pub fn max_in_flight(&self) -> usize {
+        self.max_in_flight
     }
 
     pub fn collectives(&self) -> &[String] {
@@ -175,22 +220,120 @@ impl Node {
         subjects
     }
 
+    /// [`Node::handle`] for a message that arrived on `subject`: a
+    /// directed request must come on this node's own subject and a
+    /// broadcast on a broadcast subject, so a copy moved from one to the
+    /// other is refused.
+    pub async fn handle_on(&self, subject: &str, payload: &[u8]) -> Outcome {
+        match self.admit_on(Some(subject), payload) {
+            Ok(admitted) => self.run(admitted).await,
+            Err((reason, message)) => Outcome::Rejected(reason, message),
+        }
+    }
+
     /// Checks one message and runs the action it asks for.
     pub async fn handle(&self, payload: &[u8]) -> Outcome {
+        match self.admit_on(None, payload) {
+            Ok(admitted) => self.run(admitted).await,
+            Err((reason, message)) => Outcome::Rejected(reason, message),
+        }
+    }
+
+    /// The cheap checks, in order of cost: envelope, certificate and
+    /// signature, addressing, age, replay. What passes may be queued for
+    /// [`Node::run`]; what does not is counted and logged here.
+    pub fn admit_on(
+        &self,
+        subject: Option<&str>,
+        payload: &[u8],
+    ) -> Result<Admitted, (Rejection, String)> {
         Stats::count(&self.stats.total);
-        let (request, claimed) = match self.admit(payload) {
-            Ok(admitted) => admitted,
-            Err((reason, message)) => {
-                let first = self.stats.rejected(reason) == 0;
-                self.stats.reject(reason);
-                if first {
-                    tracing::warn!(reason = reason.as_str(), %message, "refused a request (further ones of this kind are logged at debug)");
-                } else {
-                    tracing::debug!(reason = reason.as_str(), %message, "refused a request");
-                }
-                return Outcome::Rejected(reason, message);
+        let (request, claimed) = self
+            .admit(payload)
+            .map_err(|(reason, signer, message)| self.refuse(reason, &signer, message))?;
+        if let Some(subject) = subject {
+            let directed = self
+                .collectives
+                .iter()
+                .any(|c| subject == muster_protocol::subject::node(c, &self.identity));
+            if directed != request.targets.is_some() {
+                let message = format!(
+                    "request {} sent as {} arrived on a {} subject",
+                    request.id,
+                    if directed {
+                        "a broadcast"
+                    } else {
+                        "a directed request"
+                    },
+                    if directed { "directed" } else { "broadcast" }
+                );
+                return Err(self.refuse(Rejection::Misaddressed, &request.caller, message));
             }
+        }
+        Ok(Admitted { request, claimed })
+    }
+
+    /// Counts and logs a refusal: the first of each reason from each signer
+    /// at warn (a bounded set, so a flood of new names cannot grow it), the
+    /// rest at debug.
+    fn refuse(&self, reason: Rejection, signer: &str, message: String) -> (Rejection, String) {
+        self.stats.reject(reason);
+        let first = {
+            let mut seen = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
+            // Full: a flood of new names is logged at debug, not at warn.
+            seen.len() < MAX_LOGGED_REFUSERS && seen.insert((reason, signer.to_string()))
         };
+        if first {
+            tracing::warn!(reason = reason.as_str(), signer, %message, "refused a request (more like it are logged at debug)");
+        } else {
+            tracing::debug!(reason = reason.as_str(), signer, %message, "refused a request");
+        }
+        (reason, message)
+    }
+
+    /// The answer to an admitted request the node has no room for.
+    pub fn busy(&self, admitted: &Admitted, why: &str) -> Outcome {
+        let request = &admitted.request;
+        self.stats.reject(Rejection::Busy);
+        tracing::warn!(caller = %request.caller, agent = %request.agent, why, "answered busy");
+        Outcome::Reply {
+            subject: subject::reply(
+                &request.collective,
+                &caller_token(&request.caller),
+                &request.id,
+                &self.identity,
+            ),
+            reply: Reply::error(
+                &request.id,
+                &self.identity,
+                StatusCode::Aborted,
+                format!("node busy: {why}; try again later"),
+            ),
+        }
+    }
+
+    /// Authorizes, filters and runs an admitted request.
+    pub async fn run(&self, admitted: Admitted) -> Outcome {
+        let Admitted { request, claimed } = admitted;
+        // Authorization before anything costly: a caller the policy denies
+        // never makes this node evaluate a data plugin, and is not told
+        // whether the node would have matched one.
+        let denied = self.agents.get(&request.agent).and_then(|_| {
+            let decision =
+                self.policies
+                    .check(&request.agent, &request.caller, &request.action, self);
+            (!decision.allowed).then_some(decision)
+        });
+        if denied.is_some() && request.filter.uses_data() {
+            Stats::count(&self.stats.unauthorized);
+            let message = format!(
+                "{} may not run {}.{} here; its data-plugin filter was not evaluated",
+                request.caller, request.agent, request.action
+            );
+            self.stats.reject(Rejection::Denied);
+            tracing::debug!(%message, "refused a request");
+            return Outcome::Rejected(Rejection::Denied, message);
+        }
         if !self.selected_by(&request.filter) {
             Stats::count(&self.stats.filtered);
             return Outcome::Filtered;
@@ -200,6 +343,9 @@ impl Node {
         let caller = request.caller.clone();
         // The inputs as received, before the DDL converts them.
         let inputs = self.audit.as_ref().map(|_| request.data.clone());
+        // Set once the accepted line is written, right before the agent runs.
+        let mut accepted = None;
+        let mut unaudited = false;
         let (reply, outcome) = match self.agents.get(&request.agent) {
             None => (
                 Reply::error(
@@ -211,10 +357,7 @@ impl Node {
                 audit::Outcome::Invalid,
             ),
             Some(agent) => {
-                let decision = self
-                    .policies
-                    .check(&request.agent, &caller, &request.action, self);
-                if !decision.allowed {
+                if let Some(decision) = denied {
                     Stats::count(&self.stats.unauthorized);
                     tracing::warn!(
                         caller,
@@ -241,7 +384,40 @@ impl Node {
                         ),
                         Ok(()) => {
                             request.data = data;
-                            match agent.call(self, &request.action, &request).await {
+                            // rpcutil answers from memory; other agents run processes.
+                            let slot = match request.agent.as_str() {
+                                "rpcutil" => None,
+                                _ => Some(self.agent_slots.try_acquire()),
+                            };
+                            let result = match slot {
+                                Some(Err(_)) => Err(crate::agent::ActionError::new(
+                                    StatusCode::Aborted,
+                                    format!(
+                                        "node busy: {} agent actions are running (max_agent_processes); try again later",
+                                        self.max_agent_processes
+                                    ),
+                                )),
+                                _ => match (&self.audit, &inputs) {
+                                    (Some(log), Some(inputs)) => {
+                                        match log.accepted(&request, &caller, &claimed, inputs) {
+                                            Ok(entry) => {
+                                                accepted = Some(entry);
+                                                agent.call(self, &request.action, &request).await
+                                            }
+                                            Err(e) => {
+                                                tracing::debug!(error = %e, "refused a request it cannot audit");
+                                                unaudited = true;
+                                                Err(crate::agent::ActionError::new(
+                                                    StatusCode::Aborted,
+                                                    e.reply_message(),
+                                                ))
+                                            }
+                                        }
+                                    }
+                                    _ => agent.call(self, &request.action, &request).await,
+                                },
+                            };
+                            match result {
                                 Ok(data) => (
                                     Reply::ok(&request.id, &self.identity, data),
                                     audit::Outcome::Ok,
@@ -264,8 +440,10 @@ impl Node {
                 }
             }
         };
-        if let (Some(log), Some(inputs)) = (&self.audit, &inputs) {
-            log.record(
+        if let Some(entry) = accepted {
+            entry.finished(outcome, reply.statuscode);
+        } else if let (Some(log), Some(inputs), false) = (&self.audit, &inputs, unaudited) {
+            log.refused(
                 &request,
                 &caller,
                 &claimed,
@@ -348,7 +526,18 @@ impl Node {
 
     /// The security checks, in order of cost. Returns the request, whose
     /// `caller` is now the verified certificate name, and what it claimed.
-    fn admit(&self, payload: &[u8]) -> Result<(Request, String), (Rejection, String)> {
+    fn admit(&self, payload: &[u8]) -> Result<(Request, String), (Rejection, String, String)> {
+        let mut signer = String::new();
+        self.admit_inner(payload, &mut signer)
+            .map_err(|(reason, message)| (reason, signer, message))
+    }
+
+    /// `signer` is set to the certificate name once it verified.
+    fn admit_inner(
+        &self,
+        payload: &[u8],
+        signer_name: &mut String,
+    ) -> Result<(Request, String), (Rejection, String)> {
         let envelope = Envelope::from_bytes(payload).map_err(|e| match e {
             EnvelopeError::Version(_) => (Rejection::Version, e.to_string()),
             _ => (Rejection::Malformed, e.to_string()),
@@ -358,6 +547,8 @@ impl Node {
             .and_then(|cert| Ok((cert, envelope.signature_bytes()?)));
         let (certificate, signature) =
             decoded.map_err(|e| (Rejection::Signature, e.to_string()))?;
+        // Who it claims to be, until the chain says so.
+        *signer_name = muster_pki::certificate_name(&certificate).unwrap_or_default();
         let signer = self
             .authority
             .verify_signature(
@@ -380,17 +571,44 @@ impl Node {
             ));
         }
         let caller = signer.name;
+        signer_name.clone_from(&caller);
         let mut request = envelope.request().map_err(|e| match e {
             EnvelopeError::Version(_) => (Rejection::Version, e.to_string()),
             _ => (Rejection::Malformed, e.to_string()),
         })?;
         let claimed = std::mem::replace(&mut request.caller, caller.clone());
-        // It becomes one token of the reply subject.
-        if !subject::is_valid_name(&request.id) || request.id.contains('.') {
+        // One fixed shape: it becomes a subject token and a replay-store key.
+        if !muster_protocol::is_valid_id(&request.id) {
             return Err((
                 Rejection::Malformed,
-                format!("request id {:?} cannot be a subject token", request.id),
+                format!(
+                    "request id {:?} is not 32 hex digits",
+                    request.id.chars().take(40).collect::<String>()
+                ),
             ));
+        }
+        if let Some(targets) = &request.targets {
+            if targets.len() > muster_protocol::MAX_TARGETS {
+                return Err((
+                    Rejection::Malformed,
+                    format!(
+                        "request names {} targets, more than {}",
+                        targets.len(),
+                        muster_protocol::MAX_TARGETS
+                    ),
+                ));
+            }
+            if !targets.contains(&self.identity) {
+                return Err((
+                    Rejection::Misaddressed,
+                    format!(
+                        "request {} from {caller} is addressed to {} other node(s), not to {}",
+                        request.id,
+                        targets.len(),
+                        self.identity
+                    ),
+                ));
+            }
         }
         if !self.collectives.contains(&request.collective) {
             return Err((
@@ -428,14 +646,38 @@ impl Node {
                 ),
             ));
         }
-        let mut replay = self.replay.lock().unwrap_or_else(|p| p.into_inner());
-        if !replay.first_sighting(&request.id, request.expires_at(), now) {
+        if request.time < self.started_ms {
             return Err((
                 Rejection::Replay,
-                format!("request id {} from {caller} was already seen", request.id),
+                format!(
+                    "request {} from {caller} was made {} ms before this node started; \
+                     it may have run before the restart (or the caller's clock is behind)",
+                    request.id,
+                    self.started_ms - request.time
+                ),
             ));
         }
-        Ok((request, claimed))
+        let mut replay = self.replay.lock().unwrap_or_else(|p| p.into_inner());
+        match replay.first_sighting(&request.id, request.expires_at(), now) {
+            Ok(()) => Ok((request, claimed)),
+            Err(Refusal::Seen) => Err((
+                Rejection::Replay,
+                format!("request id {} from {caller} was already seen", request.id),
+            )),
+            Err(Refusal::Full) => Err((
+                Rejection::Busy,
+                format!(
+                    "refused request {} from {caller}: {} requests are in the replay window \
+                     (plugin.security.replay_cache_size)",
+                    request.id,
+                    replay.capacity()
+                ),
+            )),
+            Err(Refusal::Malformed) => Err((
+                Rejection::Malformed,
+                format!("request id {:?} is not 32 hex digits", request.id),
+            )),
+        }
     }
 }
 

@@ -2,19 +2,29 @@
 //! actionpolicy file format.
 //!
 //! A node looks for `<dir>/<agent>.policy` (`plugin.actionpolicy.dir`).
-//! Lines are `policy default allow|deny` and rules
+//! Lines are `policy default allow|deny` (at most once) and rules
 //!
 //! ```text
-//! allow|deny  <callers>  <actions>  <facts>  <classes>
-//! allow|deny  <callers>  <actions>  <expression>
+//! allow|deny <TAB> <callers> <TAB> <actions> <TAB> <facts> <TAB> <classes>
+//! allow|deny <TAB> <callers> <TAB> <actions> <TAB> <expression>
 //! ```
+//!
+//! Fields are separated by tabs (a run of tabs is one separator), words
+//! within a field by blanks; a line without tabs is split on blanks, one
+//! word a field. Parsing is strict, because a rule misread is a rule
+//! silently not applied: the first field is exactly `allow` or `deny`
+//! (`deny alice<TAB>stop<TAB>*<TAB>*`, a space where a tab belongs, is an
+//! error, not a rule against a caller named `stop`), a rule has 4 or 5
+//! non-blank fields, `*` stands alone, and comments (`#`) have lines of
+//! their own. Lines end with `\n` or `\r\n`.
 //!
 //! The first rule whose fields all hold decides; when none does, the
 //! policy default does (deny when the file does not say). Callers are
 //! matched against the name of the certificate that signed the request,
-//! never against the caller the request claims to be. A file that does
-//! not parse denies every request to its agent (fail closed) until it is
-//! fixed; files are re-read when they change ([`Watched`]).
+//! never against the caller the request claims to be. A file with a line
+//! that does not parse denies every request to its agent (fail closed)
+//! until it is fixed, and the error (file and line) is logged when the
+//! file is read: at start-up and after every change ([`Watched`]).
 //!
 //! ```
 //! use muster_server::policy::Policy;
@@ -26,6 +36,8 @@
 //! assert_eq!(policy.rules(), 1);
 //! let err = Policy::parse("allow alice", "x.policy").unwrap_err();
 //! assert_eq!(err.line, 1);
+//! let err = Policy::parse("policy default allow\ndeny alice\tstop\t*\t*", "x.policy");
+//! assert_eq!(err.unwrap_err().line, 2);
 //! ```
 
 use std::collections::HashMap;
@@ -156,19 +168,38 @@ impl Decision {
 
 impl Policy {
     /// Parses a policy file's text; `file` names it in errors.
+    ///
+    /// Lines end with `\n` or `\r\n`. A line whose first non-blank
+    /// character is `#` is a comment; blank lines are ignored. Every other
+    /// line is `policy default allow|deny` (at most once) or a rule, and
+    /// must parse completely: the first line that does not is the error,
+    /// and the caller denies everything the file governs.
     pub fn parse(text: &str, file: &str) -> Result<Policy, PolicyError> {
-        let mut default_allow = None;
+        // (the verdict, the line that gave it)
+        let mut default: Option<(bool, usize)> = None;
         let mut rules = Vec::new();
-        for (index, raw) in text.lines().enumerate() {
+        for (index, raw) in text.split('\n').enumerate() {
             let line = index + 1;
             let error = |message: String| PolicyError {
                 file: file.to_string(),
                 line,
                 message,
             };
+            let raw = raw.strip_suffix('\r').unwrap_or(raw);
+            if raw.contains('\r') {
+                return Err(error(
+                    "a carriage return (\\r) inside a line: lines end with \\n or \\r\\n".into(),
+                ));
+            }
             let trimmed = raw.trim();
             if trimmed.is_empty() || trimmed.starts_with('#') {
                 continue;
+            }
+            if trimmed.contains('#') {
+                return Err(error(format!(
+                    "`#` after the start of a line: comments must be on their own line \
+                     (a regular expression can write `#` as \\x23); found {trimmed:?}"
+                )));
             }
             let first = trimmed.split_whitespace().next().unwrap_or("");
             match first {
@@ -183,22 +214,26 @@ impl Policy {
                             )))
                         }
                     };
-                    if default_allow.is_some() {
-                        return Err(error("a second `policy default` line".into()));
+                    if let Some((_, earlier)) = default {
+                        return Err(error(format!(
+                            "a second `policy default` line (line {earlier} has the first): \
+                             a file has at most one"
+                        )));
                     }
-                    default_allow = Some(allow);
+                    default = Some((allow, line));
                 }
                 "allow" | "deny" => rules.push(parse_rule(trimmed, line).map_err(error)?),
                 _ => {
                     return Err(error(format!(
-                        "expected `policy default allow|deny` or an `allow`/`deny` rule, found {first:?}"
+                        "expected `policy default allow|deny` or a rule starting with `allow` \
+                         or `deny`, found {first:?}"
                     )))
                 }
             }
         }
         Ok(Policy {
             file: file.to_string(),
-            default_allow: default_allow.unwrap_or(false),
+            default_allow: default.is_some_and(|(allow, _)| allow),
             rules,
         })
     }
@@ -265,96 +300,140 @@ impl Condition {
     }
 }
 
-/// Splits a rule into fields: on tabs when the line has any (MCollective's
-/// format, where a field may hold several space-separated words), else on
-/// blanks, when every field is one word.
+/// Splits a rule into its fields and parses them.
+///
+/// A line with a tab is MCollective's format: fields are separated by
+/// tabs — a run of tabs is one separator (MCollective's `\t+`), so columns
+/// may be aligned — blanks around a field are ignored, and within a field
+/// several words are separated by blanks. The first field must be exactly
+/// `allow` or `deny` (`deny alice<TAB>stop…` is an error, not a rule
+/// against a caller named `stop`), and no field may be blank. A line
+/// without tabs is split on blanks, so each of its fields is one word.
 fn parse_rule(line: &str, number: usize) -> Result<Rule, String> {
-    let fields: Vec<&str> = if line.contains('\t') {
-        line.split('\t')
-            .map(str::trim)
-            .filter(|f| !f.is_empty())
-            .collect()
+    let tabbed = line.contains('\t');
+    let fields: Vec<&str> = if tabbed {
+        let mut fields = Vec::new();
+        for piece in line.split('\t').filter(|piece| !piece.is_empty()) {
+            let field = piece.trim();
+            if field.is_empty() {
+                return Err(format!(
+                    "field {} is empty (only blanks between two tabs); write `*` for \"any\"",
+                    fields.len() + 1
+                ));
+            }
+            fields.push(field);
+        }
+        fields
     } else {
         line.split_whitespace().collect()
     };
+    let allow = match fields[0] {
+        "allow" => true,
+        "deny" => false,
+        other => {
+            let hint = if other.contains(char::is_whitespace) {
+                ": fields are separated by tabs; is there a space where a tab belongs?"
+            } else {
+                ""
+            };
+            return Err(format!(
+                "the first field must be exactly `allow` or `deny`, found {other:?}{hint}"
+            ));
+        }
+    };
     if !(4..=5).contains(&fields.len()) {
-        let hint = if line.contains('\t') {
+        let hint = if tabbed {
             ""
         } else {
             "; separate fields with tabs when a field lists several words"
         };
+        let found: Vec<String> = fields.iter().map(|f| format!("{f:?}")).collect();
         return Err(format!(
             "a rule is `allow|deny <callers> <actions> <facts> <classes>` or \
-             `allow|deny <callers> <actions> <expression>`; found {} fields{hint}",
-            fields.len()
+             `allow|deny <callers> <actions> <expression>`; found {} fields ({}){hint}",
+            fields.len(),
+            found.join(", ")
         ));
     }
+    let callers = words(fields[1], "callers")?.map(|w| w.into_iter().map(String::from).collect());
+    let actions = words(fields[2], "actions")?.map(|w| w.into_iter().map(String::from).collect());
     let condition = if fields.len() == 5 {
-        let facts = if fields[3] == "*" {
-            Vec::new()
-        } else {
-            if is_compound(fields[3]) {
+        let facts = match words(fields[3], "facts")? {
+            None => Vec::new(),
+            Some(_) if is_compound(fields[3]) => {
                 return Err(format!(
                     "facts {:?}: a compound expression goes in the 4-field form \
                      `allow|deny <callers> <actions> <expression>`",
                     fields[3]
-                ));
+                ))
             }
-            fields[3]
-                .split_whitespace()
+            Some(facts) => facts
+                .into_iter()
                 .map(|f| FactFilter::parse(f).map_err(|e| format!("fact {f:?}: {e}")))
-                .collect::<Result<_, _>>()?
+                .collect::<Result<_, _>>()?,
         };
-        let classes = if fields[4] == "*" {
-            Vec::new()
-        } else {
-            fields[4]
-                .split_whitespace()
+        let classes = match words(fields[4], "classes")? {
+            None => Vec::new(),
+            Some(classes) => classes
+                .into_iter()
                 .map(|c| Pattern::parse(c).map_err(|e| format!("class {c:?}: {e}")))
-                .collect::<Result<_, _>>()?
+                .collect::<Result<_, _>>()?,
         };
         if facts.is_empty() && classes.is_empty() {
             Condition::Always
         } else {
             Condition::All { facts, classes }
         }
-    } else if fields[3] == "*" {
-        Condition::Always
-    } else if is_compound(fields[3]) {
-        Condition::Compound(
-            Compound::parse(fields[3]).map_err(|e| format!("expression {:?}: {e}", fields[3]))?,
-        )
     } else {
-        // Words without an operator: facts (with one) and classes, all of
-        // which must hold, as an `-S` expression joined by `and` would.
-        let mut facts = Vec::new();
-        let mut classes = Vec::new();
-        for word in fields[3].split_whitespace() {
-            if word.contains(['=', '<', '>']) {
-                facts.push(FactFilter::parse(word).map_err(|e| format!("fact {word:?}: {e}"))?);
-            } else {
-                classes.push(Pattern::parse(word).map_err(|e| format!("class {word:?}: {e}"))?);
+        match words(fields[3], "condition")? {
+            None => Condition::Always,
+            Some(_) if is_compound(fields[3]) => Condition::Compound(
+                Compound::parse(fields[3])
+                    .map_err(|e| format!("expression {:?}: {e}", fields[3]))?,
+            ),
+            Some(words) => {
+                // Words without an operator: facts (with one) and classes,
+                // all of which must hold, as an `-S` expression joined by
+                // `and` would.
+                let mut facts = Vec::new();
+                let mut classes = Vec::new();
+                for word in words {
+                    if word.contains(['=', '<', '>']) {
+                        facts.push(
+                            FactFilter::parse(word).map_err(|e| format!("fact {word:?}: {e}"))?,
+                        );
+                    } else {
+                        classes.push(
+                            Pattern::parse(word).map_err(|e| format!("class {word:?}: {e}"))?,
+                        );
+                    }
+                }
+                Condition::All { facts, classes }
             }
         }
-        Condition::All { facts, classes }
     };
     Ok(Rule {
         line: number,
-        allow: fields[0] == "allow",
-        callers: list(fields[1], "callers")?,
-        actions: list(fields[2], "actions")?,
+        allow,
+        callers,
+        actions,
         condition,
     })
 }
 
-/// `*`, or space-separated words.
-fn list(field: &str, what: &str) -> Result<Option<Vec<String>>, String> {
+/// `*` (`None`), or the field's blank-separated words. `*` stands alone:
+/// `* *` or `role=web *` is a field separator typed as a space, not a
+/// list, and would otherwise make a class or caller of `*`.
+fn words<'a>(field: &'a str, what: &str) -> Result<Option<Vec<&'a str>>, String> {
     if field == "*" {
         return Ok(None);
     }
-    let words: Vec<String> = field.split_whitespace().map(str::to_string).collect();
-    if words.iter().any(|w| w == "*") {
-        return Err(format!("{what} {field:?}: `*` stands alone, not in a list"));
+    let words: Vec<&str> = field.split_whitespace().collect();
+    if words.contains(&"*") {
+        return Err(format!(
+            "{what} {field:?}: `*` stands alone, not in a list \
+             (is there a space where a tab belongs?)"
+        ));
     }
     Ok(Some(words))
 }
@@ -521,17 +600,22 @@ mod tests {
 
     fn allowed(text: &str, caller: &str, action: &str) -> bool {
         Policy::parse(text, "t.policy")
-            .unwrap()
+            .unwrap_or_else(|e| panic!("{text:?}: {e}"))
             .decide(caller, action, &View)
             .allowed
     }
 
+    /// Every form the parser accepted before it became strict is still
+    /// accepted, and means what it meant.
     #[test]
-    fn rules_in_both_separator_styles() {
+    fn every_accepted_form_is_still_accepted() {
         let cases = [
+            // MCollective's tab-separated forms, and the one-word-a-field
+            // blank-separated ones.
             ("allow\talice\t*\t*\t*", "alice", "x", true),
             ("allow alice * * *", "alice", "x", true),
             ("allow alice * * *", "bob", "x", false),
+            ("allow alice * *", "alice", "x", true),
             (
                 "allow\tcert=alice uid=bob\tstatus\t*\t*",
                 "bob",
@@ -539,13 +623,29 @@ mod tests {
                 true,
             ),
             ("allow\talice\tstatus stop\t*\t*", "alice", "start", false),
+            ("allow\talice\tstatus   stop\t*\t*", "alice", "stop", true),
             ("allow\t*\t*\trole=web cores>=4\trole::web", "x", "y", true),
             ("allow\t*\t*\trole=db\t*", "x", "y", false),
             ("allow\t*\t*\t*\tbase nosuch", "x", "y", false),
+            ("allow\t*\t*\t*\trole::*", "x", "y", true),
+            ("allow\t*\t*\t*\t/^role::/", "x", "y", true),
             ("allow\t*\t*\trole=web and not cores<2", "x", "y", true),
             ("allow\t*\t*\t(role=db or base)", "x", "y", true),
+            ("allow\t*\t*\t!nosuch && role=web", "x", "y", true),
             ("allow * * role=/^w/", "x", "y", true),
             ("allow\t*\t*\trole=web role::web", "x", "y", true),
+            ("allow\t*\t*\t*", "x", "y", true),
+            // A run of tabs is one separator (MCollective's `\t+`), so
+            // columns may be aligned; blanks around a field do not count.
+            ("allow\t\talice\t\t\t*\t*\t\t*", "alice", "x", true),
+            ("allow \t alice \t * \t * \t *", "alice", "x", true),
+            ("allow\t\t*\t\tstop\t\t*", "a", "stop", true),
+            // Leading and trailing blanks, trailing tabs.
+            ("  allow\talice\t*\t*\t*", "alice", "x", true),
+            ("allow\talice\t*\t*\t*\t\t", "alice", "x", true),
+            ("allow\talice\t*\t*\t*   ", "alice", "x", true),
+            ("\tallow\talice\t*\t*", "alice", "x", true),
+            // `policy default`: anywhere, blanks or tabs between words.
             (
                 "policy default allow\ndeny\talice\t*\t*\t*",
                 "alice",
@@ -558,9 +658,53 @@ mod tests {
                 "y",
                 true,
             ),
+            (
+                "deny\talice\t*\t*\t*\npolicy default allow",
+                "bob",
+                "y",
+                true,
+            ),
+            ("policy\tdefault   allow", "bob", "y", true),
+            ("  policy default deny  ", "bob", "y", false),
+            // The first matching rule decides.
             ("deny * stop * *\nallow * * * *", "a", "stop", false),
             ("allow * * * *\ndeny * stop * *", "a", "stop", true),
+            // Comments and blank lines, indented or not; no rules at all.
             ("# nothing\n\n", "a", "b", false),
+            (
+                "  # indented\n\t# tabbed\n \t \nallow * * * *",
+                "a",
+                "b",
+                true,
+            ),
+            ("#allow * * * *", "a", "b", false),
+            ("", "a", "b", false),
+            // Line ends: `\n`, `\r\n`, none at the end, `\r` at the end.
+            (
+                "policy default deny\r\nallow\talice\t*\t*\t*\r\n",
+                "alice",
+                "x",
+                true,
+            ),
+            (
+                "policy default allow\r\ndeny\t*\tstop\t*\t*",
+                "a",
+                "stop",
+                false,
+            ),
+            (
+                "policy default allow\r\ndeny\t*\tstop\t*\t*\r",
+                "a",
+                "stop",
+                false,
+            ),
+            (
+                "policy default allow\r\ndeny\t*\tstop\t*\t*\r",
+                "a",
+                "go",
+                true,
+            ),
+            ("# windows\r\n\r\nallow * * * *\r\n", "a", "b", true),
         ];
         for (text, caller, action, expected) in cases {
             assert_eq!(
@@ -571,24 +715,185 @@ mod tests {
         }
     }
 
+    /// A CRLF file is the same policy as its LF twin, line for line.
+    #[test]
+    fn crlf_line_ends_are_line_ends() {
+        let lf = "# ops\npolicy default deny\n\nallow\talice bob\tstatus\t*\t*\n\
+                  deny\t*\tstop\trole=web\t*\nallow\tcarol\t*\trole=web and base\n";
+        let crlf = lf.replace('\n', "\r\n");
+        let (lf, crlf) = (
+            Policy::parse(lf, "t.policy").unwrap(),
+            Policy::parse(&crlf, "t.policy").unwrap(),
+        );
+        assert_eq!(crlf.rules(), 3);
+        for (caller, action) in [
+            ("alice", "status"),
+            ("bob", "stop"),
+            ("carol", "stop"),
+            ("carol", "start"),
+            ("dave", "status"),
+        ] {
+            assert_eq!(
+                lf.decide(caller, action, &View),
+                crlf.decide(caller, action, &View),
+                "{caller} {action}"
+            );
+        }
+        // Line numbers in errors count CRLF lines too.
+        let err = Policy::parse("# a\r\n\r\ndeny alice\tstop\t*\t*\r\n", "t.policy").unwrap_err();
+        assert_eq!(err.line, 3, "{err}");
+    }
+
+    /// The attack: with `policy default allow`, a space instead of the
+    /// first tab (`deny alice<TAB>stop<TAB>*<TAB>*`) used to be read as
+    /// "deny the caller named `stop`", so alice's `stop` was allowed.
+    #[test]
+    fn a_space_where_the_first_tab_belongs_is_an_error_not_a_rule() {
+        let text = "# no stopping for alice\npolicy default allow\ndeny alice\tstop\t*\t*\n";
+        let err = Policy::parse(text, "service.policy").unwrap_err();
+        assert_eq!(err.line, 3, "{err}");
+        assert_eq!(
+            err.to_string(),
+            "service.policy:3: the first field must be exactly `allow` or `deny`, found \
+             \"deny alice\": fields are separated by tabs; is there a space where a tab belongs?"
+        );
+        // The same with five fields, with `allow`, and with other blanks.
+        for text in [
+            "deny alice\tstop\t*\t*\t*",
+            "allow alice\tstop\t*\t*",
+            "deny  alice\tstop\t*\t*",
+            "deny\u{a0}alice\tstop\t*\t*",
+            "deny alice bob\tstop\t*\t*",
+        ] {
+            let err = Policy::parse(text, "x.policy").unwrap_err();
+            assert!(
+                err.message.contains("exactly `allow` or `deny`"),
+                "{text:?}: {err}"
+            );
+        }
+    }
+
     #[test]
     fn mistakes_name_their_line() {
         let cases = [
             ("policy default maybe", 1, "policy default allow"),
-            ("\npolicy default deny\npolicy default allow", 3, "second"),
+            ("policy default", 1, "found \"policy default\""),
+            ("policy default allow deny", 1, "policy default deny"),
+            ("policy allow", 1, "policy default allow"),
+            (
+                "\npolicy default deny\npolicy default allow",
+                3,
+                "a second `policy default` line (line 2 has the first)",
+            ),
+            (
+                "policy default deny\npolicy default deny",
+                2,
+                "a second `policy default` line",
+            ),
             ("permit alice * * *", 1, "found \"permit\""),
+            ("alow\talice\t*\t*\t*", 1, "found \"alow\""),
+            ("Allow\talice\t*\t*\t*", 1, "found \"Allow\""),
+            ("allowed\talice\t*\t*\t*", 1, "found \"allowed\""),
+            // Field counts: 3 and 6, with tabs or blanks.
             ("allow alice *", 1, "found 3 fields"),
+            (
+                "allow\talice\t*",
+                1,
+                "found 3 fields (\"allow\", \"alice\", \"*\")",
+            ),
+            ("deny\talice stop\t*", 1, "found 3 fields"),
+            ("allow\talice\t*\t*\t*\t*", 1, "found 6 fields"),
+            ("allow alice * * * *", 1, "found 6 fields"),
             ("allow alice bob * * * *", 1, "tabs"),
+            ("allow\talice", 1, "found 2 fields"),
+            // Empty fields: blanks between two tabs.
+            ("allow\talice\t \t*\t*", 1, "field 3 is empty"),
+            ("allow\t  \talice\t*\t*\t*", 1, "field 2 is empty"),
+            // Comments after a rule, glued or not.
+            (
+                "allow\talice\t*\t*\t* # ops only",
+                1,
+                "comments must be on their own line",
+            ),
+            (
+                "deny\talice\tstop\t*\t*#no",
+                1,
+                "comments must be on their own line",
+            ),
+            (
+                "deny\talice\tstop\t* # no stop",
+                1,
+                "comments must be on their own line",
+            ),
+            (
+                "deny alice stop * * # no",
+                1,
+                "comments must be on their own line",
+            ),
+            (
+                "policy default deny # strict",
+                1,
+                "comments must be on their own line",
+            ),
+            (
+                "allow\talice\t*\trole=a#b\t*",
+                1,
+                "comments must be on their own line",
+            ),
+            // `*` in a list: a tab typed as a space.
+            ("allow\talice *\t*\t*\t*", 1, "stands alone"),
+            (
+                "deny\talice\tstop *\t*\t*",
+                1,
+                "actions \"stop *\": `*` stands alone",
+            ),
+            (
+                "deny\talice\tstop\t* *",
+                1,
+                "condition \"* *\": `*` stands alone",
+            ),
+            ("deny\talice\tstop\trole=web *", 1, "stands alone"),
+            (
+                "deny\talice\tstop\t* role=web\t*",
+                1,
+                "facts \"* role=web\": `*`",
+            ),
+            ("deny\talice\tstop\t*\tbase *", 1, "classes \"base *\": `*`"),
+            // A stray carriage return.
+            ("allow\talice\r\t*\t*\t*", 1, "carriage return"),
+            (
+                "policy default allow\rdeny\t*\t*\t*\t*",
+                1,
+                "carriage return",
+            ),
+            // Bad conditions.
             ("allow\talice\t*\trole=web and x\t*", 1, "4-field form"),
             ("allow\talice\t*\t(role=web", 1, "expression"),
-            ("allow\talice *\t*\t*\t*", 1, "stands alone"),
             ("#\nallow\t*\t*\t=web\t*", 2, "fact"),
+            ("allow\t*\t*\t*\t/(/", 1, "class"),
         ];
         for (text, line, message) in cases {
             let err = Policy::parse(text, "x.policy").unwrap_err();
             assert_eq!(err.line, line, "{text:?}: {err}");
             assert!(err.message.contains(message), "{text:?}: {err}");
             assert!(err.to_string().starts_with(&format!("x.policy:{line}: ")));
+        }
+    }
+
+    /// One bad line anywhere: the file does not parse (the caller then
+    /// denies everything for the agent), however good the other lines.
+    #[test]
+    fn one_bad_line_spoils_the_file() {
+        let good = "policy default deny\nallow\talice\t*\t*\t*\n";
+        assert!(Policy::parse(good, "t.policy").is_ok());
+        for (bad, line) in [
+            ("deny alice\tstop\t*\t*\n", 3),
+            ("allow\tbob\t*\t*\t* # bob too\n", 3),
+        ] {
+            let err = Policy::parse(&format!("{good}{bad}"), "t.policy").unwrap_err();
+            assert_eq!(err.line, line, "{err}");
+            let err = Policy::parse(&format!("{bad}{good}"), "t.policy").unwrap_err();
+            assert_eq!(err.line, 1, "{err}");
         }
     }
 

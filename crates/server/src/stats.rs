@@ -8,7 +8,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use serde_json::{json, Value};
 
 /// Why a request was refused without a reply.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Rejection {
     /// Not an envelope, or not a request inside.
     Malformed,
@@ -26,6 +26,13 @@ pub enum Rejection {
     Replay,
     /// For a collective this node is not in.
     Collective,
+    /// A directed request for other nodes, or moved between directed and
+    /// broadcast subjects.
+    Misaddressed,
+    /// More than the node takes at once (replay window, queue, in flight).
+    Busy,
+    /// Denied by the action policy, and its filter needed data plugins: no reply.
+    Denied,
 }
 
 impl Rejection {
@@ -39,6 +46,9 @@ impl Rejection {
             Rejection::TtlTooLong => "ttl_too_long",
             Rejection::Replay => "replay",
             Rejection::Collective => "collective",
+            Rejection::Misaddressed => "misaddressed",
+            Rejection::Busy => "busy",
+            Rejection::Denied => "denied",
         }
     }
 }

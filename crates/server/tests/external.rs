@@ -349,7 +349,7 @@ async fn request_arrives_on_stdin_in_a_clean_environment() {
     // The request claims a caller; the agent sees the certificate's name.
     let mut request = Request::new("laptop-7", "user=alice", "storage", "inspect", "look")
         .with_data(Map::from_iter([("text".to_string(), json!("hi"))]));
-    request.id = "req-inspect-1".to_string();
+    request.id = "0123456789abcdef0123456789abcdef".to_string();
     let reply = f.request(request).await;
     assert_eq!(reply.statuscode, StatusCode::Ok, "{reply:?}");
     let data = data(&reply);
@@ -361,7 +361,7 @@ async fn request_arrives_on_stdin_in_a_clean_environment() {
             "action": "look",
             "data": {"text": "hi"},
             "caller": "alice.mcollective",
-            "request_id": "req-inspect-1",
+            "request_id": "0123456789abcdef0123456789abcdef",
             "sender": "laptop-7",
             "collective": "storage",
         })
@@ -369,7 +369,7 @@ async fn request_arrives_on_stdin_in_a_clean_environment() {
     let env = data["env"].as_object().expect("env");
     assert_eq!(env["MUSTER_AGENT"], "inspect");
     assert_eq!(env["MUSTER_ACTION"], "look");
-    assert_eq!(env["MUSTER_REQUEST_ID"], "req-inspect-1");
+    assert_eq!(env["MUSTER_REQUEST_ID"], "0123456789abcdef0123456789abcdef");
     assert!(env.contains_key("PATH"), "{env:?}");
     for hidden in ["HOME", "CARGO_MANIFEST_DIR", "CARGO_PKG_NAME"] {
         assert!(!env.contains_key(hidden), "{hidden} leaked: {env:?}");

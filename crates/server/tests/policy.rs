@@ -2,13 +2,13 @@
 //! file, with real policy files in a real directory (DESIGN §6).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use muster_pki::{Authority, Credential};
 use muster_protocol::{Envelope, Request, StatusCode};
 use muster_server::node::Outcome;
-use muster_server::policy::DENIED;
+use muster_server::policy::{Policies, Settings, DENIED};
 use muster_server::watched::CHECK_INTERVAL;
 use muster_server::{Node, ServerConfig};
 use muster_testkit::{ask, TestPki};
@@ -68,9 +68,21 @@ impl Setup {
 /// The status `caller` gets for `rpcutil <action>`; a denial must carry
 /// MCollective's message.
 async fn status(node: &Node, caller: &Credential, action: &str) -> StatusCode {
-    let reply = ask(node, caller, "rpcutil", action, json!({})).await;
+    status_of(node, caller, "rpcutil", action, json!({})).await
+}
+
+/// The status `caller` gets for `agent <action>` with `inputs`; a status
+/// 1 must be the policy's denial, not the agent's own failure.
+async fn status_of(
+    node: &Node,
+    caller: &Credential,
+    agent: &str,
+    action: &str,
+    inputs: serde_json::Value,
+) -> StatusCode {
+    let reply = ask(node, caller, agent, action, inputs).await;
     if reply.statuscode == StatusCode::Aborted {
-        assert_eq!(reply.statusmsg, DENIED);
+        assert_eq!(reply.statusmsg, DENIED, "{agent} {action}: {reply:?}");
     }
     reply.statuscode
 }
@@ -235,6 +247,18 @@ async fn an_unparseable_file_denies_everything_for_its_agent() {
         "allow alice.mcollective",
         "policy default allow\nallow\talice.mcollective\t*\t(role=web\n",
         "permit * * * *",
+        // Strict parsing: every one of these used to be read as some
+        // other rule (or, for the first, as a rule against a caller
+        // named `ping`), so the default let everything through.
+        "policy default allow\ndeny bob.mcollective\tping\t*\t*\n",
+        "policy default allow\ndeny\tbob.mcollective\tping\t*\t*  # bob: no ping\n",
+        "policy default allow\ndeny\tbob.mcollective\tping\n",
+        "policy default allow\ndeny\tbob.mcollective\tping\t*\t*\t*\n",
+        "policy default allow\nalow\talice.mcollective\t*\t*\t*\n",
+        "policy default allow\ndeny\tbob.mcollective\t \t*\t*\n",
+        "policy default allow\ndeny\tbob.mcollective\tping\t* *\n",
+        "policy default allow\npolicy default deny\n",
+        "policy default allow # for now\n",
     ] {
         s.write_policy("rpcutil", broken);
         let node = s.node("").unwrap();
@@ -348,4 +372,223 @@ fn bad_settings_name_their_line() {
         .err()
         .unwrap();
     assert!(err.contains("must be a file name"), "{err}");
+}
+
+/// An init script for service `victim` of the sysv provider: running
+/// while `<dir>/running` exists; `stop` removes it and appends to
+/// `<dir>/stopped`, so a test can tell whether a stop really ran.
+fn install_victim(s: &Setup) -> String {
+    let dir = s.dir.path();
+    let initd = dir.join("init.d");
+    std::fs::create_dir_all(&initd).unwrap();
+    let script = format!(
+        "#!/bin/sh\ncase \"$1\" in\n\
+         status) [ -f '{d}/running' ] && exit 0; exit 3 ;;\n\
+         start) touch '{d}/running'; echo started ;;\n\
+         stop) rm -f '{d}/running'; echo stopped >> '{d}/stopped'; echo stopped ;;\n\
+         *) exit 2 ;;\nesac\n",
+        d = dir.display()
+    );
+    let path = initd.join("victim");
+    std::fs::write(&path, script).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(dir.join("running"), "").unwrap();
+    format!(
+        "plugin.service.provider = sysv\nplugin.service.initd = {}",
+        initd.display()
+    )
+}
+
+/// Every event logged while it is the thread's subscriber, as
+/// `LEVEL field=value…`.
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<String>>>);
+
+impl Logs {
+    fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+impl tracing::Subscriber for Logs {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        struct Text(String);
+        impl tracing::field::Visit for Text {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                self.0.push_str(&format!(" {}={value:?}", field.name()));
+            }
+        }
+        let mut text = Text(event.metadata().level().to_string());
+        event.record(&mut text);
+        self.0.lock().unwrap().push(text.0);
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// The attack strict parsing stops. With `policy default allow`, the rule
+/// `deny alice.mcollective<SPACE>…` — a space where the first tab belongs
+/// — was read as "deny the caller named `stop`", so alice's `service stop`
+/// ran. Now the line is an error: the whole file denies, alice's stop is
+/// refused and so is everything else for the service agent, and the
+/// error names the file and the line.
+#[tokio::test]
+async fn a_space_for_a_tab_denies_the_whole_agent_instead_of_failing_open() {
+    let s = Setup::new();
+    let service = install_victim(&s);
+    let victim = || json!({"service": "victim"});
+    let stopped = s.dir.path().join("stopped");
+    s.write_policy(
+        "service",
+        "# alice may not stop services\npolicy default allow\n\
+         deny alice.mcollective\tstop\t*\t*\n",
+    );
+    let logs = Logs::default();
+    let node = {
+        let _logs = tracing::subscriber::set_default(logs.clone());
+        s.node(&service).unwrap()
+    };
+    let file = s.policies().join("service.policy");
+    let at = format!("{}:3: ", file.display());
+
+    // Reported at start-up, at error, with the file and line.
+    let startup = logs.take();
+    assert!(
+        startup.iter().any(|l| l.starts_with("ERROR")
+            && l.contains(&at)
+            && l.contains("\"deny alice.mcollective\"")),
+        "{startup:#?}"
+    );
+
+    for (who, action) in [
+        (&s.alice, "stop"),
+        (&s.alice, "status"),
+        (&s.bob, "stop"),
+        (&s.bob, "status"),
+    ] {
+        let got = status_of(&node, who, "service", action, victim()).await;
+        assert_eq!(got, DENY, "{action}");
+    }
+    assert!(
+        !stopped.exists(),
+        "a denied stop must not run the init script"
+    );
+    // Other agents keep their own policies (rpcutil has none: allowed).
+    assert_eq!(status(&node, &s.alice, "ping").await, OK);
+
+    // The reason a denial carries (and the node logs) is the parse error.
+    let policies = Policies::new(
+        Settings {
+            dir: s.policies(),
+            default_policy: None,
+            allow_unconfigured: true,
+        },
+        ["service"],
+    );
+    let decision = policies.check("service", "alice.mcollective", "stop", &node);
+    assert!(!decision.allowed);
+    assert!(decision.reason.starts_with(&at), "{decision:?}");
+    assert!(
+        decision.reason.contains("exactly `allow` or `deny`"),
+        "{decision:?}"
+    );
+
+    // With the tab where it belongs, the rule is what its author meant.
+    s.write_policy(
+        "service",
+        "# alice may not stop services\npolicy default allow\n\
+         deny\talice.mcollective\tstop\t*\t*\n",
+    );
+    let node = s.node(&service).unwrap();
+    assert_eq!(
+        status_of(&node, &s.alice, "service", "stop", victim()).await,
+        DENY
+    );
+    assert!(!stopped.exists());
+    assert_eq!(
+        status_of(&node, &s.alice, "service", "status", victim()).await,
+        OK
+    );
+    assert_eq!(
+        status_of(&node, &s.bob, "service", "stop", victim()).await,
+        OK
+    );
+    assert!(stopped.exists(), "bob's stop ran");
+}
+
+/// A file edited on Windows: `\r\n` line ends are line ends.
+#[tokio::test]
+async fn crlf_policy_files_work() {
+    let s = Setup::new();
+    s.write_policy(
+        "rpcutil",
+        "# from notepad\r\npolicy default deny\r\n\r\nallow\talice.mcollective\tping\t*\t*\r\n",
+    );
+    let node = s.node("").unwrap();
+    assert_eq!(status(&node, &s.alice, "ping").await, OK);
+    assert_eq!(status(&node, &s.alice, "inventory").await, DENY);
+    assert_eq!(status(&node, &s.bob, "ping").await, DENY);
+}
+
+/// A file that becomes broken under a running node denies everything
+/// from the next check on (the last good version is not kept), is
+/// reported when re-read, and allows again once fixed.
+#[tokio::test]
+async fn a_file_broken_and_fixed_while_the_node_runs() {
+    let s = Setup::new();
+    let good = "policy default allow\ndeny\tbob.mcollective\tinventory\t*\t*\n";
+    s.write_policy("rpcutil", good);
+    let logs = Logs::default();
+    let _logs = tracing::subscriber::set_default(logs.clone());
+    let node = s.node("").unwrap();
+    assert_eq!(status(&node, &s.alice, "ping").await, OK);
+    assert_eq!(status(&node, &s.bob, "ping").await, OK);
+    assert_eq!(status(&node, &s.bob, "inventory").await, DENY);
+    assert!(
+        !logs.take().iter().any(|l| l.starts_with("ERROR")),
+        "a good file logs no error"
+    );
+
+    // Broken: a comment after the rule (the file grows, so the watch sees
+    // the change whatever the clock's resolution).
+    s.write_policy(
+        "rpcutil",
+        "policy default allow\ndeny\tbob.mcollective\tinventory\t*\t*   # bob: no inventory\n",
+    );
+    wait_for_next_check();
+    assert_eq!(status(&node, &s.alice, "ping").await, DENY);
+    assert_eq!(status(&node, &s.bob, "ping").await, DENY);
+    let file = s.policies().join("rpcutil.policy");
+    let reread = logs.take();
+    let errors: Vec<&String> = reread.iter().filter(|l| l.starts_with("ERROR")).collect();
+    assert_eq!(errors.len(), 1, "logged once per change: {reread:#?}");
+    assert!(
+        errors[0].contains(&format!("{}:2: ", file.display()))
+            && errors[0].contains("comments must be on their own line"),
+        "{reread:#?}"
+    );
+    // Every denial's warning names the line too.
+    assert!(
+        reread
+            .iter()
+            .any(|l| l.starts_with("WARN") && l.contains(&format!("{}:2: ", file.display()))),
+        "{reread:#?}"
+    );
+
+    // Fixed: the comment on a line of its own.
+    s.write_policy("rpcutil", &format!("# bob: no inventory\n{good}"));
+    wait_for_next_check();
+    assert_eq!(status(&node, &s.alice, "ping").await, OK);
+    assert_eq!(status(&node, &s.bob, "ping").await, OK);
+    assert_eq!(status(&node, &s.bob, "inventory").await, DENY);
+    assert!(!logs.take().iter().any(|l| l.starts_with("ERROR")));
 }

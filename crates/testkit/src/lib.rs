@@ -502,6 +502,7 @@ pub struct NodeSetup<'a> {
 /// A running `mco server` process, killed when dropped.
 pub struct ServerProcess {
     child: Child,
+    mco: PathBuf,
     pub dir: tempfile::TempDir,
 }
 
@@ -536,21 +537,50 @@ impl ServerProcess {
             ),
         )
         .expect("server config");
-        let child = Command::new(mco)
-            .arg("server")
-            .arg("--config")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("cannot start mco server");
-        ServerProcess { child, dir }
+        let child = spawn_server(mco, &config);
+        ServerProcess {
+            child,
+            mco: mco.to_path_buf(),
+            dir,
+        }
+    }
+
+    /// Kills the daemon and starts it again with the same config.
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = spawn_server(&self.mco, &self.dir.path().join("server.cfg"));
+    }
+
+    /// The daemon's resident memory, in KiB (from /proc).
+    pub fn rss_kb(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .ok()
+            .and_then(|status| {
+                status
+                    .lines()
+                    .find(|l| l.starts_with("VmRSS:"))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|kb| kb.parse().ok())
+            })
+            .unwrap_or(0)
     }
 
     /// The daemon's log so far, for assertions and failure messages.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }
+}
+
+fn spawn_server(mco: &Path, config: &Path) -> Child {
+    Command::new(mco)
+        .arg("server")
+        .arg("--config")
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("cannot start mco server")
 }
 
 impl Drop for ServerProcess {

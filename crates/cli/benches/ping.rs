@@ -363,7 +363,11 @@ fn trusting_fleet(
     nodes: usize,
 ) -> anyhow::Result<(Caller, Fleet)> {
     let caller = Caller::new("bench");
-    let mut spec = FleetSpec::new(vec![url.to_string()], nodes, caller.pki().authority());
+    let mut spec = FleetSpec::new(
+        vec![url.to_string()],
+        nodes,
+        caller.pki().identity("node.fleet"),
+    );
     spec.transport = mode.transport("node.fleet");
     let fleet = runtimes
         .fleet
@@ -387,7 +391,7 @@ fn ping_fleet(
             .context("loading the client config")?;
         let client = Client::connect_over(
             config,
-            caller.credential.clone(),
+            caller.pki().identity(&caller.name),
             &mode.transport(&caller.name),
             Duration::from_secs(5),
         )

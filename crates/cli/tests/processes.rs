@@ -187,7 +187,9 @@ impl Setup {
         let mut got = Vec::new();
         let deadline = tokio::time::Instant::now() + wait;
         while let Ok(Some(message)) = tokio::time::timeout_at(deadline, replies.next()).await {
-            if let Ok(reply) = serde_json::from_slice::<Reply>(&message.payload) {
+            if let Ok(reply) =
+                muster_protocol::SignedReply::from_bytes(&message.payload).and_then(|s| s.reply())
+            {
                 got.push(reply);
             }
         }
@@ -571,6 +573,8 @@ async fn a_node_cannot_answer_for_another(kind: BrokerKind) {
     // A rogue process with node2's certificate answers every broadcast as
     // node1 (on node1's subject, and on its own) and as a node that does not exist.
     let rogue = setup.connect_as("node2").await;
+    // Signed with node2's own certificate, as a compromised node2 could.
+    let node2 = setup.caller.pki().credential("node2");
     let mut requests = rogue
         .subscribe("mcollective.broadcast.agent.rpcutil")
         .await
@@ -598,7 +602,13 @@ async fn a_node_cannot_answer_for_another(kind: BrokerKind) {
                 );
                 let subject = subject::reply("mcollective", &token, &request.id, subject_identity);
                 let _ = rogue
-                    .publish(subject, serde_json::to_vec(&reply).unwrap().into())
+                    .publish(
+                        subject,
+                        muster_protocol::SignedReply::seal(&reply, &node2)
+                            .unwrap()
+                            .to_bytes()
+                            .into(),
+                    )
                     .await;
             }
             let _ = rogue.flush().await;

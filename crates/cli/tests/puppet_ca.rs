@@ -394,7 +394,9 @@ impl Fleet {
         let mut got = Vec::new();
         let deadline = tokio::time::Instant::now() + wait;
         while let Ok(Some(message)) = tokio::time::timeout_at(deadline, replies.next()).await {
-            if let Ok(reply) = serde_json::from_slice::<Reply>(&message.payload) {
+            if let Ok(reply) =
+                muster_protocol::SignedReply::from_bytes(&message.payload).and_then(|s| s.reply())
+            {
                 got.push(reply);
             }
         }

@@ -20,6 +20,11 @@ pub struct ClientConfig {
     /// The caller's certificate and the CA (`plugin.security.*`); the
     /// certname defaults to `<login>.mcollective`.
     pub security: muster_pki::Settings,
+    /// Check every reply's signature (`plugin.security.verify_replies`,
+    /// default on). Off, a reply is believed on the broker's word that the
+    /// subject names its sender: a compromised broker or a nats-server
+    /// deployment could then let one node speak for another.
+    pub verify_replies: bool,
     /// Seconds a request stays valid.
     pub ttl: u64,
     /// Directories with `<agent>.json` DDLs of external agents.
@@ -106,6 +111,9 @@ impl ClientConfig {
             main_collective,
             collectives,
             security,
+            verify_replies: config
+                .flag("plugin.security.verify_replies")?
+                .unwrap_or(true),
             ttl: config.number("ttl")?.unwrap_or(60),
             agent_dirs: config
                 .list("plugin.external.agents_dir")

@@ -99,7 +99,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use muster_pki::{Credential, Identity};
 use muster_protocol::identity::caller_token;
-use muster_protocol::{subject, Envelope, Filter, Reply, Request};
+use muster_protocol::{subject, Envelope, Filter, Reply, Request, SignedReply};
 use serde_json::{Map, Value};
 
 pub use config::{default_dir, user_name, ClientConfig, CONFIG_ENV};
@@ -305,10 +305,18 @@ impl Outcome {
     }
 }
 
+/// Why a reply was not taken.
+enum Opened {
+    Malformed(String),
+    Forged { claimed: String, why: String },
+}
+
 /// A connected client.
 pub struct Client {
     nats: async_nats::Client,
     credential: Credential,
+    /// The CA that replies' certificates must come from.
+    authority: std::sync::Arc<muster_pki::Authority>,
     /// The caller's token in reply subjects.
     token: String,
     config: ClientConfig,
@@ -333,13 +341,13 @@ impl Client {
             tls: Some(identity.client_tls()?),
             auth: config.nats_auth.clone(),
         };
-        Client::connect_over(config, identity.credential, &transport, timeout).await
+        Client::connect_over(config, identity, &transport, timeout).await
     }
 
     /// Connects with an explicit transport (a plain-text test broker, say).
     pub async fn connect_over(
         config: ClientConfig,
-        credential: Credential,
+        identity: Identity,
         transport: &muster_connector::Transport,
         timeout: Duration,
     ) -> Result<Client, ClientError> {
@@ -353,8 +361,9 @@ impl Client {
         .await?;
         Ok(Client {
             nats,
-            token: caller_token(credential.name()),
-            credential,
+            token: caller_token(identity.credential.name()),
+            credential: identity.credential,
+            authority: identity.authority,
             config,
             id,
         })
@@ -363,6 +372,37 @@ impl Client {
     /// The certificate name requests are signed as.
     pub fn caller(&self) -> &str {
         self.credential.name()
+    }
+
+    /// Verifies a signed reply: a certificate from our CA, a signature that
+    /// matches, and a certificate name that may answer as the reply's sender.
+    fn open_reply(&self, payload: &[u8]) -> Result<Reply, Opened> {
+        let signed =
+            SignedReply::from_bytes(payload).map_err(|e| Opened::Malformed(e.to_string()))?;
+        let reply = signed
+            .reply()
+            .map_err(|e| Opened::Malformed(e.to_string()))?;
+        if !self.config.verify_replies {
+            return Ok(reply);
+        }
+        let forged = |why: String| Opened::Forged {
+            claimed: reply.sender.clone(),
+            why,
+        };
+        let cert = signed
+            .certificate_der()
+            .map_err(|e| forged(e.to_string()))?;
+        let signature = signed
+            .signature_bytes()
+            .map_err(|e| forged(e.to_string()))?;
+        let signer = self
+            .authority
+            .verify_signature(&cert, &signed.scheme, signed.reply.as_bytes(), &signature)
+            .map_err(|e| forged(e.to_string()))?;
+        if !muster_protocol::identity::may_act_as(&signer.name, &reply.sender) {
+            return Err(forged(format!("signed by {}", signer.name)));
+        }
+        Ok(reply)
     }
 
     /// Flushes and closes the connection.
@@ -600,11 +640,16 @@ impl Client {
                 }
                 continue;
             }
-            let reply: Reply = match serde_json::from_slice(&message.payload) {
+            let reply = match self.open_reply(&message.payload) {
                 Ok(reply) => reply,
-                Err(e) => {
+                Err(Opened::Malformed(e)) => {
                     bad_replies += 1;
                     tracing::warn!(error = %e, "ignoring a malformed reply");
+                    continue;
+                }
+                Err(Opened::Forged { claimed, why }) => {
+                    tracing::warn!(%claimed, %why, "ignored a reply that is not from the node it names");
+                    impostors.push(claimed);
                     continue;
                 }
             };

@@ -74,6 +74,7 @@ async fn setup() -> Setup {
     let broker = TestBroker::start(BrokerKind::Embedded).await;
     let caller = Caller::new("tester");
     let trust = caller.pki().authority();
+    let signer = Arc::new(caller.pki().credential("node.fleet"));
     let seen = Arc::new(Concurrency::default());
     let ddl = Ddl::from_json(DDL).expect("the work DDL parses");
     let connection = muster_connector::connect_client(
@@ -94,7 +95,7 @@ async fn setup() -> Setup {
             seen: seen.clone(),
         }));
         tasks.push(
-            serve(Arc::new(node), connection.clone())
+            serve(Arc::new(node), connection.clone(), signer.clone())
                 .await
                 .expect("serve"),
         );

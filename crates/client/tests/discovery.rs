@@ -72,7 +72,11 @@ struct Setup {
 async fn setup() -> Setup {
     let broker = TestBroker::start(BrokerKind::Embedded).await;
     let caller = Caller::new("tester");
-    let mut spec = FleetSpec::new(vec![broker.url()], NODES, caller.pki().authority());
+    let mut spec = FleetSpec::new(
+        vec![broker.url()],
+        NODES,
+        caller.pki().identity("node.fleet"),
+    );
     spec.transport = caller.pki().transport("node.fleet");
     let fleet = Fleet::start(spec).await.expect("fleet");
     let config =

@@ -77,9 +77,13 @@ async fn uptime_table_for_a_small_fleet() {
             trust.clone(),
         );
         tasks.push(
-            muster_server::daemon::serve(Arc::new(node), nats.clone())
-                .await
-                .expect("serve"),
+            muster_server::daemon::serve(
+                Arc::new(node),
+                nats.clone(),
+                Arc::new(caller.pki().credential(identity)),
+            )
+            .await
+            .expect("serve"),
         );
         nats.flush().await.expect("flush subscriptions");
         connections.push(nats);

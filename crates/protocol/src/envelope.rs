@@ -10,7 +10,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
-use crate::{Request, PROTOCOL_VERSION};
+use crate::{Reply, Request, PROTOCOL_VERSION};
 
 /// The largest certificate an envelope may carry (DER bytes). An RSA 4096
 /// Puppet certificate is about 2 KiB.
@@ -114,6 +114,71 @@ impl Envelope {
     }
 }
 
+/// A reply on the wire: the reply as JSON text, signed by the node that
+/// made it, with that node's certificate. The client accepts it only when
+/// the certificate's name may answer as the reply's sender.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SignedReply {
+    /// The protocol version.
+    pub protocol: u32,
+    /// The reply as JSON text; the signature covers these bytes.
+    pub reply: String,
+    /// How it is signed, as [`Envelope::scheme`].
+    pub scheme: String,
+    /// The signature, base64.
+    pub signature: String,
+    /// The signer's certificate, DER in base64.
+    pub certificate: String,
+}
+
+impl SignedReply {
+    /// Signs `reply` with `signer`.
+    pub fn seal(reply: &Reply, signer: &dyn Signer) -> Result<SignedReply, EnvelopeError> {
+        let text =
+            serde_json::to_string(reply).map_err(|e| EnvelopeError::Request(e.to_string()))?;
+        let signature = signer
+            .sign(text.as_bytes())
+            .map_err(EnvelopeError::Signature)?;
+        Ok(SignedReply {
+            protocol: PROTOCOL_VERSION,
+            reply: text,
+            scheme: signer.scheme().to_string(),
+            signature: BASE64.encode(signature),
+            certificate: BASE64.encode(signer.certificate()),
+        })
+    }
+
+    /// Parses a signed reply from wire bytes.
+    pub fn from_bytes(bytes: &[u8]) -> Result<SignedReply, EnvelopeError> {
+        let signed: SignedReply =
+            serde_json::from_slice(bytes).map_err(|e| EnvelopeError::Malformed(e.to_string()))?;
+        if signed.protocol != PROTOCOL_VERSION {
+            return Err(EnvelopeError::Version(signed.protocol));
+        }
+        Ok(signed)
+    }
+
+    /// The wire bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// The signer's certificate (DER), not yet verified.
+    pub fn certificate_der(&self) -> Result<Vec<u8>, EnvelopeError> {
+        decode(&self.certificate, MAX_CERTIFICATE, "certificate")
+    }
+
+    /// The signature bytes, not yet verified.
+    pub fn signature_bytes(&self) -> Result<Vec<u8>, EnvelopeError> {
+        decode(&self.signature, MAX_SIGNATURE, "signature")
+    }
+
+    /// Parses the signed reply (trusting nothing: verify first).
+    pub fn reply(&self) -> Result<Reply, EnvelopeError> {
+        serde_json::from_str(&self.reply).map_err(|e| EnvelopeError::Request(e.to_string()))
+    }
+}
+
 fn decode(text: &str, max: usize, what: &str) -> Result<Vec<u8>, EnvelopeError> {
     // base64 is 4/3 of the bytes; refuse before decoding anything huge.
     if text.len() > max / 3 * 4 + 4 {
@@ -164,6 +229,19 @@ mod tests {
         let signed: Vec<u8> = back.request.bytes().rev().collect();
         assert_eq!(back.signature_bytes().unwrap(), signed);
         assert_eq!(back.request().unwrap(), request);
+    }
+
+    #[test]
+    fn signed_replies_round_trip() {
+        let reply = Reply::ok("r1", "node1", serde_json::json!({"pong": 1}));
+        let signed = SignedReply::seal(&reply, &Mirror).unwrap();
+        let back = SignedReply::from_bytes(&signed.to_bytes()).unwrap();
+        assert_eq!(back.reply().unwrap(), reply);
+        assert_eq!(back.certificate_der().unwrap(), b"cert");
+        assert!(matches!(
+            SignedReply::from_bytes(b"{}"),
+            Err(EnvelopeError::Malformed(_))
+        ));
     }
 
     #[test]

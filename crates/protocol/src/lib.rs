@@ -30,7 +30,7 @@ mod message;
 pub mod subject;
 pub mod time;
 
-pub use envelope::{Envelope, EnvelopeError, Signer, MAX_CERTIFICATE, MAX_SIGNATURE};
+pub use envelope::{Envelope, EnvelopeError, SignedReply, Signer, MAX_CERTIFICATE, MAX_SIGNATURE};
 pub use filter::{
     lookup_fact, parse_with, Comparison, Compound, DataQuery, Expr, FactFilter, Filter,
     FilterError, NodeView, Op, ParseError, Pattern, DATA_PLUGINS,

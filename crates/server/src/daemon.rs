@@ -8,6 +8,8 @@ use tokio::task::JoinHandle;
 
 use crate::node::Outcome;
 use crate::{Node, ServerConfig};
+use muster_pki::Credential;
+use muster_protocol::SignedReply;
 
 /// Why a daemon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -25,7 +27,13 @@ pub enum DaemonError {
 /// Subscribes `node` to its subjects on `client` and answers requests in
 /// a background task until the connection closes. Returns once the
 /// subscriptions are sent; flush the client to know the broker has them.
-pub async fn serve(node: Arc<Node>, client: Client) -> Result<JoinHandle<()>, DaemonError> {
+/// Every reply is signed with `signer`, the node's certificate (a fleet
+/// simulator's, for its nodes).
+pub async fn serve(
+    node: Arc<Node>,
+    client: Client,
+    signer: Arc<Credential>,
+) -> Result<JoinHandle<()>, DaemonError> {
     let mut subscriptions = Vec::new();
     for subject in node.subjects() {
         let subscription =
@@ -51,10 +59,11 @@ pub async fn serve(node: Arc<Node>, client: Client) -> Result<JoinHandle<()>, Da
                 Ok(permit) => {
                     let node = node.clone();
                     let client = client.clone();
+                    let signer = signer.clone();
                     tokio::spawn(async move {
                         let outcome = node.run(admitted).await;
                         drop(permit);
-                        publish(&client, outcome).await;
+                        publish(&client, &signer, outcome).await;
                     });
                 }
                 Err(_) => {
@@ -62,16 +71,22 @@ pub async fn serve(node: Arc<Node>, client: Client) -> Result<JoinHandle<()>, Da
                         "{} requests in flight (max_in_flight)",
                         node.max_in_flight()
                     );
-                    publish(&client, node.busy(&admitted, &why)).await;
+                    publish(&client, &signer, node.busy(&admitted, &why)).await;
                 }
             }
         }
     }))
 }
 
-async fn publish(client: &Client, outcome: Outcome) {
+async fn publish(client: &Client, signer: &Credential, outcome: Outcome) {
     if let Outcome::Reply { subject, reply } = outcome {
-        let bytes = serde_json::to_vec(&reply).unwrap_or_default();
+        let bytes = match SignedReply::seal(&reply, signer) {
+            Ok(signed) => signed.to_bytes(),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot sign a reply; not sent");
+                return;
+            }
+        };
         if let Err(e) = client.publish(subject, bytes.into()).await {
             tracing::warn!(error = %e, "could not send a reply");
         }
@@ -97,7 +112,12 @@ pub async fn run(
         &transport,
     )
     .await?;
-    let task = serve(node.clone(), client.clone()).await?;
+    let task = serve(
+        node.clone(),
+        client.clone(),
+        Arc::new(identity.credential.clone()),
+    )
+    .await?;
     tracing::info!(
         identity = %config.identity,
         certname = %identity.credential.name(),

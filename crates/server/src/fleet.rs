@@ -14,9 +14,9 @@
 //! than 10 000 verifications queued on the simulator's two cores.
 //!
 //! ```no_run
-//! # async fn run(authority: std::sync::Arc<muster_pki::Authority>) -> Result<(), Box<dyn std::error::Error>> {
+//! # async fn run(identity: muster_pki::Identity) -> Result<(), Box<dyn std::error::Error>> {
 //! use muster_server::fleet::{Fleet, FleetSpec};
-//! let spec = FleetSpec::new(vec!["tls://127.0.0.1:4222".into()], 1000, authority);
+//! let spec = FleetSpec::new(vec!["tls://127.0.0.1:4222".into()], 1000, identity);
 //! let fleet = Fleet::start(spec).await?;
 //! assert_eq!(fleet.identities().len(), 1000);
 //! fleet.stop().await;
@@ -33,7 +33,7 @@ use crate::daemon::{serve, DaemonError};
 use crate::facts::{Classes, Facts};
 use crate::watched::Source;
 use crate::Node;
-use muster_pki::Authority;
+use muster_pki::{Authority, Credential, Identity};
 
 /// What to simulate.
 pub struct FleetSpec {
@@ -44,20 +44,24 @@ pub struct FleetSpec {
     pub nodes_per_connection: usize,
     /// The CA whose callers the nodes accept.
     pub authority: Arc<Authority>,
+    /// The simulator's credential (`<prefix>.fleet`): it signs every reply.
+    pub signer: Arc<Credential>,
     /// How the fleet's connections reach the broker (the simulator credential).
     pub transport: muster_connector::Transport,
 }
 
 impl FleetSpec {
-    /// `nodes` nodes named `node01`... trusting `authority`'s callers,
-    /// connecting in plain text until [`FleetSpec::transport`] is set.
-    pub fn new(servers: Vec<String>, nodes: usize, authority: Arc<Authority>) -> FleetSpec {
+    /// `nodes` nodes named `node01`... as `identity` (the simulator's
+    /// credential and CA), connecting in plain text until
+    /// [`FleetSpec::transport`] is set.
+    pub fn new(servers: Vec<String>, nodes: usize, identity: Identity) -> FleetSpec {
         FleetSpec {
             servers,
             nodes,
             prefix: "node".into(),
             nodes_per_connection: 100,
-            authority,
+            authority: identity.authority,
+            signer: Arc::new(identity.credential),
             transport: muster_connector::Transport::default(),
         }
     }
@@ -95,7 +99,7 @@ impl Fleet {
             )
             .await?;
             for node in chunk {
-                tasks.push(serve(node.clone(), client.clone()).await?);
+                tasks.push(serve(node.clone(), client.clone(), spec.signer.clone()).await?);
             }
             client.flush().await.map_err(|e| DaemonError::Subscribe {
                 subject: "(flush)".into(),

@@ -66,13 +66,10 @@ async fn demo(args: &Args, dir: &Path) -> anyhow::Result<u8> {
     let config_file = write_client_setup(dir, &url)?;
     let config = ClientConfig::load(Some(&config_file))?;
     let fleet_identity = load("node.fleet")?;
-    let mut spec = FleetSpec::new(
-        vec![url.clone()],
-        args.nodes,
-        fleet_identity.authority.clone(),
-    );
+    let tls = fleet_identity.client_tls()?;
+    let mut spec = FleetSpec::new(vec![url.clone()], args.nodes, fleet_identity);
     spec.transport = muster_connector::Transport {
-        tls: Some(fleet_identity.client_tls()?),
+        tls: Some(tls),
         auth: Default::default(),
     };
     let fleet = Fleet::start(spec).await?;

@@ -44,14 +44,11 @@ pub async fn run(args: Args) -> anyhow::Result<u8> {
             args.prefix
         );
     }
-    let mut spec = FleetSpec::new(
-        vec![args.server.clone()],
-        args.nodes,
-        identity.authority.clone(),
-    );
+    let tls = identity.client_tls()?;
+    let mut spec = FleetSpec::new(vec![args.server.clone()], args.nodes, identity);
     spec.prefix = args.prefix;
     spec.transport = muster_connector::Transport {
-        tls: Some(identity.client_tls()?),
+        tls: Some(tls),
         auth: Default::default(),
     };
     let fleet = Fleet::start(spec).await?;

@@ -26,7 +26,7 @@ use tokio::runtime::Runtime;
 use tokio::task::JoinHandle;
 
 const RERUN: &str =
-    "cargo bench -p muster-cli --bench ping [-- --nodes 100,1000,5000 --runs 5 --discovery-nodes 1000 --plaintext]";
+    "cargo bench -p muster-cli --bench ping [-- --nodes 100,1000,5000 --runs 5 --discovery-nodes 1000 --plaintext --unverified]";
 /// How the fleet simulator groups nodes on connections; the baseline does the same.
 const PER_CONNECTION: usize = 100;
 const PING_TIMEOUT: Duration = Duration::from_secs(10);
@@ -40,12 +40,16 @@ struct Options {
     shared_runtime: bool,
     /// Also measure with security off (plain TCP, no admission), to show its cost.
     plaintext: bool,
+    /// Also measure with reply verification off, to show its cost.
+    unverified: bool,
 }
 
 /// Whether a row runs with security on (the default) or off.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {
     Secure,
+    /// Security on, but the client takes replies on the broker's word.
+    Unverified,
     Plain,
 }
 
@@ -53,7 +57,7 @@ impl Mode {
     /// How `name` connects: with its certificate, or in plain text.
     fn transport(self, name: &str) -> muster_connector::Transport {
         match self {
-            Mode::Secure => TestPki::shared().transport(name),
+            Mode::Secure | Mode::Unverified => TestPki::shared().transport(name),
             Mode::Plain => muster_connector::Transport::default(),
         }
     }
@@ -67,6 +71,7 @@ impl Options {
             discovery_nodes: 1000,
             shared_runtime: false,
             plaintext: false,
+            unverified: false,
         };
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
@@ -93,6 +98,7 @@ impl Options {
                 }
                 "--shared-runtime" => options.shared_runtime = true,
                 "--plaintext" => options.plaintext = true,
+                "--unverified" => options.unverified = true,
                 // cargo passes `--bench` to every bench target.
                 "--bench" => {}
                 other => bail!("unknown argument {other:?}; usage: {RERUN}"),
@@ -193,6 +199,9 @@ fn main() -> anyhow::Result<()> {
         "node cost",
     );
     let mut modes = vec![Mode::Secure];
+    if options.unverified {
+        modes.push(Mode::Unverified);
+    }
     if options.plaintext {
         modes.push(Mode::Plain);
     }
@@ -311,6 +320,7 @@ fn measure(runtimes: &Runtimes, kind: BrokerKind, mode: Mode, nodes: usize, runs
     let mut row = Row {
         broker: match mode {
             Mode::Secure => broker_name(kind).to_string(),
+            Mode::Unverified => format!("{} (unverified)", broker_name(kind)),
             Mode::Plain => format!("{} (plain)", broker_name(kind)),
         },
         nodes,
@@ -329,6 +339,7 @@ fn measure(runtimes: &Runtimes, kind: BrokerKind, mode: Mode, nodes: usize, runs
         match mode {
             Mode::Secure => TestBroker::start(kind).await,
             Mode::Plain => TestBroker::start_plaintext(kind).await,
+            Mode::Unverified => TestBroker::start(kind).await,
         }
     });
     let url = broker.url();
@@ -387,8 +398,9 @@ fn ping_fleet(
 ) -> anyhow::Result<Pinged> {
     let (caller, fleet) = trusting_fleet(runtimes, url, mode, nodes)?;
     let pinged = runtimes.client.block_on(async {
-        let config = ClientConfig::load(Some(&caller.client_config(url)))
+        let mut config = ClientConfig::load(Some(&caller.client_config(url)))
             .context("loading the client config")?;
+        config.verify_replies = mode != Mode::Unverified;
         let client = Client::connect_over(
             config,
             caller.pki().identity(&caller.name),

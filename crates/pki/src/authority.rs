@@ -47,8 +47,9 @@ pub struct Authority {
     ca_certs: Vec<CertificateDer<'static>>,
     anchors: Vec<TrustAnchor<'static>>,
     revocations: Mutex<Revocations>,
-    /// sha256(certificate) -> who it is and until when (Unix s).
-    certificates: Mutex<HashMap<[u8; 32], (Verified, i64)>>,
+    /// sha256(certificate) -> who it is, until when (Unix s), and its
+    /// ed25519 key if it has one (for batch verification).
+    certificates: Mutex<HashMap<[u8; 32], (Verified, i64, Option<[u8; 32]>)>>,
     /// sha256(certificate, message, signature) -> who signed.
     signatures: Mutex<HashMap<[u8; 32], Verified>>,
 }
@@ -174,22 +175,72 @@ impl Authority {
     /// not revoked, usable for client authentication. Remembered, so the
     /// chain is verified once per certificate, not once per request.
     pub fn verify_certificate(&self, der: &[u8]) -> Result<Verified, PkiError> {
+        self.certificate(der).map(|(verified, _)| verified)
+    }
+
+    /// [`Authority::verify_certificate`], with the ed25519 key if it is one.
+    fn certificate(&self, der: &[u8]) -> Result<(Verified, Option<[u8; 32]>), PkiError> {
         self.refresh();
         let key: [u8; 32] = Sha256::digest(der).into();
         let now = UnixTime::now().as_secs() as i64;
-        if let Some((verified, not_after)) = lock(&self.certificates).get(&key) {
+        if let Some((verified, not_after, ed25519)) = lock(&self.certificates).get(&key) {
             if now <= *not_after {
-                return Ok(verified.clone());
+                return Ok((verified.clone(), *ed25519));
             }
         }
         let verified = self.verify_chain(der)?;
         let not_after = names::not_after(der).unwrap_or(now);
+        let ed25519 = names::ed25519_key(der);
         let mut cache = lock(&self.certificates);
         if cache.len() >= CACHE_LIMIT {
             cache.clear();
         }
-        cache.insert(key, (verified.clone(), not_after));
-        Ok(verified)
+        cache.insert(key, (verified.clone(), not_after, ed25519));
+        Ok((verified, ed25519))
+    }
+
+    /// Verifies many signatures at once, as [`Authority::verify_signature`]
+    /// would one by one: ed25519 ones in batches (about twice as fast per
+    /// signature) spread over the machine's cores, the others singly. For
+    /// the thousands of replies a fan-out brings back.
+    pub fn verify_many(&self, items: &[Signed<'_>]) -> Vec<Result<Verified, PkiError>> {
+        // Chains first (cached: once per certificate), then the signatures.
+        let checked: Vec<Result<(Verified, Option<[u8; 32]>), PkiError>> = items
+            .iter()
+            .map(|item| self.certificate(item.cert))
+            .collect();
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(items.len().div_ceil(MIN_BATCH))
+            .max(1);
+        if threads == 1 {
+            return verify_chunk(items, &checked);
+        }
+        let chunk = items.len().div_ceil(threads).max(1);
+        let mut results: Vec<Result<Verified, PkiError>> = Vec::with_capacity(items.len());
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = items
+                .chunks(chunk)
+                .zip(checked.chunks(chunk))
+                .map(|(items, checked)| {
+                    (
+                        items.len(),
+                        scope.spawn(move || verify_chunk(items, checked)),
+                    )
+                })
+                .collect();
+            for (len, handle) in handles {
+                match handle.join() {
+                    Ok(part) => results.extend(part),
+                    Err(_) => results.extend((0..len).map(|_| {
+                        Err(PkiError::BadSignature(
+                            "the verification thread failed".into(),
+                        ))
+                    })),
+                }
+            }
+        });
+        results
     }
 
     /// Verifies that the certificate `cert` (DER) is trusted and signed
@@ -330,6 +381,82 @@ impl Authority {
                 PkiError::Issue(format!("cannot use the certificate of {}: {e}", own.name()))
             })
     }
+}
+
+/// One signature to check with [`Authority::verify_many`].
+#[derive(Debug, Clone, Copy)]
+pub struct Signed<'a> {
+    /// The signer's certificate (DER).
+    pub cert: &'a [u8],
+    /// The scheme, as [`Credential::sign`] names it.
+    pub scheme: &'a str,
+    /// What was signed.
+    pub message: &'a [u8],
+    /// The signature.
+    pub signature: &'a [u8],
+}
+
+/// Fewer signatures than this are not worth another thread.
+const MIN_BATCH: usize = 64;
+
+/// Verifies one thread's share: ed25519 signatures of trusted
+/// certificates in one batch (singly if the batch fails, to find the bad
+/// ones), everything else singly.
+fn verify_chunk(
+    items: &[Signed<'_>],
+    checked: &[Result<(Verified, Option<[u8; 32]>), PkiError>],
+) -> Vec<Result<Verified, PkiError>> {
+    let bad = |verified: &Verified, e: &dyn std::fmt::Display| {
+        PkiError::BadSignature(format!(
+            "signature by {} does not verify: {e}",
+            verified.name
+        ))
+    };
+    let mut results: Vec<Option<Result<Verified, PkiError>>> =
+        std::iter::repeat_with(|| None).take(items.len()).collect();
+    let mut batch = Vec::new();
+    for (i, (item, check)) in items.iter().zip(checked).enumerate() {
+        match check {
+            Err(e) => results[i] = Some(Err(PkiError::Untrusted(e.to_string()))),
+            Ok((verified, Some(key))) if item.scheme == "ed25519" => {
+                match (
+                    ed25519_dalek::VerifyingKey::from_bytes(key),
+                    ed25519_dalek::Signature::from_slice(item.signature),
+                ) {
+                    (Ok(key), Ok(signature)) => batch.push((i, key, signature)),
+                    (Err(e), _) => results[i] = Some(Err(bad(verified, &e))),
+                    (_, Err(e)) => results[i] = Some(Err(bad(verified, &e))),
+                }
+            }
+            Ok((verified, _)) => {
+                results[i] = Some(
+                    verify_raw_signature(item.cert, item.scheme, item.message, item.signature)
+                        .map(|()| verified.clone())
+                        .map_err(|e| bad(verified, &e)),
+                )
+            }
+        }
+    }
+    let messages: Vec<&[u8]> = batch.iter().map(|(i, ..)| items[*i].message).collect();
+    let signatures: Vec<_> = batch.iter().map(|(_, _, s)| *s).collect();
+    let keys: Vec<_> = batch.iter().map(|(_, k, _)| *k).collect();
+    let all_good =
+        !batch.is_empty() && ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok();
+    for (i, key, signature) in batch {
+        let Ok((verified, _)) = &checked[i] else {
+            continue;
+        };
+        let ok = all_good || key.verify_strict(items[i].message, &signature).is_ok();
+        results[i] = Some(if ok {
+            Ok(verified.clone())
+        } else {
+            Err(bad(verified, &"the signature does not match"))
+        });
+    }
+    results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(PkiError::BadSignature("not verified".into()))))
+        .collect()
 }
 
 fn algorithms() -> &'static [&'static dyn SignatureVerificationAlgorithm] {

@@ -55,7 +55,7 @@ pub mod nats_config;
 mod settings;
 mod ssldir;
 
-pub use authority::{Authority, Verified};
+pub use authority::{Authority, Signed, Verified};
 pub use credential::Credential;
 pub use names::certificate_name;
 pub use settings::{Identity, Settings};

@@ -38,3 +38,14 @@ pub(crate) fn validity(der: &[u8]) -> Option<(i64, i64)> {
         cert.validity().not_after.timestamp(),
     ))
 }
+
+/// The raw ed25519 public key of an ed25519 certificate.
+pub(crate) fn ed25519_key(der: &[u8]) -> Option<[u8; 32]> {
+    let (_, cert) = X509Certificate::from_der(der).ok()?;
+    let spki = cert.public_key();
+    // id-Ed25519, RFC 8410.
+    if spki.algorithm.algorithm.to_id_string() != "1.3.101.112" {
+        return None;
+    }
+    spki.subject_public_key.data.as_ref().try_into().ok()
+}

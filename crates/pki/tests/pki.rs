@@ -293,3 +293,67 @@ fn issued_keys_are_readable_by_openssl() {
     ca.issue(&ssldir, "node2", &[]).unwrap();
     Credential::load(&ssldir, "node1").unwrap();
 }
+
+#[test]
+fn many_signatures_verify_at_once_and_each_answer_is_its_own() {
+    use muster_pki::Signed;
+    let (_dir, ssldir, ca) = fleet();
+    let (_other_dir, other, other_ca) = fleet();
+    for n in 0..4 {
+        ca.issue(&ssldir, &format!("node{n}"), &[]).unwrap();
+    }
+    other_ca.issue(&other, "node0", &[]).unwrap();
+    let ours: Vec<Credential> = (0..4)
+        .map(|n| Credential::load(&ssldir, &format!("node{n}")).unwrap())
+        .collect();
+    let stranger = Credential::load(&other, "node0").unwrap();
+    let messages: Vec<Vec<u8>> = (0..300)
+        .map(|i| format!("reply {i}").into_bytes())
+        .collect();
+    let mut signed: Vec<(Vec<u8>, &str, Vec<u8>)> = messages
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let who = &ours[i % 4];
+            let (scheme, sig) = who.sign(m).unwrap();
+            (who.certificate().to_vec(), scheme, sig)
+        })
+        .collect();
+    // Three bad ones in the middle: another message's signature, another
+    // CA's certificate, and garbage.
+    signed[100].2 = signed[101].2.clone();
+    let (scheme, sig) = stranger.sign(&messages[150]).unwrap();
+    signed[150] = (stranger.certificate().to_vec(), scheme, sig);
+    signed[200].2 = vec![0; 64];
+    let authority = Authority::load(&ssldir).unwrap();
+    let items: Vec<Signed<'_>> = signed
+        .iter()
+        .zip(&messages)
+        .map(|((cert, scheme, sig), message)| Signed {
+            cert,
+            scheme,
+            message,
+            signature: sig,
+        })
+        .collect();
+    let results = authority.verify_many(&items);
+    assert_eq!(results.len(), 300);
+    for (i, result) in results.iter().enumerate() {
+        match i {
+            100 | 200 => assert!(
+                matches!(result, Err(PkiError::BadSignature(_))),
+                "{i}: {result:?}"
+            ),
+            150 => assert!(
+                matches!(result, Err(PkiError::Untrusted(_))),
+                "{i}: {result:?}"
+            ),
+            _ => assert_eq!(
+                result.as_ref().unwrap().name,
+                format!("node{}", i % 4),
+                "{i}"
+            ),
+        }
+    }
+    assert!(authority.verify_many(&[]).is_empty());
+}

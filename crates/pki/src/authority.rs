@@ -26,6 +26,15 @@ use crate::{names, provider, ssldir, Credential, PkiError, Ssldir};
 /// it the cache starts again empty: bounded memory, whatever peers send.
 const CACHE_LIMIT: usize = 4096;
 
+/// A raw ed25519 public key.
+type Ed25519Key = [u8; 32];
+
+/// A certificate's verification: who, and its ed25519 key if it has one.
+type Checked = Result<(Verified, Option<Ed25519Key>), PkiError>;
+
+/// A verified certificate as remembered: who, until when (Unix s), its key.
+type CachedCertificate = (Verified, i64, Option<Ed25519Key>);
+
 /// A peer that proved who it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verified {
@@ -49,7 +58,7 @@ pub struct Authority {
     revocations: Mutex<Revocations>,
     /// sha256(certificate) -> who it is, until when (Unix s), and its
     /// ed25519 key if it has one (for batch verification).
-    certificates: Mutex<HashMap<[u8; 32], (Verified, i64, Option<[u8; 32]>)>>,
+    certificates: Mutex<HashMap<[u8; 32], CachedCertificate>>,
     /// sha256(certificate, message, signature) -> who signed.
     signatures: Mutex<HashMap<[u8; 32], Verified>>,
 }
@@ -179,7 +188,7 @@ impl Authority {
     }
 
     /// [`Authority::verify_certificate`], with the ed25519 key if it is one.
-    fn certificate(&self, der: &[u8]) -> Result<(Verified, Option<[u8; 32]>), PkiError> {
+    fn certificate(&self, der: &[u8]) -> Checked {
         self.refresh();
         let key: [u8; 32] = Sha256::digest(der).into();
         let now = UnixTime::now().as_secs() as i64;
@@ -205,7 +214,7 @@ impl Authority {
     /// the thousands of replies a fan-out brings back.
     pub fn verify_many(&self, items: &[Signed<'_>]) -> Vec<Result<Verified, PkiError>> {
         // Chains first (cached: once per certificate), then the signatures.
-        let checked: Vec<Result<(Verified, Option<[u8; 32]>), PkiError>> = items
+        let checked: Vec<Checked> = items
             .iter()
             .map(|item| self.certificate(item.cert))
             .collect();
@@ -402,10 +411,7 @@ const MIN_BATCH: usize = 64;
 /// Verifies one thread's share: ed25519 signatures of trusted
 /// certificates in one batch (singly if the batch fails, to find the bad
 /// ones), everything else singly.
-fn verify_chunk(
-    items: &[Signed<'_>],
-    checked: &[Result<(Verified, Option<[u8; 32]>), PkiError>],
-) -> Vec<Result<Verified, PkiError>> {
+fn verify_chunk(items: &[Signed<'_>], checked: &[Checked]) -> Vec<Result<Verified, PkiError>> {
     let bad = |verified: &Verified, e: &dyn std::fmt::Display| {
         PkiError::BadSignature(format!(
             "signature by {} does not verify: {e}",

@@ -797,6 +797,7 @@ async fn replays_misaddressing_and_floods_fail(kind: BrokerKind) {
     assert!(rejected["malformed"].as_u64().unwrap() >= 1100, "{stats}");
     assert!(rejected["untrusted"].as_u64().unwrap() >= 1000, "{stats}");
     let after = setup.servers[0].rss_kb();
+    eprintln!("node1 resident memory before the flood {before} KiB, after {after} KiB");
     assert!(
         after < before + 64 * 1024,
         "node1 grew from {before} KiB to {after} KiB"

@@ -63,28 +63,19 @@ pub enum EnvelopeError {
 impl Envelope {
     /// Signs `request` with `signer`.
     pub fn seal(request: &Request, signer: &dyn Signer) -> Result<Envelope, EnvelopeError> {
-        let text =
-            serde_json::to_string(request).map_err(|e| EnvelopeError::Request(e.to_string()))?;
-        let signature = signer
-            .sign(text.as_bytes())
-            .map_err(EnvelopeError::Signature)?;
+        let sealed = Sealed::new(request, signer)?;
         Ok(Envelope {
             protocol: PROTOCOL_VERSION,
-            request: text,
-            scheme: signer.scheme().to_string(),
-            signature: BASE64.encode(signature),
-            certificate: BASE64.encode(signer.certificate()),
+            request: sealed.text,
+            scheme: sealed.scheme,
+            signature: sealed.signature,
+            certificate: sealed.certificate,
         })
     }
 
     /// Parses an envelope from wire bytes.
     pub fn from_bytes(bytes: &[u8]) -> Result<Envelope, EnvelopeError> {
-        let envelope: Envelope =
-            serde_json::from_slice(bytes).map_err(|e| EnvelopeError::Malformed(e.to_string()))?;
-        if envelope.protocol != PROTOCOL_VERSION {
-            return Err(EnvelopeError::Version(envelope.protocol));
-        }
-        Ok(envelope)
+        from_wire(bytes, |e: &Envelope| e.protocol)
     }
 
     /// The wire bytes.
@@ -134,28 +125,19 @@ pub struct SignedReply {
 impl SignedReply {
     /// Signs `reply` with `signer`.
     pub fn seal(reply: &Reply, signer: &dyn Signer) -> Result<SignedReply, EnvelopeError> {
-        let text =
-            serde_json::to_string(reply).map_err(|e| EnvelopeError::Request(e.to_string()))?;
-        let signature = signer
-            .sign(text.as_bytes())
-            .map_err(EnvelopeError::Signature)?;
+        let sealed = Sealed::new(reply, signer)?;
         Ok(SignedReply {
             protocol: PROTOCOL_VERSION,
-            reply: text,
-            scheme: signer.scheme().to_string(),
-            signature: BASE64.encode(signature),
-            certificate: BASE64.encode(signer.certificate()),
+            reply: sealed.text,
+            scheme: sealed.scheme,
+            signature: sealed.signature,
+            certificate: sealed.certificate,
         })
     }
 
     /// Parses a signed reply from wire bytes.
     pub fn from_bytes(bytes: &[u8]) -> Result<SignedReply, EnvelopeError> {
-        let signed: SignedReply =
-            serde_json::from_slice(bytes).map_err(|e| EnvelopeError::Malformed(e.to_string()))?;
-        if signed.protocol != PROTOCOL_VERSION {
-            return Err(EnvelopeError::Version(signed.protocol));
-        }
-        Ok(signed)
+        from_wire(bytes, |r: &SignedReply| r.protocol)
     }
 
     /// The wire bytes.
@@ -176,6 +158,44 @@ impl SignedReply {
     /// Parses the signed reply (trusting nothing: verify first).
     pub fn reply(&self) -> Result<Reply, EnvelopeError> {
         serde_json::from_str(&self.reply).map_err(|e| EnvelopeError::Request(e.to_string()))
+    }
+}
+
+/// A message as JSON text, its signature and the signer's certificate,
+/// base64: what an [`Envelope`] and a [`SignedReply`] carry.
+struct Sealed {
+    text: String,
+    scheme: String,
+    signature: String,
+    certificate: String,
+}
+
+impl Sealed {
+    fn new(message: &impl Serialize, signer: &dyn Signer) -> Result<Sealed, EnvelopeError> {
+        let text =
+            serde_json::to_string(message).map_err(|e| EnvelopeError::Request(e.to_string()))?;
+        let signature = signer
+            .sign(text.as_bytes())
+            .map_err(EnvelopeError::Signature)?;
+        Ok(Sealed {
+            text,
+            scheme: signer.scheme().to_string(),
+            signature: BASE64.encode(signature),
+            certificate: BASE64.encode(signer.certificate()),
+        })
+    }
+}
+
+/// Parses wire bytes and checks the protocol version.
+fn from_wire<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    protocol: impl Fn(&T) -> u32,
+) -> Result<T, EnvelopeError> {
+    let value: T =
+        serde_json::from_slice(bytes).map_err(|e| EnvelopeError::Malformed(e.to_string()))?;
+    match protocol(&value) {
+        PROTOCOL_VERSION => Ok(value),
+        other => Err(EnvelopeError::Version(other)),
     }
 }
 

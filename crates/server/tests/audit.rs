@@ -3,10 +3,11 @@
 //! line on disk before the action runs, a full disk, file modes, redaction,
 //! concurrent writers.
 
+use muster_testkit::Logs;
 use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use muster_pki::{Authority, Credential};
@@ -528,53 +529,6 @@ fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
 
-/// What a test's code logged, by level.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<(tracing::Level, String)>>>);
-
-impl Captured {
-    fn at(&self, level: tracing::Level) -> Vec<String> {
-        let events = self.0.lock().unwrap();
-        events
-            .iter()
-            .filter(|(l, _)| *l == level)
-            .map(|(_, text)| text.clone())
-            .collect()
-    }
-}
-
-impl tracing::Subscriber for Captured {
-    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
-        true
-    }
-    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-        tracing::span::Id::from_u64(1)
-    }
-    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
-    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-    fn event(&self, event: &tracing::Event<'_>) {
-        struct Text(String);
-        impl tracing::field::Visit for Text {
-            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-                self.0 += &format!("{}={:?} ", field.name(), value);
-            }
-        }
-        let mut text = Text(String::new());
-        event.record(&mut text);
-        let level = *event.metadata().level();
-        self.0.lock().unwrap().push((level, text.0));
-    }
-    fn enter(&self, _: &tracing::span::Id) {}
-    fn exit(&self, _: &tracing::span::Id) {}
-}
-
-/// Runs `f` with what it logs on this thread captured.
-fn capturing<T>(f: impl FnOnce() -> T) -> (T, Captured) {
-    let captured = Captured::default();
-    let result = tracing::subscriber::with_default(captured.clone(), f);
-    (result, captured)
-}
-
 #[test]
 fn the_accepted_line_is_on_disk_before_finished() {
     let dir = tempfile::tempdir().unwrap();
@@ -697,7 +651,7 @@ fn on_a_full_disk_deny_refuses_the_request() {
     let path = full_disk(dir.path());
     let log = AuditLog::open(&Settings::new(&path)).unwrap();
     assert_eq!(log.on_failure(), OnFailure::Deny, "the default");
-    let ((), logged) = capturing(|| {
+    let ((), logged) = Logs::capturing(|| {
         for _ in 0..3 {
             let r = request("restart", json!({"service": "nginx"}));
             let err = log
@@ -744,7 +698,7 @@ fn on_a_full_disk_allow_runs_the_request_with_one_warning() {
         ..Settings::new(&path)
     })
     .unwrap();
-    let ((), logged) = capturing(|| {
+    let ((), logged) = Logs::capturing(|| {
         for _ in 0..3 {
             let r = request("restart", json!({"service": "nginx"}));
             let entry = log
@@ -792,7 +746,7 @@ fn a_removed_file_is_recreated_and_a_removed_directory_refuses() {
 
     // Removed with its directory: nowhere to write, so the request is refused.
     std::fs::remove_dir_all(&logs).unwrap();
-    let ((), logged) = capturing(|| {
+    let ((), logged) = Logs::capturing(|| {
         let r3 = request("restart", json!({}));
         let err = log.accepted(&r3, ALICE, "", inputs(&r3)).err().unwrap();
         assert!(err.to_string().contains("ENOENT"), "{err}");
@@ -822,7 +776,7 @@ fn an_existing_log_open_to_others_is_kept_with_a_warning() {
     for (mode_before, warned) in [(0o644, true), (0o640, true), (0o600, false)] {
         std::fs::write(&path, "").unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode_before)).unwrap();
-        let (log, logged) = capturing(|| AuditLog::open(&Settings::new(&path)).unwrap());
+        let (log, logged) = Logs::capturing(|| AuditLog::open(&Settings::new(&path)).unwrap());
         drop(log);
         let warnings = logged.at(tracing::Level::WARN);
         assert_eq!(warnings.len(), usize::from(warned), "{warnings:?}");

@@ -1,8 +1,9 @@
 //! Authorization through `Node::handle`: a node built from a real config
 //! file, with real policy files in a real directory (DESIGN §6).
 
+use muster_testkit::Logs;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use muster_pki::{Authority, Credential};
@@ -398,41 +399,6 @@ fn install_victim(s: &Setup) -> String {
         "plugin.service.provider = sysv\nplugin.service.initd = {}",
         initd.display()
     )
-}
-
-/// Every event logged while it is the thread's subscriber, as
-/// `LEVEL field=value…`.
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<String>>>);
-
-impl Logs {
-    fn take(&self) -> Vec<String> {
-        std::mem::take(&mut *self.0.lock().unwrap())
-    }
-}
-
-impl tracing::Subscriber for Logs {
-    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
-        true
-    }
-    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-        tracing::span::Id::from_u64(1)
-    }
-    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
-    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-    fn event(&self, event: &tracing::Event<'_>) {
-        struct Text(String);
-        impl tracing::field::Visit for Text {
-            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-                self.0.push_str(&format!(" {}={value:?}", field.name()));
-            }
-        }
-        let mut text = Text(event.metadata().level().to_string());
-        event.record(&mut text);
-        self.0.lock().unwrap().push(text.0);
-    }
-    fn enter(&self, _: &tracing::span::Id) {}
-    fn exit(&self, _: &tracing::span::Id) {}
 }
 
 /// The attack strict parsing stops. With `policy default allow`, the rule

@@ -13,7 +13,10 @@
 //! here accepts as well.
 
 pub mod apt;
+mod logs;
 mod pki;
+
+pub use logs::Logs;
 
 pub use pki::{PuppetCaMode, TestPki, PUPPET_CA_SCRIPT, PUPPET_SERVER_NAME};
 

@@ -829,6 +829,81 @@ async fn replays_misaddressing_and_floods_fail(kind: BrokerKind) {
     }
 }
 
+async fn policies_fail_closed_and_audit_comes_first(kind: BrokerKind) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies");
+    std::fs::create_dir(&policies).unwrap();
+    // The misparse that used to fail open: a space where the first tab
+    // belongs, under `policy default allow`.
+    std::fs::write(
+        policies.join("filemgr.policy"),
+        "policy default allow\ndeny tester.mcollective\tstatus\t*\t*\n",
+    )
+    .unwrap();
+    let audit = dir.path().join("audit.log");
+    let settings = format!(
+        "plugin.actionpolicy.dir = {}\nrpcaudit = 1\nplugin.rpcaudit.logfile = {}\n",
+        policies.display(),
+        audit.display()
+    );
+    let setup = Setup::start_configured(kind, TestPki::shared().clone(), &settings).await;
+
+    // The broken file denies everything for filemgr, and says where.
+    let (output, replies) = setup
+        .rpc_json(&["filemgr", "status", "file=/etc/hosts", "-I", "node1"])
+        .await;
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert_eq!(replies[0]["statuscode"], 1, "{replies:?}");
+    assert!(
+        setup.servers[0].log().contains("filemgr.policy:2:"),
+        "{}",
+        setup.servers[0].log()
+    );
+    assert!(
+        setup.daemon_stats("node1").await["unauthorized"]
+            .as_u64()
+            .unwrap()
+            >= 1
+    );
+
+    // The audit log: private, with an accepted line before the finished one.
+    let (output, _) = setup
+        .rpc_json(&["rpcutil", "get_fact", "fact=role", "-I", "node2"])
+        .await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = std::fs::read_to_string(&audit).unwrap();
+    assert_eq!(
+        std::fs::metadata(&audit).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|l: &Value| l["action"] == "get_fact")
+        .collect();
+    let events: Vec<&str> = lines.iter().filter_map(|l| l["event"].as_str()).collect();
+    assert_eq!(events, vec!["accepted", "finished"], "{text}");
+    assert_eq!(lines[0]["request_id"], lines[1]["request_id"], "{text}");
+    assert_eq!(lines[0]["caller"], "tester.mcollective", "{text}");
+
+    // The log becomes unwritable: the action does not run, and says why.
+    std::fs::remove_file(&audit).unwrap();
+    std::os::unix::fs::symlink("/dev/full", &audit).unwrap();
+    let (output, replies) = setup
+        .rpc_json(&["rpcutil", "get_fact", "fact=role", "-I", "node2"])
+        .await;
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    assert_eq!(replies[0]["statuscode"], 1, "{replies:?}");
+    assert!(
+        replies[0]["statusmsg"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("audit log"),
+        "{replies:?}"
+    );
+}
+
 async fn servers_reconnect_after_the_broker_returns(kind: BrokerKind) {
     let mut setup = Setup::start(kind).await;
     setup.broker.stop().await;
@@ -938,6 +1013,7 @@ on_both_brokers!(
     a_node_cannot_answer_for_another,
     a_revoked_certificate_is_refused,
     replays_misaddressing_and_floods_fail,
+    policies_fail_closed_and_audit_comes_first,
     servers_reconnect_after_the_broker_returns,
     selectors_are_evaluated_by_server_processes,
 );

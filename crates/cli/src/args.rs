@@ -9,7 +9,7 @@ use muster_protocol::Filter;
 
 /// Node selectors, as MCollective spells them.
 #[derive(clap::Args, Debug, Clone, Default)]
-pub struct Selectors {
+pub(crate) struct Selectors {
     /// Identity: exact name or /regex/ (repeatable; any may match)
     #[arg(
         short = 'I',
@@ -55,7 +55,7 @@ pub struct Selectors {
 
 impl Selectors {
     /// The filter these flags describe; bad text is an error before anything is sent.
-    pub fn filter(&self) -> anyhow::Result<Filter> {
+    pub(crate) fn filter(&self) -> anyhow::Result<Filter> {
         let mut filter = Filter::default();
         for i in &self.identity {
             filter = filter.identity(i).context("bad -I identity filter")?;
@@ -81,7 +81,7 @@ impl Selectors {
 
 /// Flags every client application takes.
 #[derive(clap::Args, Debug, Clone)]
-pub struct Common {
+pub(crate) struct Common {
     /// Client config file (default: $MCO_CONFIG, else ~/.config/muster/client.cfg)
     #[arg(long, short = 'c', value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
@@ -124,7 +124,7 @@ pub struct Common {
 
 /// Which nodes' results `--display` prints.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DisplayMode {
+pub(crate) enum DisplayMode {
     /// Only nodes that answered OK
     Ok,
     /// Only nodes that failed
@@ -135,7 +135,7 @@ pub enum DisplayMode {
 
 /// The discovery methods `--dm` names.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Method {
+pub(crate) enum Method {
     /// Ask the fleet; matching nodes answer
     Broadcast,
     /// Identities from --nodes FILE
@@ -148,7 +148,7 @@ pub enum Method {
 
 /// How to find the nodes (see docs/discovery.md).
 #[derive(clap::Args, Debug, Clone, Default)]
-pub struct DiscoveryFlags {
+pub(crate) struct DiscoveryFlags {
     /// Discovery method (default: broadcast, or what --nodes/--inventory/--discovery-program imply)
     #[arg(
         long = "dm",
@@ -171,7 +171,7 @@ pub struct DiscoveryFlags {
 impl DiscoveryFlags {
     /// The method these flags describe; a method without its input, or an
     /// input for another method, is an error.
-    pub fn discovery(&self) -> anyhow::Result<Discovery> {
+    pub(crate) fn discovery(&self) -> anyhow::Result<Discovery> {
         let implied = match (&self.nodes, &self.inventory, &self.program) {
             (None, None, None) => None,
             (Some(_), None, None) => Some(Method::Flatfile),
@@ -232,19 +232,19 @@ fn input_flag(method: Method) -> &'static str {
 }
 
 impl Common {
-    pub fn timeout_or(&self, default: Duration) -> anyhow::Result<Duration> {
+    pub(crate) fn timeout_or(&self, default: Duration) -> anyhow::Result<Duration> {
         match self.timeout {
             None => Ok(default),
             Some(t) => seconds(t, "-t"),
         }
     }
 
-    pub fn discovery_timeout(&self) -> anyhow::Result<Duration> {
+    pub(crate) fn discovery_timeout(&self) -> anyhow::Result<Duration> {
         seconds(self.discovery_timeout, "--dt")
     }
 
     /// The filter and discovery method, checked before anything is sent.
-    pub fn plan(&self) -> anyhow::Result<(Filter, Discovery)> {
+    pub(crate) fn plan(&self) -> anyhow::Result<(Filter, Discovery)> {
         let filter = self.selectors.filter()?;
         let discovery = self.discovery.discovery()?;
         self.discovery_timeout()?;
@@ -259,7 +259,7 @@ impl Common {
 
     /// The compiled `--filter-replies` expression; one that does not
     /// compile is an error before anything is sent.
-    pub fn reply_filter(&self) -> anyhow::Result<Option<crate::render::ReplyFilter>> {
+    pub(crate) fn reply_filter(&self) -> anyhow::Result<Option<crate::render::ReplyFilter>> {
         self.filter_replies
             .as_deref()
             .map(crate::render::ReplyFilter::new)
@@ -267,7 +267,7 @@ impl Common {
     }
 
     /// Finds the matching nodes with the chosen method, sorted.
-    pub async fn discover(
+    pub(crate) async fn discover(
         &self,
         client: &Client,
         filter: &Filter,
@@ -287,14 +287,14 @@ impl Common {
     }
 
     /// Reads the config, creating and announcing the key on first use, and connects.
-    pub async fn connect(&self) -> anyhow::Result<Client> {
+    pub(crate) async fn connect(&self) -> anyhow::Result<Client> {
         let config = ClientConfig::load(self.config.as_deref())?;
         connect(config).await
     }
 }
 
 /// Connects with `config`, saying where to get a certificate when there is none.
-pub async fn connect(config: ClientConfig) -> anyhow::Result<Client> {
+pub(crate) async fn connect(config: ClientConfig) -> anyhow::Result<Client> {
     let identity = config.security.load().map_err(|e| {
         let from = match &config.file {
             Some(file) => format!("plugin.security.ssldir and .certname in {}", file.display()),

@@ -9,7 +9,7 @@ use muster_client::{Batch, Limit};
 
 /// Flags that pick a subset of the discovered nodes and pace the request.
 #[derive(clap::Args, Debug, Clone)]
-pub struct BatchFlags {
+pub(crate) struct BatchFlags {
     /// Send the request to N nodes at a time, waiting for each batch's replies (broadcasts are never batched)
     #[arg(long = "batch", value_name = "N", value_parser = batch_size)]
     pub batch: Option<usize>,
@@ -52,13 +52,13 @@ impl Default for BatchFlags {
 
 impl BatchFlags {
     /// The batching these flags ask for, if any.
-    pub fn batch(&self) -> Option<Batch> {
+    pub(crate) fn batch(&self) -> Option<Batch> {
         self.batch
             .map(|size| Batch::new(size).with_sleep(self.batch_sleep))
     }
 
     /// The node limit these flags ask for, if any.
-    pub fn limit(&self) -> Option<Limit> {
+    pub(crate) fn limit(&self) -> Option<Limit> {
         if self.one {
             Some(Limit::Count(1))
         } else {
@@ -68,7 +68,7 @@ impl BatchFlags {
 
     /// The nodes to address out of those discovered: all of them, or the
     /// random subset the limit picks.
-    pub fn choose(&self, discovered: Vec<String>) -> Vec<String> {
+    pub(crate) fn choose(&self, discovered: Vec<String>) -> Vec<String> {
         match self.limit() {
             None => discovered,
             Some(limit) => {

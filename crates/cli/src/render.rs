@@ -14,12 +14,12 @@ use muster_client::{Call, Outcome, Response};
 use muster_protocol::ddl::{Action, Display};
 use serde_json::{json, Value};
 
-pub use reply_filter::ReplyFilter;
+pub(crate) use reply_filter::ReplyFilter;
 
 use crate::args::{Common, DisplayMode};
 
 /// Milliseconds with two decimals, as MCollective prints them.
-pub fn ms(d: Duration) -> String {
+pub(crate) fn ms(d: Duration) -> String {
     format!("{:.2}", d.as_secs_f64() * 1000.0)
 }
 
@@ -29,13 +29,13 @@ fn ms_number(d: Duration) -> f64 {
 
 /// Plain ANSI colour, only on a terminal and never with `NO_COLOR` set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Style {
+pub(crate) struct Style {
     colour: bool,
 }
 
 impl Style {
     /// Colour when stdout is a terminal and `NO_COLOR` is unset or empty.
-    pub fn for_stdout() -> Style {
+    pub(crate) fn for_stdout() -> Style {
         Style {
             colour: colour_wanted(
                 std::io::stdout().is_terminal(),
@@ -45,12 +45,12 @@ impl Style {
     }
 
     /// A failed node's line: red.
-    pub fn failed(&self, text: &str) -> String {
+    pub(crate) fn failed(&self, text: &str) -> String {
         self.paint("31", text)
     }
 
     /// A heading: bold.
-    pub fn heading(&self, text: &str) -> String {
+    pub(crate) fn heading(&self, text: &str) -> String {
         self.paint("1", text)
     }
 
@@ -64,12 +64,12 @@ impl Style {
 }
 
 /// <https://no-color.org>: any non-empty `NO_COLOR` turns colour off.
-pub fn colour_wanted(terminal: bool, no_color: Option<OsString>) -> bool {
+pub(crate) fn colour_wanted(terminal: bool, no_color: Option<OsString>) -> bool {
     terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
 /// One ping line: `node01                                   time=1.23 ms`.
-pub fn ping_line(out: &mut dyn Write, response: &Response) -> std::io::Result<()> {
+pub(crate) fn ping_line(out: &mut dyn Write, response: &Response) -> std::io::Result<()> {
     writeln!(
         out,
         "{:<40} time={} ms",
@@ -79,7 +79,7 @@ pub fn ping_line(out: &mut dyn Write, response: &Response) -> std::io::Result<()
 }
 
 /// The statistics block after a ping.
-pub fn ping_summary(
+pub(crate) fn ping_summary(
     out: &mut dyn Write,
     outcome: &Outcome,
     kept: &[&Response],
@@ -106,7 +106,7 @@ pub fn ping_summary(
 }
 
 /// The addressed nodes that did not answer, by name, in columns.
-pub fn no_responses(out: &mut dyn Write, missing: &[String]) -> std::io::Result<()> {
+pub(crate) fn no_responses(out: &mut dyn Write, missing: &[String]) -> std::io::Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
@@ -122,7 +122,11 @@ pub fn no_responses(out: &mut dyn Write, missing: &[String]) -> std::io::Result<
 
 /// Whether a reply's result prints. By default failures always do, and
 /// OK results as the action's DDL `display` says; `--display` overrides.
-pub fn shown(mode: Option<DisplayMode>, action: Option<&Action>, response: &Response) -> bool {
+pub(crate) fn shown(
+    mode: Option<DisplayMode>,
+    action: Option<&Action>,
+    response: &Response,
+) -> bool {
     let ok = response.reply.statuscode.is_ok();
     match mode {
         Some(DisplayMode::All) => true,
@@ -137,7 +141,7 @@ pub fn shown(mode: Option<DisplayMode>, action: Option<&Action>, response: &Resp
 
 /// One node's rpc result: its name, then each output on its own line,
 /// labelled by the DDL's `display_as` where the action has one.
-pub fn rpc_result(
+pub(crate) fn rpc_result(
     out: &mut dyn Write,
     response: &Response,
     action: Option<&Action>,
@@ -192,7 +196,7 @@ fn value_text(value: &Value, indent: usize) -> String {
 /// The replies that `--filter-replies` keeps (all of them without one),
 /// in arrival order. A reply the expression fails on is left out, and
 /// the first such failure is reported on stderr.
-pub fn kept<'a>(
+pub(crate) fn kept<'a>(
     outcome: &'a Outcome,
     agent: &str,
     action: &str,
@@ -224,7 +228,7 @@ pub fn kept<'a>(
 /// `Finished processing`, then MCollective's `rpc stats` block, then the
 /// nodes that did not answer. `kept` is how many replies `--filter-replies`
 /// kept, when there is one.
-pub fn rpc_stats(
+pub(crate) fn rpc_stats(
     out: &mut dyn Write,
     outcome: &Outcome,
     kept: Option<usize>,
@@ -305,7 +309,7 @@ fn rtt_stats(responses: &[&Response]) -> Option<(Duration, Duration, Duration)> 
 }
 
 /// One reply in MCollective's `--json` field names.
-pub fn reply_json(agent: &str, action: &str, response: &Response) -> Value {
+pub(crate) fn reply_json(agent: &str, action: &str, response: &Response) -> Value {
     json!({
         "sender": response.reply.sender,
         "agent": agent,
@@ -318,7 +322,7 @@ pub fn reply_json(agent: &str, action: &str, response: &Response) -> Value {
 
 /// The statistics of a call, for `--json` and `--jsonl`: everyone who
 /// answered counts, `shown` is how many replies `--filter-replies` kept.
-pub fn statistics_json(outcome: &Outcome, shown: usize) -> Value {
+pub(crate) fn statistics_json(outcome: &Outcome, shown: usize) -> Value {
     let failed = outcome.failed().count();
     let rtt = outcome.rtt_stats().map(|(min, max, avg)| {
         json!({"min": ms_number(min), "avg": ms_number(avg), "max": ms_number(max)})
@@ -340,13 +344,18 @@ pub fn statistics_json(outcome: &Outcome, shown: usize) -> Value {
 }
 
 /// The `--json` document: the kept replies and the statistics.
-pub fn json_document(agent: &str, action: &str, outcome: &Outcome, kept: &[&Response]) -> Value {
+pub(crate) fn json_document(
+    agent: &str,
+    action: &str,
+    outcome: &Outcome,
+    kept: &[&Response],
+) -> Value {
     let replies: Vec<Value> = kept.iter().map(|r| reply_json(agent, action, r)).collect();
     json!({"replies": replies, "statistics": statistics_json(outcome, kept.len())})
 }
 
 /// The outcome of a call that found no nodes and sent nothing.
-pub fn nothing_sent() -> Outcome {
+pub(crate) fn nothing_sent() -> Outcome {
     Outcome {
         request_id: String::new(),
         responses: Vec::new(),
@@ -362,7 +371,7 @@ pub fn nothing_sent() -> Outcome {
 /// What `--json` and `--jsonl` print after the replies: the document, or
 /// the statistics line (the reply lines were streamed as they arrived).
 /// Says whether it printed anything; text output is the caller's.
-pub fn machine_output(
+pub(crate) fn machine_output(
     out: &mut dyn Write,
     common: &Common,
     agent: &str,
@@ -394,14 +403,14 @@ static STREAMED: AtomicUsize = AtomicUsize::new(0);
 
 /// Watches replies arrive: moves the progress bar and, for `--jsonl`,
 /// prints each kept reply at once. Derefs to the bar.
-pub struct Progress {
+pub(crate) struct Progress {
     bar: indicatif::ProgressBar,
     stream: Option<(String, String, Option<ReplyFilter>)>,
 }
 
 impl Progress {
     /// Call for every reply as it arrives.
-    pub fn reply(&self, response: &Response) {
+    pub(crate) fn reply(&self, response: &Response) {
         self.bar.inc(1);
         if let Some((agent, action, filter)) = &self.stream {
             let line = reply_json(agent, action, response);
@@ -428,7 +437,7 @@ impl std::ops::Deref for Progress {
 
 /// The progress bar (on a terminal, unless `--json`, `--jsonl` or
 /// `--no-progress`) and the `--jsonl` stream for `call`'s replies.
-pub fn replies(total: Option<usize>, common: &Common, call: &Call) -> Progress {
+pub(crate) fn replies(total: Option<usize>, common: &Common, call: &Call) -> Progress {
     let quiet = common.json || common.jsonl || common.no_progress;
     Progress {
         bar: progress(total, quiet),
@@ -443,7 +452,7 @@ pub fn replies(total: Option<usize>, common: &Common, call: &Call) -> Progress {
 }
 
 /// A progress bar on a terminal, nothing otherwise or when `quiet`.
-pub fn progress(total: Option<usize>, quiet: bool) -> indicatif::ProgressBar {
+pub(crate) fn progress(total: Option<usize>, quiet: bool) -> indicatif::ProgressBar {
     if quiet || !std::io::stderr().is_terminal() {
         return indicatif::ProgressBar::hidden();
     }
@@ -459,7 +468,7 @@ pub fn progress(total: Option<usize>, quiet: bool) -> indicatif::ProgressBar {
 
 /// The DDL's aggregate summaries over the kept OK replies, each followed
 /// by a blank line, headings in bold.
-pub fn summaries(
+pub(crate) fn summaries(
     out: &mut dyn Write,
     action: &Action,
     kept: &[&Response],

@@ -14,8 +14,10 @@
 //! for the applications it runs), else the default file.
 //!
 //! The work is in [`run`], which writes to any `Write`, so a test can call
-//! it on a simulated fleet (crates/client/tests/uptime.rs includes this
+//! it on a simulated fleet (crates/client/tests/it/uptime.rs includes this
 //! file as a module); `main` only parses arguments and connects.
+// Its items are `pub` for the test that includes this file as a module.
+#![allow(unreachable_pub)]
 
 use std::error::Error;
 use std::io::Write;

@@ -218,7 +218,7 @@ impl ServerConfig {
 pub const DEFAULT_MAX_TTL: u64 = 300;
 
 /// Where a node's certificates live unless `plugin.security.ssldir` says otherwise.
-pub const DEFAULT_SSLDIR: &str = "/etc/muster/ssl";
+pub(crate) const DEFAULT_SSLDIR: &str = "/etc/muster/ssl";
 
 /// The machine's host name, the default identity.
 pub fn hostname() -> String {

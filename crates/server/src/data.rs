@@ -24,6 +24,7 @@
 //! assert_eq!(ostype["value"], "Linux");
 //! # Ok::<(), String>(())
 //! ```
+#![allow(unsafe_code)] // TEMPORARY: the libc calls here move to rustix
 
 use std::fs::{File, Metadata, OpenOptions};
 use std::io::{ErrorKind, Read};

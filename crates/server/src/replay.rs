@@ -21,11 +21,11 @@ use std::collections::HashMap;
 
 /// Ids remembered by default; `plugin.security.replay_cache_size` sets it.
 /// At 300 s max ttl this allows over 300 requests a second to one node.
-pub const DEFAULT_CAPACITY: usize = 100_000;
+pub(crate) const DEFAULT_CAPACITY: usize = 100_000;
 
 /// Why a request id is not accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// Seen before and not yet expired.
     Seen,
     /// The store is full of unexpired ids.
@@ -35,7 +35,7 @@ pub enum Refusal {
 }
 
 /// Seen request ids and when they expire (Unix ms).
-pub struct ReplayGuard {
+pub(crate) struct ReplayGuard {
     seen: HashMap<u128, u64>,
     capacity: usize,
     next_prune: u64,
@@ -49,7 +49,7 @@ impl Default for ReplayGuard {
 
 impl ReplayGuard {
     /// A guard remembering at most `capacity` ids.
-    pub fn new(capacity: usize) -> ReplayGuard {
+    pub(crate) fn new(capacity: usize) -> ReplayGuard {
         ReplayGuard {
             seen: HashMap::new(),
             capacity: capacity.max(1),
@@ -58,12 +58,17 @@ impl ReplayGuard {
     }
 
     /// How many ids it holds at most.
-    pub fn capacity(&self) -> usize {
+    pub(crate) fn capacity(&self) -> usize {
         self.capacity
     }
 
     /// Records `id` (32 hex digits) if it is new and there is room.
-    pub fn first_sighting(&mut self, id: &str, expires_at: u64, now: u64) -> Result<(), Refusal> {
+    pub(crate) fn first_sighting(
+        &mut self,
+        id: &str,
+        expires_at: u64,
+        now: u64,
+    ) -> Result<(), Refusal> {
         let key = parse(id).ok_or(Refusal::Malformed)?;
         if now >= self.next_prune || self.seen.len() >= self.capacity {
             self.seen.retain(|_, expiry| *expiry >= now);

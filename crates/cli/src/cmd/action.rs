@@ -13,7 +13,7 @@ use crate::args::Common;
 use crate::render;
 
 /// What a node's line shows.
-pub enum Line<'a> {
+pub(crate) enum Line<'a> {
     /// One output field, e.g. `ensure`.
     Field(&'a str),
     /// Text made from the reply's data.
@@ -22,7 +22,7 @@ pub enum Line<'a> {
 
 /// Runs `agent action` with `data` on the nodes `common` selects and
 /// prints the results.
-pub async fn run(
+pub(crate) async fn run(
     common: &Common,
     agent: &str,
     action: &str,
@@ -48,7 +48,7 @@ pub async fn run(
 
 /// Validates the inputs, discovers and runs the action. `None` when no
 /// node matched (which has been said on stderr).
-pub async fn call(
+pub(crate) async fn call(
     common: &Common,
     agent: &str,
     action: &str,
@@ -67,7 +67,7 @@ pub async fn call(
 
 /// One line per node (sorted; `--display` picks whose), the DDL's
 /// summaries and the statistics; or the `--json` document or `--jsonl`.
-pub fn print(
+pub(crate) fn print(
     client: &Client,
     common: &Common,
     agent: &str,
@@ -127,7 +127,7 @@ pub fn print(
 
 /// MCollective lets operators write `mco package rsync status` and
 /// `mco package status rsync`: whichever word is an action is the action.
-pub fn action_and_target(
+pub(crate) fn action_and_target(
     first: &str,
     second: &str,
     actions: &[&str],

@@ -11,7 +11,7 @@ use muster_pki::{nats_config::NatsConfig, Settings, Ssldir};
 
 #[derive(clap::Args, Debug)]
 #[command(args_conflicts_with_subcommands = true)]
-pub struct Args {
+pub(crate) struct Args {
     #[command(subcommand)]
     pub action: Option<Action>,
     #[command(flatten)]
@@ -19,13 +19,13 @@ pub struct Args {
 }
 
 #[derive(clap::Subcommand, Debug)]
-pub enum Action {
+pub(crate) enum Action {
     /// Print a nats-server configuration with the same TLS, admission and permissions
     NatsConfig(NatsArgs),
 }
 
 #[derive(clap::Args, Debug)]
-pub struct Serve {
+pub(crate) struct Serve {
     /// Address to listen on
     #[arg(long, default_value = "127.0.0.1:4222")]
     pub listen: SocketAddr,
@@ -52,7 +52,7 @@ pub struct Serve {
 }
 
 #[derive(clap::Args, Debug)]
-pub struct NatsArgs {
+pub(crate) struct NatsArgs {
     /// The broker's ssldir
     #[arg(long, value_name = "DIR")]
     pub ssldir: PathBuf,
@@ -71,7 +71,7 @@ pub struct NatsArgs {
     pub max_connections: usize,
 }
 
-pub async fn run(args: Args) -> anyhow::Result<u8> {
+pub(crate) async fn run(args: Args) -> anyhow::Result<u8> {
     match args.action {
         Some(Action::NatsConfig(nats)) => nats_config(nats),
         None => serve(args.serve).await,

@@ -6,13 +6,13 @@ use muster_pki::{ca::FleetCa, Ssldir};
 use muster_protocol::identity::{role_of, Role, CALLER_SUFFIX, FLEET_SUFFIX};
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     #[command(subcommand)]
     pub action: Action,
 }
 
 #[derive(clap::Subcommand, Debug)]
-pub enum Action {
+pub(crate) enum Action {
     /// Create a CA (ed25519) in DIR: DIR/ca/ (keep it on one machine), DIR/certs/ca.pem, DIR/crl.pem
     Init {
         /// The ssldir to create the CA in
@@ -43,7 +43,7 @@ pub enum Action {
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum IssueRole {
+pub(crate) enum IssueRole {
     Node,
     Caller,
     Broker,
@@ -52,7 +52,7 @@ pub enum IssueRole {
 
 /// The certificate name a role gives NAME: callers end in `.mcollective`,
 /// simulators in `.fleet`; nodes and brokers must not.
-pub fn certname(name: &str, role: IssueRole) -> anyhow::Result<String> {
+pub(crate) fn certname(name: &str, role: IssueRole) -> anyhow::Result<String> {
     let name = match role {
         IssueRole::Caller if !name.ends_with(CALLER_SUFFIX) => format!("{name}{CALLER_SUFFIX}"),
         IssueRole::Fleet if !name.ends_with(FLEET_SUFFIX) => format!("{name}{FLEET_SUFFIX}"),
@@ -76,7 +76,7 @@ pub fn certname(name: &str, role: IssueRole) -> anyhow::Result<String> {
     Ok(name)
 }
 
-pub fn run(args: Args) -> anyhow::Result<u8> {
+pub(crate) fn run(args: Args) -> anyhow::Result<u8> {
     match args.action {
         Action::Init { ssldir } => {
             let dir = Ssldir::new(&ssldir);

@@ -26,7 +26,7 @@ use muster_client::ClientConfig;
 use muster_protocol::ddl::Ddl;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// The shell to complete for
     #[arg(value_enum)]
     pub shell: Shell,
@@ -37,7 +37,7 @@ pub struct Args {
 
 /// The shells a script can be written for.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Shell {
+pub(crate) enum Shell {
     Bash,
     Zsh,
     Fish,
@@ -45,7 +45,7 @@ pub enum Shell {
 
 /// An agent and its actions, as completions offer them.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Agent {
+pub(crate) struct Agent {
     pub name: String,
     pub description: String,
     /// (action, description), in DDL order.
@@ -66,7 +66,7 @@ impl From<&Ddl> for Agent {
     }
 }
 
-pub fn run(args: Args, cli: clap::Command) -> anyhow::Result<u8> {
+pub(crate) fn run(args: Args, cli: clap::Command) -> anyhow::Result<u8> {
     let agents = known_agents(args.config.as_deref());
     let mut out = std::io::stdout().lock();
     write_script(&mut out, args.shell, cli, &agents)?;
@@ -76,7 +76,7 @@ pub fn run(args: Args, cli: clap::Command) -> anyhow::Result<u8> {
 
 /// The agents in the DDLs the client knows; only the built-in ones when
 /// the config cannot be read (said on stderr).
-pub fn known_agents(config: Option<&std::path::Path>) -> Vec<Agent> {
+pub(crate) fn known_agents(config: Option<&std::path::Path>) -> Vec<Agent> {
     let ddls = match ClientConfig::load(config) {
         Ok(config) => muster_client::ddls::all_ddls(&config),
         Err(e) => {
@@ -92,7 +92,7 @@ pub fn known_agents(config: Option<&std::path::Path>) -> Vec<Agent> {
 }
 
 /// The whole script for `shell`.
-pub fn write_script(
+pub(crate) fn write_script(
     out: &mut dyn Write,
     shell: Shell,
     cli: clap::Command,

@@ -12,7 +12,7 @@ use muster_server::fleet::{Fleet, FleetSpec};
 use crate::args::{Common, Selectors};
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// How many simulated nodes
     #[arg(long, short = 'n', default_value_t = 50)]
     pub nodes: usize,
@@ -24,7 +24,7 @@ pub struct Args {
     pub listen: SocketAddr,
 }
 
-pub async fn run(args: Args) -> anyhow::Result<u8> {
+pub(crate) async fn run(args: Args) -> anyhow::Result<u8> {
     super::init_logging("warn");
     let dir = std::env::temp_dir().join(format!("muster-demo-{}", std::process::id()));
     let result = demo(&args, &dir).await;

@@ -16,14 +16,14 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 
 /// What a custom application's program name starts with.
-pub const PREFIX: &str = "mco-";
+pub(crate) const PREFIX: &str = "mco-";
 
 /// The variable naming the `mco` binary that started an application.
-pub const BIN_ENV: &str = "MCO_BIN";
+pub(crate) const BIN_ENV: &str = "MCO_BIN";
 
 /// One `mco-NAME` program found on PATH.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Application {
+pub(crate) struct Application {
     /// What follows `mco` on the command line.
     pub name: String,
     pub path: PathBuf,
@@ -31,7 +31,7 @@ pub struct Application {
 
 /// Every `mco-NAME` program on PATH, sorted by name; when a name is in
 /// several directories, the first on PATH (the one that runs) is kept.
-pub fn on_path() -> Vec<Application> {
+pub(crate) fn on_path() -> Vec<Application> {
     let mut found: Vec<Application> = Vec::new();
     for dir in path_dirs() {
         let Ok(entries) = std::fs::read_dir(&dir) else {
@@ -57,7 +57,7 @@ pub fn on_path() -> Vec<Application> {
 }
 
 /// The `mco-NAME` program that `mco NAME` runs, if there is one.
-pub fn find(name: &str) -> Option<PathBuf> {
+pub(crate) fn find(name: &str) -> Option<PathBuf> {
     if !valid_name(name) {
         return None;
     }
@@ -70,7 +70,7 @@ pub fn find(name: &str) -> Option<PathBuf> {
 /// Runs `argv` (the application's name, then its arguments) as
 /// `mco-NAME`. Returns only when it cannot: no such program, or exec
 /// failed.
-pub fn run(argv: Vec<OsString>, cli: &clap::Command) -> anyhow::Result<u8> {
+pub(crate) fn run(argv: Vec<OsString>, cli: &clap::Command) -> anyhow::Result<u8> {
     let Some((name, args)) = argv.split_first() else {
         anyhow::bail!("no application named");
     };
@@ -83,7 +83,7 @@ pub fn run(argv: Vec<OsString>, cli: &clap::Command) -> anyhow::Result<u8> {
 }
 
 /// `program ARGS` with the environment a custom application gets.
-pub fn command(program: &Path, args: &[OsString]) -> std::process::Command {
+pub(crate) fn command(program: &Path, args: &[OsString]) -> std::process::Command {
     let mut command = std::process::Command::new(program);
     command.args(args);
     if let Ok(mco) = std::env::current_exe() {
@@ -100,7 +100,7 @@ pub fn command(program: &Path, args: &[OsString]) -> std::process::Command {
 
 /// The error for an application that is neither built in nor on PATH,
 /// naming the applications whose names are close.
-pub fn unknown(name: &str, cli: &clap::Command) -> String {
+pub(crate) fn unknown(name: &str, cli: &clap::Command) -> String {
     let mut names: Vec<String> = cli
         .get_subcommands()
         .filter(|c| !c.is_hide_set())
@@ -120,7 +120,7 @@ pub fn unknown(name: &str, cli: &clap::Command) -> String {
 
 /// The names within a small edit distance of `name`, or starting with it,
 /// closest first.
-pub fn similar(name: &str, names: &[String]) -> Vec<String> {
+pub(crate) fn similar(name: &str, names: &[String]) -> Vec<String> {
     let limit = (name.chars().count() / 3).max(2);
     let mut close: Vec<(usize, &String)> = names
         .iter()

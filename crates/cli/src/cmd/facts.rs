@@ -13,7 +13,7 @@ use crate::args::Common;
 use crate::render;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// The fact, e.g. os.family (dots reach into structured facts)
     #[arg(value_name = "FACT")]
     pub fact_name: String,
@@ -24,7 +24,7 @@ pub struct Args {
 /// How a node without the fact is counted.
 const MISSING: &str = "(missing)";
 
-pub async fn run(args: Args) -> anyhow::Result<u8> {
+pub(crate) async fn run(args: Args) -> anyhow::Result<u8> {
     super::init_logging("warn");
     let fact = args.fact_name.trim();
     if fact.is_empty() {
@@ -87,7 +87,7 @@ pub async fn run(args: Args) -> anyhow::Result<u8> {
 
 /// Each value with the nodes that have it, sorted by value (numerically
 /// when both are numbers), nodes sorted by name.
-pub fn distribution(responses: &[&Response]) -> Vec<(String, Vec<String>)> {
+pub(crate) fn distribution(responses: &[&Response]) -> Vec<(String, Vec<String>)> {
     let mut by_value: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for response in responses.iter().filter(|r| r.reply.statuscode.is_ok()) {
         let value = match response.reply.data.get("value") {
@@ -121,7 +121,7 @@ fn by_number_then_text(a: &str, b: &str) -> Ordering {
 }
 
 /// `Report for fact: ...` and one line per value with its count.
-pub fn report(
+pub(crate) fn report(
     out: &mut dyn Write,
     fact: &str,
     values: &[(String, Vec<String>)],

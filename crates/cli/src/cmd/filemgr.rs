@@ -8,7 +8,7 @@ use super::action::{self, Line};
 use crate::args::Common;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// touch (the default, as in MCollective), remove or status
     #[arg(default_value = "touch", value_parser = ["touch", "remove", "status"])]
     pub action: String,
@@ -19,7 +19,7 @@ pub struct Args {
     pub common: Common,
 }
 
-pub async fn run(args: Args) -> anyhow::Result<u8> {
+pub(crate) async fn run(args: Args) -> anyhow::Result<u8> {
     let mut data = Map::new();
     data.insert("file".into(), Value::String(args.file));
     let line = Line::Field("output");

@@ -7,12 +7,12 @@ use muster_client::{ClientConfig, Discovery};
 use crate::args::Common;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     #[command(flatten)]
     pub common: Common,
 }
 
-pub async fn run(args: Args) -> anyhow::Result<u8> {
+pub(crate) async fn run(args: Args) -> anyhow::Result<u8> {
     super::init_logging("warn");
     let common = &args.common;
     let (filter, discovery) = common.plan()?;

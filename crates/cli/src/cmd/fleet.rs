@@ -7,7 +7,7 @@ use muster_pki::{Settings, Ssldir};
 use muster_server::fleet::{Fleet, FleetSpec};
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// How many nodes
     #[arg(long, short = 'n', default_value_t = 50)]
     pub nodes: usize,
@@ -25,7 +25,7 @@ pub struct Args {
     pub prefix: String,
 }
 
-pub async fn run(args: Args) -> anyhow::Result<u8> {
+pub(crate) async fn run(args: Args) -> anyhow::Result<u8> {
     super::init_logging("warn");
     let settings = Settings {
         ssldir: Ssldir::new(&args.ssldir),

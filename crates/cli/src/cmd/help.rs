@@ -13,20 +13,20 @@ use anyhow::Context;
 use super::external::{self, Application};
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// The application to explain, with its subcommand if it has them (e.g. `puppet runonce`)
     #[arg(value_name = "APP")]
     pub app: Vec<String>,
 }
 
 #[derive(clap::Args, Debug)]
-pub struct ManArgs {
+pub(crate) struct ManArgs {
     /// Write mco.1 and a page per application (mco-ping.1, ...) into DIR instead of printing mco.1
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
 }
 
-pub fn run(args: Args, cli: clap::Command) -> anyhow::Result<u8> {
+pub(crate) fn run(args: Args, cli: clap::Command) -> anyhow::Result<u8> {
     let Some(name) = args.app.first() else {
         list(&mut std::io::stdout().lock(), &cli, &external::on_path())?;
         return Ok(super::EXIT_OK);
@@ -65,7 +65,7 @@ fn is_builtin(cli: &clap::Command, name: &str) -> bool {
 }
 
 /// One line per application, built-in and external together, sorted.
-pub fn list(
+pub(crate) fn list(
     out: &mut dyn Write,
     cli: &clap::Command,
     external: &[Application],
@@ -106,7 +106,7 @@ pub fn list(
 }
 
 /// `mco man`: mco.1 on stdout, or every page into `--out DIR`.
-pub fn man(args: ManArgs, cli: clap::Command) -> anyhow::Result<u8> {
+pub(crate) fn man(args: ManArgs, cli: clap::Command) -> anyhow::Result<u8> {
     let mut cli = cli;
     cli.build();
     match args.out {

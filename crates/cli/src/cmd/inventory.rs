@@ -13,14 +13,14 @@ use serde_json::Value;
 use crate::args::Common;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// The node; without it, every node the selectors match
     pub node: Option<String>,
     #[command(flatten)]
     pub common: Common,
 }
 
-pub async fn run(args: Args) -> anyhow::Result<u8> {
+pub(crate) async fn run(args: Args) -> anyhow::Result<u8> {
     super::init_logging("warn");
     let (mut filter, _) = args.common.plan()?;
     if let Some(node) = &args.node {
@@ -93,7 +93,7 @@ pub async fn run(args: Args) -> anyhow::Result<u8> {
 }
 
 /// One node's inventory in MCollective's layout.
-pub fn render(
+pub(crate) fn render(
     out: &mut dyn Write,
     record: &NodeRecord,
     data: &Value,
@@ -191,7 +191,7 @@ fn columns(
 }
 
 /// Nested facts as `dotted.key => value` pairs; list items by index.
-pub fn flatten(prefix: &str, value: &Value, into: &mut Vec<(String, String)>) {
+pub(crate) fn flatten(prefix: &str, value: &Value, into: &mut Vec<(String, String)>) {
     let key = |k: &str| {
         if prefix.is_empty() {
             k.to_string()

@@ -10,7 +10,7 @@ use crate::args::Common;
 const ACTIONS: &[&str] = &["status", "install", "update", "uninstall", "purge"];
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// The package and the action (status, install, update, uninstall, purge), in either order
     pub words: Vec<String>,
     /// The version to install
@@ -20,7 +20,7 @@ pub struct Args {
     pub common: Common,
 }
 
-pub async fn run(args: Args) -> anyhow::Result<u8> {
+pub(crate) async fn run(args: Args) -> anyhow::Result<u8> {
     let [first, second] = args.words.as_slice() else {
         anyhow::bail!(
             "usage: mco package PACKAGE ACTION (actions: {})",

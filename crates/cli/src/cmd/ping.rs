@@ -9,12 +9,12 @@ use crate::args::Common;
 use crate::render;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     #[command(flatten)]
     pub common: Common,
 }
 
-pub async fn run(args: Args) -> anyhow::Result<u8> {
+pub(crate) async fn run(args: Args) -> anyhow::Result<u8> {
     super::init_logging("warn");
     let (filter, _) = args.common.plan()?;
     let client = args.common.connect().await?;
@@ -26,7 +26,7 @@ pub async fn run(args: Args) -> anyhow::Result<u8> {
 /// discovery method, pings exactly the nodes it names, directly, and lists
 /// those that do not answer. Lines (or `--jsonl` objects) print as
 /// replies arrive.
-pub async fn ping(
+pub(crate) async fn ping(
     client: &Client,
     common: &Common,
     filter: muster_protocol::Filter,

@@ -7,7 +7,7 @@ use muster_client::ClientConfig;
 use muster_protocol::ddl::{Ddl, Display};
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// What to do: `doc`
     pub command: String,
     /// An agent or data plugin to document; all are listed without one
@@ -36,7 +36,7 @@ const DISCOVERY_METHODS: &[(&str, &str)] = &[
     ),
 ];
 
-pub async fn run(args: Args) -> anyhow::Result<u8> {
+pub(crate) async fn run(args: Args) -> anyhow::Result<u8> {
     super::init_logging("warn");
     if args.command != "doc" {
         anyhow::bail!(
@@ -94,7 +94,7 @@ fn list(config: &ClientConfig, out: &mut dyn Write) -> std::io::Result<()> {
 }
 
 /// An agent's documentation in MCollective's layout.
-pub fn agent_doc(ddl: &Ddl, out: &mut dyn Write) -> std::io::Result<()> {
+pub(crate) fn agent_doc(ddl: &Ddl, out: &mut dyn Write) -> std::io::Result<()> {
     let meta = &ddl.metadata;
     writeln!(
         out,

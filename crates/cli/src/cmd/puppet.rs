@@ -17,13 +17,13 @@ use super::action::{self, Line};
 use crate::args::Common;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(clap::Subcommand, Debug)]
-pub enum Command {
+pub(crate) enum Command {
     /// Whether Puppet is enabled, applying or idling, and when it last ran
     Status(Plain),
     /// How many nodes are enabled, disabled, applying, idling
@@ -69,13 +69,13 @@ pub enum Command {
 }
 
 #[derive(clap::Args, Debug)]
-pub struct Plain {
+pub(crate) struct Plain {
     #[command(flatten)]
     pub common: Common,
 }
 
 #[derive(clap::Args, Debug, Clone)]
-pub struct RunOptions {
+pub(crate) struct RunOptions {
     /// Do a no-op run
     #[arg(long)]
     pub noop: bool,
@@ -123,7 +123,7 @@ impl RunOptions {
 
 const RUN_TIMEOUT: Duration = Duration::from_secs(1800);
 
-pub async fn run(args: Args) -> anyhow::Result<u8> {
+pub(crate) async fn run(args: Args) -> anyhow::Result<u8> {
     let quick = Duration::from_secs(20);
     match args.command {
         Command::Status(p) => {

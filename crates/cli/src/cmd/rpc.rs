@@ -11,7 +11,7 @@ use crate::args::Common;
 use crate::render;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// The agent, e.g. rpcutil
     pub agent: String,
     /// The action, e.g. inventory
@@ -22,7 +22,7 @@ pub struct Args {
     pub common: Common,
 }
 
-pub async fn run(args: Args) -> anyhow::Result<u8> {
+pub(crate) async fn run(args: Args) -> anyhow::Result<u8> {
     super::init_logging("warn");
     let (filter, _) = args.common.plan()?;
     let mut data = parse_inputs(&args.inputs)?;
@@ -38,7 +38,7 @@ pub async fn run(args: Args) -> anyhow::Result<u8> {
 /// Discovers, runs the call, and prints the kept replies (`--display`
 /// picks whose), the DDL's summaries and the statistics; or the `--json`
 /// document, or `--jsonl` lines.
-pub async fn rpc(
+pub(crate) async fn rpc(
     client: &Client,
     common: &Common,
     call: Call,
@@ -84,7 +84,7 @@ pub async fn rpc(
 
 /// Checks and converts inputs against the agent's DDL, when the client has
 /// one, so a mistake is an error before anything is sent.
-pub fn validate(
+pub(crate) fn validate(
     config: &muster_client::ClientConfig,
     agent: &str,
     action: &str,
@@ -102,7 +102,7 @@ pub fn validate(
 
 /// The exit code for everyone who answered (whatever `--filter-replies`
 /// kept): failures win over missing replies.
-pub fn exit_code(outcome: &Outcome) -> u8 {
+pub(crate) fn exit_code(outcome: &Outcome) -> u8 {
     if outcome.failed().next().is_some() {
         super::EXIT_FAILED
     } else if !outcome.missing.is_empty() {
@@ -119,7 +119,7 @@ pub fn exit_code(outcome: &Outcome) -> u8 {
 /// subset `--limit-nodes`/`--one` ask for, then runs `call` on exactly those,
 /// `--batch` nodes at a time if asked, showing progress on a terminal.
 /// `None` when nothing was discovered, which has been said on stderr.
-pub async fn discover_and_call(
+pub(crate) async fn discover_and_call(
     client: &Client,
     common: &Common,
     mut call: Call,
@@ -161,7 +161,7 @@ pub async fn discover_and_call(
 
 /// `key=value` inputs. Values that read as JSON numbers, booleans, arrays
 /// or objects are sent typed; anything else is a string.
-pub fn parse_inputs(inputs: &[String]) -> anyhow::Result<Map<String, Value>> {
+pub(crate) fn parse_inputs(inputs: &[String]) -> anyhow::Result<Map<String, Value>> {
     let mut data = Map::new();
     for input in inputs {
         let (key, value) = input

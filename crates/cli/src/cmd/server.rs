@@ -6,7 +6,7 @@ use anyhow::Context;
 use muster_server::ServerConfig;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// Server config file
     #[arg(
         long,
@@ -17,7 +17,7 @@ pub struct Args {
     pub config: PathBuf,
 }
 
-pub async fn run(args: Args) -> anyhow::Result<u8> {
+pub(crate) async fn run(args: Args) -> anyhow::Result<u8> {
     let config = ServerConfig::load(&args.config)?;
     init_logging(&config)?;
     muster_server::daemon::run(config, super::shutdown_signal()).await?;

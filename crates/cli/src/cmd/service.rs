@@ -10,14 +10,14 @@ use crate::args::Common;
 const ACTIONS: &[&str] = &["status", "start", "stop", "restart"];
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// The service and the action (status, start, stop, restart), in either order
     pub words: Vec<String>,
     #[command(flatten)]
     pub common: Common,
 }
 
-pub async fn run(args: Args) -> anyhow::Result<u8> {
+pub(crate) async fn run(args: Args) -> anyhow::Result<u8> {
     let [first, second] = args.words.as_slice() else {
         anyhow::bail!(
             "usage: mco service SERVICE ACTION (actions: {})",

@@ -8,14 +8,14 @@ use serde::Deserialize;
 use serde_json::Value;
 
 /// A compiled jq expression over reply objects (the `--json` reply shape).
-pub struct ReplyFilter {
+pub(crate) struct ReplyFilter {
     filter: jaq_core::Filter<data::JustLut<Val>>,
 }
 
 impl ReplyFilter {
     /// Compiles `code` with jq's standard library; the error names what
     /// jaq expected and where.
-    pub fn new(code: &str) -> anyhow::Result<ReplyFilter> {
+    pub(crate) fn new(code: &str) -> anyhow::Result<ReplyFilter> {
         let defs = jaq_core::defs()
             .chain(jaq_std::defs())
             .chain(jaq_json::defs());
@@ -49,7 +49,7 @@ impl ReplyFilter {
 
     /// Whether the expression's first output for `reply` is truthy (neither
     /// `false` nor `null`). No output, or an error, is false.
-    pub fn keeps(&self, reply: &Value) -> Result<bool, String> {
+    pub(crate) fn keeps(&self, reply: &Value) -> Result<bool, String> {
         let input = Val::deserialize(reply).map_err(|e| e.to_string())?;
         let ctx = Ctx::<data::JustLut<Val>>::new(&self.filter.lut, Vars::new([]));
         let first = self.filter.id.run((ctx, input)).map(unwrap_valr).next();

@@ -19,6 +19,7 @@
 //! let done = command::run(&ls, Instant::now() + Duration::from_secs(5)).await?;
 //! println!("{}: {}", done.exit(), done.output());
 //! ```
+#![allow(unsafe_code)] // TEMPORARY: the libc calls here move to rustix
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
@@ -34,20 +35,21 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// How much of an output file is kept: the end, which says why it failed.
-pub const MAX_OUTPUT: usize = 64 * 1024;
+pub(super) const MAX_OUTPUT: usize = 64 * 1024;
 
 /// How much output an error message carries.
-pub const MESSAGE_OUTPUT: usize = 4 * 1024;
+pub(super) const MESSAGE_OUTPUT: usize = 4 * 1024;
 
 /// `PATH` for programs run without the daemon's environment, as init sets it.
-pub const STANDARD_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub(super) const STANDARD_PATH: &str =
+    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// How often a spawn that finds its program "text file busy" is tried again.
 const BUSY_RETRIES: u32 = 10;
 
 /// The last `max` bytes of `text` or a little less, on a character
 /// boundary: the end of a tool's output says why it failed.
-pub fn tail(text: &str, max: usize) -> &str {
+pub(super) fn tail(text: &str, max: usize) -> &str {
     let mut start = text.len().saturating_sub(max);
     while !text.is_char_boundary(start) {
         start += 1;
@@ -60,7 +62,7 @@ pub fn tail(text: &str, max: usize) -> &str {
 /// environment and working directory, reads `/dev/null` and writes stdout
 /// and stderr to separate files.
 #[derive(Debug, Clone)]
-pub struct Invocation {
+pub(super) struct Invocation {
     program: OsString,
     args: Vec<OsString>,
     env_clear: bool,
@@ -72,7 +74,7 @@ pub struct Invocation {
 }
 
 impl Invocation {
-    pub fn new(program: impl AsRef<OsStr>) -> Invocation {
+    pub(super) fn new(program: impl AsRef<OsStr>) -> Invocation {
         Invocation {
             program: program.as_ref().to_owned(),
             args: Vec::new(),
@@ -85,7 +87,7 @@ impl Invocation {
         }
     }
 
-    pub fn args<I, S>(mut self, args: I) -> Invocation
+    pub(super) fn args<I, S>(mut self, args: I) -> Invocation
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
@@ -96,12 +98,12 @@ impl Invocation {
     }
 
     /// Starts from an empty environment instead of the daemon's.
-    pub fn env_clear(mut self) -> Invocation {
+    pub(super) fn env_clear(mut self) -> Invocation {
         self.env_clear = true;
         self
     }
 
-    pub fn envs<I, K, V>(mut self, vars: I) -> Invocation
+    pub(super) fn envs<I, K, V>(mut self, vars: I) -> Invocation
     where
         I: IntoIterator<Item = (K, V)>,
         K: AsRef<OsStr>,
@@ -114,34 +116,34 @@ impl Invocation {
         self
     }
 
-    pub fn current_dir(mut self, dir: impl Into<PathBuf>) -> Invocation {
+    pub(super) fn current_dir(mut self, dir: impl Into<PathBuf>) -> Invocation {
         self.current_dir = Some(dir.into());
         self
     }
 
     /// Writes `input` to its stdin, then closes it; a program that exits
     /// without reading it is no error.
-    pub fn stdin(mut self, input: Vec<u8>) -> Invocation {
+    pub(super) fn stdin(mut self, input: Vec<u8>) -> Invocation {
         self.stdin = Some(input);
         self
     }
 
     /// Interleaves stderr with stdout, as a terminal shows them;
     /// [`Finished::stderr`] is then empty.
-    pub fn stderr_to_stdout(mut self) -> Invocation {
+    pub(super) fn stderr_to_stdout(mut self) -> Invocation {
         self.stderr_to_stdout = true;
         self
     }
 
     /// Keeps all of stdout, read through a pipe, up to `limit` bytes; one
     /// byte more kills the group and sets [`Finished::overflowed`].
-    pub fn stdout_limit(mut self, limit: usize) -> Invocation {
+    pub(super) fn stdout_limit(mut self, limit: usize) -> Invocation {
         self.stdout_limit = Some(limit);
         self
     }
 
     /// The command line, for messages.
-    pub fn display(&self) -> String {
+    pub(super) fn display(&self) -> String {
         std::iter::once(&self.program)
             .chain(&self.args)
             .map(|a| a.to_string_lossy())
@@ -172,7 +174,7 @@ impl Invocation {
 
 /// A program that ran to its end.
 #[derive(Debug, Clone)]
-pub struct Finished {
+pub(super) struct Finished {
     /// The exit code; `None` when a signal ended it.
     pub code: Option<i32>,
     pub signal: Option<i32>,
@@ -186,12 +188,12 @@ pub struct Finished {
 }
 
 impl Finished {
-    pub fn success(&self) -> bool {
+    pub(super) fn success(&self) -> bool {
         self.code == Some(0)
     }
 
     /// "exit code 3" or "killed by signal 9".
-    pub fn exit(&self) -> String {
+    pub(super) fn exit(&self) -> String {
         match (self.code, self.signal) {
             (Some(code), _) => format!("exit code {code}"),
             (None, Some(signal)) => format!("killed by signal {signal}"),
@@ -200,13 +202,13 @@ impl Finished {
     }
 
     /// Stdout then stderr, each trimmed, the last 64 KiB.
-    pub fn output(&self) -> String {
+    pub(super) fn output(&self) -> String {
         joined(&self.stdout, &self.stderr)
     }
 }
 
 /// Stdout then stderr, trimmed, on separate lines, the end kept when long.
-pub fn joined(stdout: &str, stderr: &str) -> String {
+pub(super) fn joined(stdout: &str, stderr: &str) -> String {
     let joined = [stdout.trim(), stderr.trim()]
         .into_iter()
         .filter(|s| !s.is_empty())
@@ -217,7 +219,7 @@ pub fn joined(stdout: &str, stderr: &str) -> String {
 
 /// Why a program did not run to its end.
 #[derive(Debug)]
-pub enum RunError {
+pub(super) enum RunError {
     /// It could not be started; `NotFound` when the program does not exist.
     Start(io::Error),
     /// Waiting for it or reading its output failed; its group was killed.
@@ -231,7 +233,7 @@ pub enum RunError {
 }
 
 impl RunError {
-    pub fn describe(&self, invocation: &Invocation) -> String {
+    pub(super) fn describe(&self, invocation: &Invocation) -> String {
         let program = invocation.program.to_string_lossy();
         match self {
             RunError::Start(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -262,12 +264,12 @@ impl RunError {
 }
 
 /// Captured output beyond this many bytes kills the program.
-pub const MAX_CAPTURE: u64 = 64 << 20;
+pub(super) const MAX_CAPTURE: u64 = 64 << 20;
 
 /// Runs `invocation` in its own process group, killing the group at
 /// `deadline`, when its output passes [`MAX_CAPTURE`], or when the
 /// returned future is dropped.
-pub async fn run(invocation: &Invocation, deadline: Instant) -> Result<Finished, RunError> {
+pub(super) async fn run(invocation: &Invocation, deadline: Instant) -> Result<Finished, RunError> {
     let started = Instant::now();
     let capped = invocation.stdout_limit.is_some();
     let shared = invocation.stderr_to_stdout;

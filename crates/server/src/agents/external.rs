@@ -28,10 +28,10 @@ use crate::agent::{ActionError, ActionFuture, ActionResult};
 use crate::{Agent, Node, ServerConfig};
 
 /// The setting naming the directories external agents are loaded from.
-pub const AGENTS_DIR: &str = "plugin.external.agents_dir";
+pub(super) const AGENTS_DIR: &str = "plugin.external.agents_dir";
 
 /// The most a program may write to stdout; more is a failed reply.
-pub const MAX_STDOUT: usize = 1024 * 1024;
+pub(super) const MAX_STDOUT: usize = 1024 * 1024;
 
 /// Variables passed through from the daemon's environment; everything
 /// else is left out so agents do not depend on how the daemon was started.
@@ -39,7 +39,7 @@ const KEPT_ENV: &[&str] = &["PATH", "LANG", "LC_ALL", "TZ"];
 
 /// One external agent: its DDL and the program that runs its actions.
 #[derive(Debug, Clone)]
-pub struct External {
+pub(super) struct External {
     ddl: Ddl,
     program: PathBuf,
 }
@@ -47,7 +47,7 @@ pub struct External {
 impl External {
     /// Loads `<dir>/<name>.json` and checks its program `<dir>/<name>`.
     /// The error says what is wrong, for the start-up warning.
-    pub fn load(ddl_file: &Path) -> Result<External, String> {
+    pub(super) fn load(ddl_file: &Path) -> Result<External, String> {
         let name = ddl_file
             .file_stem()
             .and_then(|s| s.to_str())
@@ -87,7 +87,7 @@ impl External {
 /// Every external agent in the configured directories. Broken agents are
 /// logged with a warning naming the file and skipped; a directory that
 /// cannot be read is an error naming the setting's line.
-pub fn load_all(config: &ServerConfig) -> Result<Vec<Arc<dyn Agent>>, String> {
+pub(super) fn load_all(config: &ServerConfig) -> Result<Vec<Arc<dyn Agent>>, String> {
     let mut agents: Vec<Arc<dyn Agent>> = Vec::new();
     let mut seen: Vec<(String, PathBuf)> = Vec::new();
     for dir in config.settings.list(AGENTS_DIR) {

@@ -7,6 +7,7 @@
 //! real location (symlinks resolved) lies elsewhere, is refused with
 //! status 4, so a symlink cannot lead it out of bounds. All file work runs
 //! on the blocking pool.
+#![allow(unsafe_code)] // TEMPORARY: the libc calls here move to rustix
 
 use std::ffi::CString;
 use std::io::ErrorKind;
@@ -28,14 +29,14 @@ const MAX_PATH: usize = 512;
 const ALLOWED_PATHS: &str = "plugin.filemgr.allowed_paths";
 
 /// MCollective's filemgr agent.
-pub struct Filemgr {
+pub(super) struct Filemgr {
     /// Directories the agent may act in; empty means anywhere.
     allowed: Arc<Vec<PathBuf>>,
 }
 
 impl Filemgr {
     /// Reads `plugin.filemgr.allowed_paths`; every entry must be absolute.
-    pub fn from_config(config: &ServerConfig) -> Result<Filemgr, String> {
+    pub(super) fn from_config(config: &ServerConfig) -> Result<Filemgr, String> {
         let settings = &config.settings;
         let mut allowed = Vec::new();
         for entry in settings.list(ALLOWED_PATHS) {

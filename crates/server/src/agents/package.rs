@@ -42,7 +42,7 @@ const MAX_INPUT: usize = 128;
 const NO_PROVIDER: &str = "no package provider found on this node";
 
 /// MCollective's package agent.
-pub struct Package {
+pub(super) struct Package {
     settings: Arc<Settings>,
 }
 
@@ -83,7 +83,7 @@ impl Family {
 impl Package {
     /// Reads the `plugin.package.*` settings; a bad one is an error naming
     /// its line.
-    pub fn from_config(config: &ServerConfig) -> Result<Package, String> {
+    pub(super) fn from_config(config: &ServerConfig) -> Result<Package, String> {
         let settings = &config.settings;
         let provider = match settings.get("plugin.package.provider") {
             None => None,

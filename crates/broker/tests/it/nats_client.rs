@@ -1,6 +1,6 @@
 //! The broker as async-nats (the client muster uses) sees it.
 
-mod harness;
+use crate::harness;
 
 use std::collections::BTreeSet;
 

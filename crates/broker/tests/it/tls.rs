@@ -1,6 +1,6 @@
 //! TLS with required client certificates, admission and permissions.
 
-mod harness;
+use crate::harness;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

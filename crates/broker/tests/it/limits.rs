@@ -1,6 +1,6 @@
 //! The CONNECT deadline and the connection cap, on a plain TCP broker.
 
-mod harness;
+use crate::harness;
 
 use std::time::Duration;
 

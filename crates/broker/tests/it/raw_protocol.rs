@@ -1,6 +1,6 @@
 //! The broker driven byte by byte: framing, errors, and misbehaving clients.
 
-mod harness;
+use crate::harness;
 
 use harness::{config, start, start_with, stats_until, Raw};
 

@@ -19,12 +19,12 @@ use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyD
 /// An RSA key made once with openssl for these tests (ring cannot generate RSA keys).
 const RSA_TEST_KEY: &str = include_str!("rsa-test-key.pem");
 
-pub fn provider() -> Arc<CryptoProvider> {
+pub(crate) fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
 /// A certificate chain and its private key.
-pub struct Identity {
+pub(crate) struct Identity {
     pub chain: Vec<CertificateDer<'static>>,
     pub key: PrivateKeyDer<'static>,
 }
@@ -39,7 +39,7 @@ impl Clone for Identity {
 }
 
 /// A certificate authority.
-pub struct Ca {
+pub(crate) struct Ca {
     issuer: Issuer<'static, KeyPair>,
     pub cert: CertificateDer<'static>,
     next_serial: u64,
@@ -48,7 +48,7 @@ pub struct Ca {
 
 impl Ca {
     /// A self-signed ed25519 CA.
-    pub fn new(name: &str) -> Ca {
+    pub(crate) fn new(name: &str) -> Ca {
         let key = KeyPair::generate_for(&PKCS_ED25519).expect("CA key");
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
         params.distinguished_name.push(DnType::CommonName, name);
@@ -80,7 +80,7 @@ impl Ca {
     }
 
     /// A server certificate for 127.0.0.1.
-    pub fn server(&mut self) -> Identity {
+    pub(crate) fn server(&mut self) -> Identity {
         let key = KeyPair::generate_for(&PKCS_ED25519).expect("server key");
         let mut params = CertificateParams::new(vec!["127.0.0.1".to_string()]).expect("params");
         params.distinguished_name.push(DnType::CommonName, "broker");
@@ -96,19 +96,19 @@ impl Ca {
     }
 
     /// An ed25519 client certificate with common name `cn`.
-    pub fn client(&mut self, cn: &str) -> Identity {
+    pub(crate) fn client(&mut self, cn: &str) -> Identity {
         let key = KeyPair::generate_for(&PKCS_ED25519).expect("client key");
         self.issue(&mut Self::client_params(cn), key).0
     }
 
     /// An RSA (2048 bit) client certificate with common name `cn`.
-    pub fn rsa_client(&mut self, cn: &str) -> Identity {
+    pub(crate) fn rsa_client(&mut self, cn: &str) -> Identity {
         let key = KeyPair::from_pem(RSA_TEST_KEY).expect("RSA test key");
         self.issue(&mut Self::client_params(cn), key).0
     }
 
     /// A client certificate that expired long ago.
-    pub fn expired_client(&mut self, cn: &str) -> Identity {
+    pub(crate) fn expired_client(&mut self, cn: &str) -> Identity {
         let key = KeyPair::generate_for(&PKCS_ED25519).expect("client key");
         let mut params = Self::client_params(cn);
         params.not_before = rcgen::date_time_ymd(2000, 1, 1);
@@ -117,7 +117,7 @@ impl Ca {
     }
 
     /// A client certificate listed in [`crl`](Self::crl).
-    pub fn revoked_client(&mut self, cn: &str) -> Identity {
+    pub(crate) fn revoked_client(&mut self, cn: &str) -> Identity {
         let key = KeyPair::generate_for(&PKCS_ED25519).expect("client key");
         let (identity, serial) = self.issue(&mut Self::client_params(cn), key);
         self.revoked.push(serial);
@@ -125,7 +125,7 @@ impl Ca {
     }
 
     /// The CA's revocation list.
-    pub fn crl(&self) -> CertificateRevocationListDer<'static> {
+    pub(crate) fn crl(&self) -> CertificateRevocationListDer<'static> {
         let params = CertificateRevocationListParams {
             this_update: rcgen::date_time_ymd(2020, 1, 1),
             next_update: rcgen::date_time_ymd(4000, 1, 1),
@@ -154,7 +154,7 @@ impl Ca {
 
     /// A server config presenting `server` and requiring client certificates
     /// from this CA, checked against its CRL.
-    pub fn server_config(&self, server: &Identity) -> Arc<ServerConfig> {
+    pub(crate) fn server_config(&self, server: &Identity) -> Arc<ServerConfig> {
         let verifier = WebPkiClientVerifier::builder_with_provider(self.roots(), provider())
             .with_crls(vec![self.crl()])
             .build()
@@ -169,7 +169,7 @@ impl Ca {
     }
 
     /// A client config trusting this CA and presenting `identity`, if any.
-    pub fn client_config(&self, identity: Option<&Identity>) -> ClientConfig {
+    pub(crate) fn client_config(&self, identity: Option<&Identity>) -> ClientConfig {
         let builder = ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .expect("protocol versions")
@@ -184,7 +184,7 @@ impl Ca {
 }
 
 /// The subject common name of a certificate.
-pub fn common_name(cert: &CertificateDer<'_>) -> Option<String> {
+pub(crate) fn common_name(cert: &CertificateDer<'_>) -> Option<String> {
     let (_, parsed) = x509_parser::parse_x509_certificate(cert).ok()?;
     let cn = parsed.subject().iter_common_name().next()?;
     cn.as_str().ok().map(str::to_string)
@@ -192,7 +192,7 @@ pub fn common_name(cert: &CertificateDer<'_>) -> Option<String> {
 
 /// A [`Security`] whose admission names the client by its common name and
 /// gives it `permissions(name)`, or refuses it when that is `None`.
-pub fn security(
+pub(crate) fn security(
     tls: Arc<ServerConfig>,
     permissions: impl Fn(&str) -> Option<Permissions> + Send + Sync + 'static,
 ) -> Security {

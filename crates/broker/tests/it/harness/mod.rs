@@ -3,7 +3,7 @@
 //! cases, and a throwaway PKI.
 #![allow(dead_code)]
 
-pub mod pki;
+pub(crate) mod pki;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -16,33 +16,33 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
 /// The bound on every wait in the tests.
-pub const WAIT: Duration = Duration::from_secs(10);
+pub(crate) const WAIT: Duration = Duration::from_secs(10);
 
 /// Awaits `fut`, failing the test if it takes longer than [`WAIT`].
-pub async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
+pub(crate) async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
     match tokio::time::timeout(WAIT, fut).await {
         Ok(v) => v,
         Err(_) => panic!("timed out waiting for {what}"),
     }
 }
 
-pub fn config() -> BrokerConfig {
+pub(crate) fn config() -> BrokerConfig {
     BrokerConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         ..BrokerConfig::default()
     }
 }
 
-pub async fn start() -> BrokerHandle {
+pub(crate) async fn start() -> BrokerHandle {
     start_with(config()).await
 }
 
-pub async fn start_with(config: BrokerConfig) -> BrokerHandle {
+pub(crate) async fn start_with(config: BrokerConfig) -> BrokerHandle {
     Broker::start(config).await.expect("broker starts")
 }
 
 /// Polls the broker's stats until `done` holds.
-pub async fn stats_until(
+pub(crate) async fn stats_until(
     broker: &BrokerHandle,
     done: impl Fn(&BrokerStats) -> bool,
 ) -> BrokerStats {
@@ -60,7 +60,7 @@ pub async fn stats_until(
 
 /// A message as a raw client sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RawMsg {
+pub(crate) struct RawMsg {
     /// The MSG/HMSG line without its CRLF.
     pub line: String,
     /// Headers and payload.
@@ -68,11 +68,11 @@ pub struct RawMsg {
 }
 
 /// A byte stream the raw client runs over: plain TCP or TLS.
-pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 /// A hand-driven protocol client.
-pub struct Raw {
+pub(crate) struct Raw {
     stream: Box<dyn Io>,
     buf: Vec<u8>,
     pub info: String,
@@ -82,14 +82,14 @@ impl Raw {
     /// Connects, reads the INFO line and sends `CONNECT {}`, as every real
     /// client does (the broker closes clients that send no CONNECT within
     /// its auth timeout).
-    pub async fn connect(addr: SocketAddr) -> Raw {
+    pub(crate) async fn connect(addr: SocketAddr) -> Raw {
         let mut raw = Raw::open(addr).await;
         raw.send("CONNECT {}\r\n").await;
         raw
     }
 
     /// Connects and reads the INFO line; sends nothing.
-    pub async fn open(addr: SocketAddr) -> Raw {
+    pub(crate) async fn open(addr: SocketAddr) -> Raw {
         let stream = within("connect", TcpStream::connect(addr))
             .await
             .expect("connects");
@@ -97,7 +97,7 @@ impl Raw {
     }
 
     /// Connects with a tiny receive buffer, for a client that never reads.
-    pub async fn connect_small_buffer(addr: SocketAddr) -> Raw {
+    pub(crate) async fn connect_small_buffer(addr: SocketAddr) -> Raw {
         let socket = TcpSocket::new_v4().unwrap();
         socket.set_recv_buffer_size(4096).unwrap();
         let stream = within("connect", socket.connect(addr))
@@ -118,7 +118,7 @@ impl Raw {
     }
 
     /// A raw client over an established stream (no INFO read).
-    pub fn over(stream: Box<dyn Io>) -> Raw {
+    pub(crate) fn over(stream: Box<dyn Io>) -> Raw {
         Raw {
             stream,
             buf: Vec::new(),
@@ -128,19 +128,19 @@ impl Raw {
 
     /// Connects to a TLS broker: reads INFO in plain text, then runs the TLS
     /// handshake. Sends nothing else. Fails if the handshake fails.
-    pub async fn tls(addr: SocketAddr, config: rustls::ClientConfig) -> Raw {
+    pub(crate) async fn tls(addr: SocketAddr, config: rustls::ClientConfig) -> Raw {
         let (info, tls) = tls_handshake(addr, config).await;
         let mut raw = Raw::over(Box::new(tls.expect("TLS handshake")));
         raw.info = info;
         raw
     }
 
-    pub async fn send(&mut self, bytes: impl AsRef<[u8]>) {
+    pub(crate) async fn send(&mut self, bytes: impl AsRef<[u8]>) {
         self.stream.write_all(bytes.as_ref()).await.expect("write");
     }
 
     /// Sends PING and reads up to the PONG, returning the lines before it.
-    pub async fn ping(&mut self) -> Vec<String> {
+    pub(crate) async fn ping(&mut self) -> Vec<String> {
         self.send("PING\r\n").await;
         let mut before = Vec::new();
         loop {
@@ -162,7 +162,7 @@ impl Raw {
     }
 
     /// The next line, without CRLF. Panics on EOF.
-    pub async fn line(&mut self) -> String {
+    pub(crate) async fn line(&mut self) -> String {
         loop {
             if let Some(pos) = self.buf.windows(2).position(|w| w == b"\r\n") {
                 let line: Vec<u8> = self.buf.drain(..pos + 2).take(pos).collect();
@@ -187,7 +187,7 @@ impl Raw {
     }
 
     /// The next MSG or HMSG with its data; skips PINGs from the broker.
-    pub async fn msg(&mut self) -> RawMsg {
+    pub(crate) async fn msg(&mut self) -> RawMsg {
         loop {
             let line = self.line().await;
             if line == "PING" {
@@ -207,7 +207,7 @@ impl Raw {
     }
 
     /// Reads everything until the broker closes the connection.
-    pub async fn until_closed(&mut self) -> String {
+    pub(crate) async fn until_closed(&mut self) -> String {
         while self.fill().await > 0 {}
         String::from_utf8_lossy(&std::mem::take(&mut self.buf)).into_owned()
     }
@@ -215,7 +215,7 @@ impl Raw {
 
 /// Connects over TCP, reads INFO in plain text and runs the client side of
 /// the TLS upgrade, returning INFO and the handshake's outcome.
-pub async fn tls_handshake(
+pub(crate) async fn tls_handshake(
     addr: SocketAddr,
     config: rustls::ClientConfig,
 ) -> (
@@ -235,7 +235,7 @@ pub async fn tls_handshake(
 }
 
 /// Reads one CRLF-terminated line byte by byte, so nothing after it is consumed.
-pub async fn read_line(stream: &mut TcpStream) -> String {
+pub(crate) async fn read_line(stream: &mut TcpStream) -> String {
     let mut line = Vec::new();
     within("a line", async {
         while !line.ends_with(b"\r\n") {
@@ -253,7 +253,7 @@ pub async fn read_line(stream: &mut TcpStream) -> String {
 
 /// Reads from a socket until the peer closes it (or resets it), returning
 /// what arrived.
-pub async fn read_until_closed(stream: &mut (impl AsyncRead + Unpin)) -> String {
+pub(crate) async fn read_until_closed(stream: &mut (impl AsyncRead + Unpin)) -> String {
     let mut out = Vec::new();
     within("the broker to close", async {
         let mut chunk = [0u8; 4096];

@@ -604,7 +604,10 @@ fn a_crash_mid_action_leaves_the_accepted_line() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.log");
     let status = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["a_crash_mid_action_leaves_the_accepted_line", "--exact"])
+        .args([
+            "audit::a_crash_mid_action_leaves_the_accepted_line",
+            "--exact",
+        ])
         .env(CRASH_LOG, &path)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())

@@ -4,7 +4,7 @@
 //! exactly its code without building it in a nested cargo; its `main`
 //! only parses arguments and connects.
 
-#[path = "../examples/mco-uptime.rs"]
+#[path = "../../examples/mco-uptime.rs"]
 #[allow(dead_code)]
 mod uptime;
 

@@ -4,7 +4,7 @@
 //! cargo test --release -p muster-broker --test throughput -- --ignored --nocapture
 //! ```
 
-mod harness;
+use crate::harness;
 
 use std::time::Instant;
 

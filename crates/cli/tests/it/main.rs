@@ -1,0 +1,12 @@
+//! cli's integration tests, one binary: every file here is a
+//! module, so the crate and its dependencies are linked once.
+
+mod agents;
+mod apps;
+mod batching;
+mod discovery;
+mod nats_py;
+mod output;
+mod processes;
+mod puppet_ca;
+mod terminal;

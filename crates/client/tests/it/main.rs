@@ -1,0 +1,7 @@
+//! client's integration tests, one binary: every file here is a
+//! module, so the crate and its dependencies are linked once.
+
+mod batching;
+mod discovery;
+mod signed_replies;
+mod uptime;

@@ -67,6 +67,7 @@ pub struct Repository {
 }
 
 impl Repository {
+    /// Builds the test packages and a file repository holding them.
     pub fn build() -> Repository {
         let dir = tempfile::tempdir().expect("tempdir");
         let root = dir.path();

@@ -31,7 +31,9 @@ use muster_pki::Credential;
 /// Which broker a scenario runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BrokerKind {
+    /// muster's own broker, in this process.
     Embedded,
+    /// A real nats-server process on a config `mco broker nats-config` wrote.
     NatsServer,
 }
 
@@ -145,6 +147,7 @@ impl TestBroker {
         broker
     }
 
+    /// Which broker this is.
     pub fn kind(&self) -> BrokerKind {
         self.kind
     }
@@ -164,6 +167,7 @@ impl TestBroker {
         std::fs::read_to_string(self.dir.path().join("nats-server.conf")).unwrap_or_default()
     }
 
+    /// The URL clients connect to (`tls://` unless plain text).
     pub fn url(&self) -> String {
         let scheme = if self.plaintext { "nats" } else { "tls" };
         format!("{scheme}://{}", self.addr)
@@ -305,7 +309,9 @@ async fn wait_for_port(addr: SocketAddr) {
 /// A caller: a certificate `<name>.mcollective` from the shared CA, and
 /// client configs pointing at a broker.
 pub struct Caller {
+    /// Where its ssldir and client configs live.
     pub dir: tempfile::TempDir,
+    /// Its certificate and key.
     pub credential: Credential,
     /// The certificate name, `<name>.mcollective`.
     pub name: String,
@@ -494,9 +500,13 @@ impl Drop for FleetProcess {
 
 /// One node's setup for an `mco server` process.
 pub struct NodeSetup<'a> {
+    /// The node's identity (and certificate name).
     pub identity: &'a str,
+    /// The facts file's YAML.
     pub facts_yaml: &'a str,
+    /// The classes file's lines.
     pub classes: &'a [&'a str],
+    /// Its collectives; empty means the default one.
     pub collectives: &'a [&'a str],
     /// More config lines, e.g. agents' `plugin.*` settings.
     pub settings: &'a str,
@@ -506,6 +516,7 @@ pub struct NodeSetup<'a> {
 pub struct ServerProcess {
     child: Child,
     mco: PathBuf,
+    /// Its config, ssldir, facts and log.
     pub dir: tempfile::TempDir,
 }
 

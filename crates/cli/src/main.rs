@@ -138,6 +138,7 @@ See docs/security.md.")]
 }
 
 fn main() -> ExitCode {
+    exit_quietly_when_stdout_closes();
     let cli = Cli::parse();
     if let Some(config) = &cli.config {
         // Every application, and custom ones after exec, read it from there.
@@ -153,11 +154,49 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => ExitCode::from(code),
+        // `mco find | head -1`: the reader has what it wanted.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("mco: {e:#}");
             ExitCode::from(cmd::EXIT_ERROR)
         }
     }
+}
+
+/// A closed stdout is success, as in ripgrep. Rust ignores SIGPIPE, so
+/// `println!` panics instead of dying quietly; this hook ends the process
+/// with 0 on that one panic (from any thread) and leaves every other to
+/// the default hook.
+fn exit_quietly_when_stdout_closes() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
+}
+
+/// Whether `error` is, somewhere in its chain, a write into a closed pipe.
+/// serde_json hides its I/O error from `source()`, so it is asked too.
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        let kind = cause
+            .downcast_ref::<std::io::Error>()
+            .map(std::io::Error::kind)
+            .or_else(|| {
+                cause
+                    .downcast_ref::<serde_json::Error>()
+                    .and_then(serde_json::Error::io_error_kind)
+            });
+        kind == Some(std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 fn run(command: Command) -> anyhow::Result<u8> {
@@ -218,6 +257,27 @@ mod tests {
                 .unwrap_or_default();
             assert!(after.starts_with("Examples:\n  mco "), "{name}: {after:?}");
         }
+    }
+
+    #[test]
+    fn a_closed_pipe_anywhere_in_the_chain_is_recognised() {
+        use std::io::{Error, ErrorKind, Write};
+        struct Closed;
+        impl Write for Closed {
+            fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+                Err(Error::from(ErrorKind::BrokenPipe))
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let io = anyhow::Error::new(Error::from(ErrorKind::BrokenPipe)).context("writing");
+        assert!(super::is_broken_pipe(&io));
+        let json = serde_json::to_writer(Closed, &[1, 2]).unwrap_err();
+        assert!(super::is_broken_pipe(&anyhow::Error::new(json)));
+        let other = anyhow::Error::new(Error::from(ErrorKind::StorageFull));
+        assert!(!super::is_broken_pipe(&other));
+        assert!(!super::is_broken_pipe(&anyhow::anyhow!("Broken pipe")));
     }
 
     #[test]

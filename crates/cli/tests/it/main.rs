@@ -7,6 +7,7 @@ mod batching;
 mod discovery;
 mod nats_py;
 mod output;
+mod pipes;
 mod processes;
 mod puppet_ca;
 mod terminal;

@@ -1,4 +1,4 @@
-//! How long `mco ping` takes until every reply is in (DESIGN §9).
+//! How long `mco ping` takes until every reply is in (docs/architecture.md#the-ping-benchmark).
 //!
 //! For each broker (the embedded one, and a real `nats-server` when it is on
 //! PATH) and each fleet size, this starts a simulated fleet in-process,

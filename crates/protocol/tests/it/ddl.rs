@@ -1,5 +1,5 @@
 //! DDL input validation and conversion, Choria DDL parsing, aggregate
-//! summaries, and hostile DDLs (DESIGN §4). Each table row names the rule
+//! summaries, and hostile DDLs (docs/architecture.md#agents-and-ddls). Each table row names the rule
 //! it pins down, so removing a rule fails a named row.
 
 use muster_protocol::aggregate::{self, Summary, SummaryResult};

@@ -1,4 +1,4 @@
-//! The audit log (DESIGN §6): first through `Node::handle`, a node built
+//! The audit log (docs/architecture.md#security): first through `Node::handle`, a node built
 //! from a real config file; then through `AuditLog` itself — the accepted
 //! line on disk before the action runs, a full disk, file modes, redaction,
 //! concurrent writers.

@@ -1,5 +1,5 @@
 //! The node checks every request against the agent's DDL before the
-//! agent runs (DESIGN §4): signed requests go through `Node::handle` on a
+//! agent runs (docs/architecture.md#agents-and-ddls): signed requests go through `Node::handle` on a
 //! simulated node, and the answers carry MCollective's status codes.
 
 use muster_pki::Credential;

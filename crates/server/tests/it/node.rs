@@ -1,6 +1,6 @@
 //! `Node::handle` end to end: every message a node receives goes through
 //! it, so these tests drive it with signed requests and hostile bytes and
-//! check the outcome, the reply and the counters (DESIGN §2, §6).
+//! check the outcome, the reply and the counters (docs/architecture.md#wire-protocol, #security).
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;

@@ -1,5 +1,5 @@
 //! Authorization through `Node::handle`: a node built from a real config
-//! file, with real policy files in a real directory (DESIGN §6).
+//! file, with real policy files in a real directory (docs/architecture.md#security).
 
 use muster_testkit::Logs;
 use std::path::{Path, PathBuf};

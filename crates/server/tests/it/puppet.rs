@@ -1,4 +1,4 @@
-//! The puppet agent against the real `puppet` (DESIGN §4, §8): `puppet
+//! The puppet agent against the real `puppet` (docs/architecture.md#agents-and-ddls, #real-components-in-tests): `puppet
 //! resource` and `puppet apply` really run, through a node, with signed
 //! requests. Puppet's global state is never touched: every directory it
 //! uses (confdir, codedir, vardir, logdir, rundir, and the state and

@@ -1,6 +1,6 @@
 //! The service agent against a real sysv init script: the test writes one
 //! that starts a real background process, and drives it through a node
-//! with signed requests (DESIGN §4, §8).
+//! with signed requests (docs/architecture.md#agents-and-ddls, #real-components-in-tests).
 #![allow(unsafe_code)] // TEMPORARY: the libc calls here move to rustix
 
 use std::path::{Path, PathBuf};

@@ -34,7 +34,6 @@
 //!
 //! Without the puppet command every action answers `Aborted` with "puppet
 //! is not installed on this node".
-#![allow(unsafe_code)] // TEMPORARY: the libc calls here move to rustix
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -421,11 +420,14 @@ fn pidfile_alive(file: &Path, held_without_pid: bool) -> bool {
         return false;
     };
     match text.trim().parse::<i32>() {
-        Ok(pid) if pid > 0 => {
-            // SAFETY: signal 0 only checks that the process exists.
-            let result = unsafe { libc::kill(pid, 0) };
-            result == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
-        }
+        Ok(pid) if pid > 0 => match rustix::process::Pid::from_raw(pid) {
+            // EPERM: it runs, as another user.
+            Some(pid) => !matches!(
+                rustix::process::test_kill_process(pid),
+                Err(e) if e != rustix::io::Errno::PERM
+            ),
+            None => held_without_pid,
+        },
         _ => held_without_pid,
     }
 }

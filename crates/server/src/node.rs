@@ -10,9 +10,10 @@ use muster_protocol::{subject, Envelope, EnvelopeError, NodeView, Reply, Request
 use serde_json::{json, Map, Value};
 
 use crate::agent::Agent;
-use crate::agents::Rpcutil;
-use crate::audit::{self, AuditLog};
-use crate::facts::{lookup, Classes, Facts};
+use crate::agents::{AgentsError, Rpcutil};
+use crate::audit::{self, AuditLog, OpenError};
+use crate::data::DataError;
+use crate::facts::{lookup, Classes, Facts, FactsError};
 use crate::policy::{self, Policies};
 use crate::replay::{Refusal, ReplayGuard};
 use crate::stats::{Rejection, Stats};
@@ -49,6 +50,20 @@ pub enum Outcome {
     Filtered,
     /// Refused without a reply; counted and logged.
     Rejected(Rejection, String),
+}
+
+/// Why a node could not be built from its config.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// Facts or classes could not be read.
+    #[error(transparent)]
+    Facts(#[from] FactsError),
+    /// An agent's settings are wrong, or its directory cannot be read.
+    #[error(transparent)]
+    Agents(#[from] AgentsError),
+    /// The audit log could not be opened.
+    #[error(transparent)]
+    Audit(#[from] OpenError),
 }
 
 /// A node: who it is, what it knows, which agents it runs, which CA it trusts.
@@ -117,7 +132,10 @@ impl Node {
     }
 
     /// A node as `server.cfg` describes it, trusting `authority`.
-    pub fn from_config(config: &ServerConfig, authority: Arc<Authority>) -> Result<Node, String> {
+    pub fn from_config(
+        config: &ServerConfig,
+        authority: Arc<Authority>,
+    ) -> Result<Node, NodeError> {
         let facts = match &config.factsource {
             crate::FactSource::Native => {
                 Facts::system_and_files(&config.identity, config.fact_files.clone())?
@@ -487,7 +505,11 @@ impl Node {
     }
 
     /// A data plugin's answer, as `-S` queries and `rpcutil get_data` see it.
-    pub fn query_data(&self, plugin: &str, argument: &str) -> Result<Map<String, Value>, String> {
+    pub fn query_data(
+        &self,
+        plugin: &str,
+        argument: &str,
+    ) -> Result<Map<String, Value>, DataError> {
         let result = match plugin {
             "fact" => Ok(object(
                 json!({ "value": lookup(&self.facts.get(), argument) }),
@@ -516,7 +538,7 @@ impl Node {
             "fstat" => crate::data::fstat(argument),
             "process" => crate::data::process(argument),
             "sysctl" => crate::data::sysctl(argument),
-            other => Err(format!("unknown data plugin {other:?}")),
+            other => Err(DataError::UnknownPlugin(other.to_string())),
         };
         if result.is_err() {
             Stats::count(&self.stats.data_errors);
@@ -699,7 +721,7 @@ impl NodeView for Node {
     }
 
     fn data(&self, plugin: &str, argument: &str) -> Result<Map<String, Value>, String> {
-        self.query_data(plugin, argument)
+        self.query_data(plugin, argument).map_err(|e| e.to_string())
     }
 }
 

@@ -471,16 +471,39 @@ fn disable(paths: &Paths, message: &str) -> ActionResult {
     }))
 }
 
+/// Why `last_run_summary.yaml` could not be used.
+#[derive(Debug, thiserror::Error)]
+enum SummaryError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot parse {}: {source}", path.display())]
+    Parse {
+        path: PathBuf,
+        source: serde_saphyr::Error,
+    },
+}
+
 /// `last_run_summary.yaml`, or `None` when Puppet has not written one.
-fn read_summary(file: &Path) -> Result<Option<Value>, String> {
+fn read_summary(file: &Path) -> Result<Option<Value>, SummaryError> {
     let text = match std::fs::read_to_string(file) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("cannot read {}: {e}", file.display())),
+        Err(source) => {
+            return Err(SummaryError::Read {
+                path: file.to_path_buf(),
+                source,
+            })
+        }
     };
     serde_saphyr::from_str::<Value>(&text)
         .map(Some)
-        .map_err(|e| format!("cannot parse {}: {e}", file.display()))
+        .map_err(|source| SummaryError::Parse {
+            path: file.to_path_buf(),
+            source,
+        })
 }
 
 fn summary_lastrun(summary: &Value) -> u64 {
@@ -501,7 +524,7 @@ fn number(value: &Value) -> Option<f64> {
 
 fn last_run_summary(paths: &Paths) -> ActionResult {
     let summary = read_summary(&paths.lastrunfile)
-        .map_err(aborted)?
+        .map_err(|e| aborted(e.to_string()))?
         .unwrap_or(Value::Null);
     let section = |name: &str| match summary.get(name) {
         Some(Value::Object(map)) => Value::Object(map.clone()),

@@ -211,6 +211,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The outcome's name in the audit line.
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Ok => "ok",

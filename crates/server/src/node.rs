@@ -45,7 +45,12 @@ pub const MAX_CLOCK_SKEW_MS: u64 = 60_000;
 #[derive(Debug)]
 pub enum Outcome {
     /// Publish `reply` on `subject`.
-    Reply { subject: String, reply: Reply },
+    Reply {
+        /// The requester's reply subject.
+        subject: String,
+        /// The signed-off answer.
+        reply: Reply,
+    },
     /// A valid request whose filter does not select this node.
     Filtered,
     /// Refused without a reply; counted and logged.
@@ -177,10 +182,12 @@ impl Node {
         Ok(node)
     }
 
+    /// Hosts `agent`, replacing one of the same name.
     pub fn add_agent(&mut self, agent: Arc<dyn Agent>) {
         self.agents.insert(agent.ddl().metadata.name.clone(), agent);
     }
 
+    /// The node's name, as `-I` filters and replies see it.
     pub fn identity(&self) -> &str {
         &self.identity
     }
@@ -190,34 +197,42 @@ impl Node {
         self.max_in_flight
     }
 
+    /// The collectives the node answers in.
     pub fn collectives(&self) -> &[String] {
         &self.collectives
     }
 
+    /// The collective it answers in when a request names none.
     pub fn main_collective(&self) -> &str {
         &self.main_collective
     }
 
+    /// The merged facts, re-read first if a fact file changed.
     pub fn facts(&self) -> Arc<Value> {
         self.facts.get()
     }
 
+    /// The classes, re-read first if the classes file changed.
     pub fn classes(&self) -> Arc<Vec<String>> {
         self.classes.get()
     }
 
+    /// The node's request counters.
     pub fn stats(&self) -> &Stats {
         &self.stats
     }
 
+    /// The config file it was built from, if any (`inventory` reports it).
     pub fn config_file(&self) -> Option<&std::path::Path> {
         self.config_file.as_deref()
     }
 
+    /// The names of the agents it hosts, sorted.
     pub fn agent_names(&self) -> Vec<String> {
         self.agents.keys().cloned().collect()
     }
 
+    /// The DDL metadata of every agent it hosts, by name.
     pub fn agent_metadata(&self) -> Vec<Metadata> {
         self.agents
             .values()

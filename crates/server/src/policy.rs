@@ -243,7 +243,9 @@ enum Condition {
 /// The verdict on one request, and which line (or default) gave it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decision {
+    /// Whether the request may run.
     pub allowed: bool,
+    /// The file and line (or default) that decided, for the log and the reply.
     pub reason: String,
 }
 

@@ -966,6 +966,17 @@ mod tests {
         }
     }
 
+    #[test]
+    fn line_errors_keep_the_filter_error() {
+        let err = Policy::parse("allow\t*\t*\t=web\t*", "x.policy").unwrap_err();
+        assert!(
+            matches!(&err.problem, LineError::Fact { fact, .. } if fact == "=web"),
+            "{err:?}"
+        );
+        let cause = std::error::Error::source(&err).and_then(std::error::Error::source);
+        assert!(cause.is_some(), "the filter's own error is kept: {err:?}");
+    }
+
     /// One bad line anywhere: the file does not parse (the caller then
     /// denies everything for the agent), however good the other lines.
     #[test]

@@ -490,3 +490,106 @@ fn kind_of(value: &Value) -> &'static str {
         Value::Object(_) => "an object",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error;
+    use std::io::ErrorKind;
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn ddl_text(name: &str) -> String {
+        json!({
+            "metadata": {
+                "name": name, "description": "d", "author": "a", "license": "l",
+                "version": "1", "url": "u", "timeout": 5
+            },
+            "actions": []
+        })
+        .to_string()
+    }
+
+    #[test]
+    fn load_errors_keep_the_file_and_the_cause() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ddl_file = dir.path().join("lonely.json");
+        std::fs::write(&ddl_file, ddl_text("lonely")).expect("write");
+        match External::load(&ddl_file) {
+            Err(LoadError::ProgramMissing { program, source }) => {
+                assert_eq!(program, dir.path().join("lonely"));
+                assert_eq!(source.kind(), ErrorKind::NotFound);
+            }
+            other => panic!("{other:?}"),
+        }
+
+        let program = dir.path().join("lonely");
+        std::fs::write(&program, "#!/bin/sh\n").expect("write");
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let err = External::load(&ddl_file).expect_err("not executable");
+        assert!(matches!(&err, LoadError::NotExecutable { program: p } if *p == program));
+        assert!(err.to_string().contains("chmod +x"), "{err}");
+
+        let other = dir.path().join("other.json");
+        std::fs::write(&other, ddl_text("lonely")).expect("write");
+        let err = External::load(&other).expect_err("misnamed");
+        assert_eq!(
+            err.to_string(),
+            "metadata.name is \"lonely\" but the file is named for \"other\""
+        );
+    }
+
+    #[test]
+    fn an_unreadable_directory_names_the_setting_and_keeps_the_cause() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let missing = dir.path().join("nosuch");
+        let settings =
+            Config::parse(&format!("{AGENTS_DIR} = {}", missing.display())).expect("settings");
+        let err = match load_all(&settings) {
+            Ok(_) => panic!("a missing directory must be an error"),
+            Err(e) => e,
+        };
+        let LoadError::AgentsDir {
+            dir: named, source, ..
+        } = &err
+        else {
+            panic!("{err:?}");
+        };
+        assert_eq!(*named, missing);
+        assert_eq!(source.kind(), ErrorKind::NotFound);
+        assert!(err.source().is_some());
+        assert!(
+            err.to_string()
+                .starts_with("config:1: cannot read agents directory"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn reply_errors_say_what_is_wrong() {
+        let parse = |value: Value| match value {
+            Value::Object(object) => ProgramReply::parse(object).map(|_| ()),
+            _ => unreachable!(),
+        };
+        let cases = [
+            (
+                json!({"statuscode": 0, "x": 1}),
+                "unknown key \"x\" beside statuscode",
+            ),
+            (
+                json!({"statuscode": 9}),
+                "statuscode must be a whole number 0-5, found 9",
+            ),
+            (
+                json!({"statuscode": 1, "statusmsg": 2}),
+                "statusmsg must be a string, found 2",
+            ),
+            (json!({"data": [1]}), "data must be an object, found"),
+        ];
+        for (reply, message) in cases {
+            let err = parse(reply.clone()).expect_err("invalid");
+            assert!(err.to_string().contains(message), "{reply}: {err}");
+        }
+        assert!(parse(json!({"any": "thing"})).is_ok());
+    }
+}

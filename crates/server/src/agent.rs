@@ -19,7 +19,9 @@ pub type ActionFuture = Pin<Box<dyn Future<Output = ActionResult> + Send>>;
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{message}")]
 pub struct ActionError {
+    /// MCollective's status code for the reply.
     pub code: StatusCode,
+    /// The reply's `statusmsg`.
     pub message: String,
     /// Outputs that still go back with the failure (MCollective replies
     /// carry data whatever their status).
@@ -27,6 +29,7 @@ pub struct ActionError {
 }
 
 impl ActionError {
+    /// A failure with `code` and `message` and no outputs.
     pub fn new(code: StatusCode, message: impl Into<String>) -> ActionError {
         ActionError {
             code,
@@ -41,6 +44,7 @@ impl ActionError {
         self
     }
 
+    /// A required input was not given (status 3).
     pub fn missing(input: &str) -> ActionError {
         ActionError::new(
             StatusCode::MissingData,
@@ -48,10 +52,12 @@ impl ActionError {
         )
     }
 
+    /// An input was given but is not acceptable (status 4).
     pub fn invalid(message: impl Into<String>) -> ActionError {
         ActionError::new(StatusCode::InvalidData, message)
     }
 
+    /// The agent has no such action (status 2).
     pub fn unknown_action(agent: &str, action: &str) -> ActionError {
         ActionError::new(
             StatusCode::UnknownAction,

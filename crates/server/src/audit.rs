@@ -211,6 +211,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The outcome's name in the audit line.
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Ok => "ok",
@@ -255,6 +256,28 @@ impl AuditError {
     /// and the system's reason, without the file's path.
     pub fn reply_message(&self) -> String {
         format!("{REFUSED}: {}", describe(&self.source))
+    }
+}
+
+/// The audit log could not be opened at start-up; the daemon does not
+/// start without the log it was told to keep.
+#[derive(Debug, thiserror::Error)]
+#[error("audit log {} (plugin.rpcaudit.logfile): {}", path.display(), describe(source))]
+pub struct OpenError {
+    path: PathBuf,
+    #[source]
+    source: io::Error,
+}
+
+impl OpenError {
+    /// The log file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// What the system said.
+    pub fn io_error(&self) -> &io::Error {
+        &self.source
     }
 }
 
@@ -394,14 +417,11 @@ impl AuditLog {
     /// the file. The directory is not created. An existing regular file
     /// that group or others may read or write is left as it is, with a
     /// warning.
-    pub fn open(settings: &Settings) -> Result<AuditLog, String> {
+    pub fn open(settings: &Settings) -> Result<AuditLog, OpenError> {
         let path = &settings.file;
-        let open = open_file(path).map_err(|e| {
-            format!(
-                "audit log {} (plugin.rpcaudit.logfile): {}",
-                path.display(),
-                describe(&e)
-            )
+        let open = open_file(path).map_err(|source| OpenError {
+            path: path.clone(),
+            source,
         })?;
         if open.id.is_some() {
             if let Ok(meta) = open.file.metadata() {
@@ -722,6 +742,9 @@ mod tests {
         let err = AuditLog::open(&Settings::new("/nonexistent/dir/audit.log"))
             .err()
             .unwrap();
+        assert_eq!(err.path(), Path::new("/nonexistent/dir/audit.log"));
+        assert_eq!(err.io_error().kind(), io::ErrorKind::NotFound);
+        let err = err.to_string();
         assert!(
             err.starts_with("audit log /nonexistent/dir/audit.log"),
             "{err}"

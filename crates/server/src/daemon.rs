@@ -14,8 +14,8 @@ use muster_protocol::SignedReply;
 /// Why a daemon could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
-    #[error("{0}")]
-    Node(String),
+    #[error(transparent)]
+    Node(#[from] crate::node::NodeError),
     #[error(transparent)]
     Pki(#[from] muster_pki::PkiError),
     #[error(transparent)]

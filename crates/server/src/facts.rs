@@ -5,7 +5,7 @@
 //! where an operator prefers it), then the configured YAML/JSON files.
 //! The merge is cached and redone only when a layer changed.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,6 +19,47 @@ pub const MAX_FILE_BYTES: u64 = 16 << 20;
 
 /// How often natively gathered facts (uptime, memory, addresses) are refreshed.
 pub const SYSTEM_REFRESH: Duration = Duration::from_secs(60);
+
+/// Why facts or classes could not be read at start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum FactsError {
+    /// A facts or classes file could not be read.
+    #[error("{}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A file is over [`MAX_FILE_BYTES`].
+    #[error("{}: {size} bytes is larger than the {MAX_FILE_BYTES} byte limit", path.display())]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size.
+        size: u64,
+    },
+    /// A facts file is neither YAML nor JSON.
+    #[error("{}: {source}", path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What the YAML parser said.
+        source: serde_saphyr::Error,
+    },
+    /// A facts file holds a list or a scalar, not names and values.
+    #[error("{}: facts must be a mapping of names to values", path.display())]
+    NotAMapping {
+        /// The file.
+        path: PathBuf,
+    },
+    /// `facter -j` failed on its first run.
+    #[error("{0}")]
+    Facter(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The thread that re-runs facter could not be started.
+    #[error("cannot start the facter thread: {0}")]
+    Thread(#[source] std::io::Error),
+}
 
 /// A node's classes, one name each.
 pub type Classes = Source<Vec<String>>;
@@ -65,7 +106,7 @@ impl Facts {
     }
 
     /// The system's own facts, then the facts in `files`.
-    pub fn system_and_files(identity: &str, files: Vec<PathBuf>) -> Result<Facts, String> {
+    pub fn system_and_files(identity: &str, files: Vec<PathBuf>) -> Result<Facts, FactsError> {
         let system = Layer::System {
             identity: identity.to_string(),
             cache: Mutex::new((Instant::now(), Arc::new(crate::sysfacts::gather(identity)))),
@@ -82,8 +123,8 @@ impl Facts {
         facter: FacterSource,
         refresh: Duration,
         files: Vec<PathBuf>,
-    ) -> Result<Facts, String> {
-        let first = facter.get()?;
+    ) -> Result<Facts, FactsError> {
+        let first = facter.get().map_err(|e| FactsError::Facter(e.into()))?;
         let latest = Arc::new(Mutex::new(first));
         let writer = Arc::downgrade(&latest);
         std::thread::Builder::new()
@@ -101,7 +142,7 @@ impl Facts {
                     }
                 }
             })
-            .map_err(|e| format!("cannot start the facter thread: {e}"))?;
+            .map_err(FactsError::Thread)?;
         Ok(Facts::layered(vec![
             Layer::Facter(latest),
             Layer::Source(fact_files(files)?),
@@ -143,7 +184,7 @@ impl Facts {
 
 /// Facts read from YAML or JSON files, merged in order (a later file's
 /// top-level keys win), re-read when they change.
-pub fn fact_files(paths: Vec<PathBuf>) -> Result<Source<Value>, String> {
+pub fn fact_files(paths: Vec<PathBuf>) -> Result<Source<Value>, FactsError> {
     if paths.is_empty() {
         return Ok(Source::fixed(Value::Object(Map::new())));
     }
@@ -154,13 +195,13 @@ pub fn fact_files(paths: Vec<PathBuf>) -> Result<Source<Value>, String> {
             match parse_facts(&text) {
                 Ok(Value::Object(map)) => merged.extend(map),
                 Ok(Value::Null) => {}
-                Ok(_) => {
-                    return Err(format!(
-                        "{}: facts must be a mapping of names to values",
-                        path.display()
-                    ))
+                Ok(_) => return Err(FactsError::NotAMapping { path: path.clone() }),
+                Err(source) => {
+                    return Err(FactsError::Parse {
+                        path: path.clone(),
+                        source,
+                    })
                 }
-                Err(e) => return Err(format!("{}: {e}", path.display())),
             }
         }
         Ok(Value::Object(merged))
@@ -169,7 +210,7 @@ pub fn fact_files(paths: Vec<PathBuf>) -> Result<Source<Value>, String> {
 }
 
 /// Parses a facts document: JSON, or YAML (of which JSON is nearly a subset).
-pub fn parse_facts(text: &str) -> Result<Value, String> {
+pub fn parse_facts(text: &str) -> Result<Value, serde_saphyr::Error> {
     if text.trim_start().starts_with('{') {
         if let Ok(value) = serde_json::from_str(text) {
             return Ok(value);
@@ -178,11 +219,11 @@ pub fn parse_facts(text: &str) -> Result<Value, String> {
     if text.trim().is_empty() {
         return Ok(Value::Null);
     }
-    serde_saphyr::from_str::<Value>(text).map_err(|e| e.to_string())
+    serde_saphyr::from_str::<Value>(text)
 }
 
 /// Classes from a classes file (one per line), re-read when it changes.
-pub fn classes_file(path: Option<PathBuf>) -> Result<Classes, String> {
+pub fn classes_file(path: Option<PathBuf>) -> Result<Classes, FactsError> {
     match path {
         None => Ok(Source::fixed(Vec::new())),
         Some(path) => Watched::new(vec![path], |paths| {
@@ -201,19 +242,22 @@ pub fn parse_classes(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// A fact by dotted path (`os.release.major`), as filters look it up.
 pub use muster_protocol::lookup_fact as lookup;
 
-fn read_limited(path: &std::path::Path) -> Result<String, String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+fn read_limited(path: &Path) -> Result<String, FactsError> {
+    let read_error = |source| FactsError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let meta = std::fs::metadata(path).map_err(read_error)?;
     if meta.len() > MAX_FILE_BYTES {
-        return Err(format!(
-            "{}: {} bytes is larger than the {} byte limit",
-            path.display(),
-            meta.len(),
-            MAX_FILE_BYTES
-        ));
+        return Err(FactsError::TooLarge {
+            path: path.to_path_buf(),
+            size: meta.len(),
+        });
     }
-    std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
+    std::fs::read_to_string(path).map_err(read_error)
 }
 
 #[cfg(test)]
@@ -248,17 +292,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let list = dir.path().join("list.yaml");
         std::fs::write(&list, "- a\n- b\n").unwrap();
-        let err = fact_files(vec![list]).err().unwrap();
+        let err = fact_files(vec![list]).err().unwrap().to_string();
         assert!(err.contains("must be a mapping"), "{err}");
 
         let broken = dir.path().join("broken.yaml");
         std::fs::write(&broken, "a: [1, 2\n").unwrap();
         let err = fact_files(vec![broken.clone()]).err().unwrap();
+        assert!(matches!(&err, FactsError::Parse { path, .. } if *path == broken));
+        let err = err.to_string();
         assert!(err.starts_with(&broken.display().to_string()), "{err}");
 
         let err = fact_files(vec![dir.path().join("missing.yaml")])
             .err()
-            .unwrap();
+            .unwrap()
+            .to_string();
         assert!(err.contains("missing.yaml"), "{err}");
     }
 

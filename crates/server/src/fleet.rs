@@ -37,10 +37,13 @@ use muster_pki::{Authority, Credential, Identity};
 
 /// What to simulate.
 pub struct FleetSpec {
+    /// The brokers the fleet connects to (`nats://host:port`).
     pub servers: Vec<String>,
+    /// How many nodes to simulate.
     pub nodes: usize,
     /// Identities are `<prefix><n>`, numbered from 1 and zero-padded.
     pub prefix: String,
+    /// How many nodes share one broker connection.
     pub nodes_per_connection: usize,
     /// The CA whose callers the nodes accept.
     pub authority: Arc<Authority>,
@@ -114,10 +117,12 @@ impl Fleet {
         })
     }
 
+    /// The simulated nodes, in identity order.
     pub fn nodes(&self) -> &[Arc<Node>] {
         &self.nodes
     }
 
+    /// The nodes' identities, in order.
     pub fn identities(&self) -> Vec<String> {
         self.nodes
             .iter()

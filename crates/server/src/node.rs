@@ -10,9 +10,10 @@ use muster_protocol::{subject, Envelope, EnvelopeError, NodeView, Reply, Request
 use serde_json::{json, Map, Value};
 
 use crate::agent::Agent;
-use crate::agents::Rpcutil;
-use crate::audit::{self, AuditLog};
-use crate::facts::{lookup, Classes, Facts};
+use crate::agents::{AgentsError, Rpcutil};
+use crate::audit::{self, AuditLog, OpenError};
+use crate::data::DataError;
+use crate::facts::{lookup, Classes, Facts, FactsError};
 use crate::policy::{self, Policies};
 use crate::replay::{Refusal, ReplayGuard};
 use crate::stats::{Rejection, Stats};
@@ -44,11 +45,30 @@ pub const MAX_CLOCK_SKEW_MS: u64 = 60_000;
 #[derive(Debug)]
 pub enum Outcome {
     /// Publish `reply` on `subject`.
-    Reply { subject: String, reply: Reply },
+    Reply {
+        /// The requester's reply subject.
+        subject: String,
+        /// The signed-off answer.
+        reply: Reply,
+    },
     /// A valid request whose filter does not select this node.
     Filtered,
     /// Refused without a reply; counted and logged.
     Rejected(Rejection, String),
+}
+
+/// Why a node could not be built from its config.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// Facts or classes could not be read.
+    #[error(transparent)]
+    Facts(#[from] FactsError),
+    /// An agent's settings are wrong, or its directory cannot be read.
+    #[error(transparent)]
+    Agents(#[from] AgentsError),
+    /// The audit log could not be opened.
+    #[error(transparent)]
+    Audit(#[from] OpenError),
 }
 
 /// A node: who it is, what it knows, which agents it runs, which CA it trusts.
@@ -117,7 +137,10 @@ impl Node {
     }
 
     /// A node as `server.cfg` describes it, trusting `authority`.
-    pub fn from_config(config: &ServerConfig, authority: Arc<Authority>) -> Result<Node, String> {
+    pub fn from_config(
+        config: &ServerConfig,
+        authority: Arc<Authority>,
+    ) -> Result<Node, NodeError> {
         let facts = match &config.factsource {
             crate::FactSource::Native => {
                 Facts::system_and_files(&config.identity, config.fact_files.clone())?
@@ -159,10 +182,12 @@ impl Node {
         Ok(node)
     }
 
+    /// Hosts `agent`, replacing one of the same name.
     pub fn add_agent(&mut self, agent: Arc<dyn Agent>) {
         self.agents.insert(agent.ddl().metadata.name.clone(), agent);
     }
 
+    /// The node's name, as `-I` filters and replies see it.
     pub fn identity(&self) -> &str {
         &self.identity
     }
@@ -172,34 +197,42 @@ impl Node {
         self.max_in_flight
     }
 
+    /// The collectives the node answers in.
     pub fn collectives(&self) -> &[String] {
         &self.collectives
     }
 
+    /// The collective it answers in when a request names none.
     pub fn main_collective(&self) -> &str {
         &self.main_collective
     }
 
+    /// The merged facts, re-read first if a fact file changed.
     pub fn facts(&self) -> Arc<Value> {
         self.facts.get()
     }
 
+    /// The classes, re-read first if the classes file changed.
     pub fn classes(&self) -> Arc<Vec<String>> {
         self.classes.get()
     }
 
+    /// The node's request counters.
     pub fn stats(&self) -> &Stats {
         &self.stats
     }
 
+    /// The config file it was built from, if any (`inventory` reports it).
     pub fn config_file(&self) -> Option<&std::path::Path> {
         self.config_file.as_deref()
     }
 
+    /// The names of the agents it hosts, sorted.
     pub fn agent_names(&self) -> Vec<String> {
         self.agents.keys().cloned().collect()
     }
 
+    /// The DDL metadata of every agent it hosts, by name.
     pub fn agent_metadata(&self) -> Vec<Metadata> {
         self.agents
             .values()
@@ -487,7 +520,11 @@ impl Node {
     }
 
     /// A data plugin's answer, as `-S` queries and `rpcutil get_data` see it.
-    pub fn query_data(&self, plugin: &str, argument: &str) -> Result<Map<String, Value>, String> {
+    pub fn query_data(
+        &self,
+        plugin: &str,
+        argument: &str,
+    ) -> Result<Map<String, Value>, DataError> {
         let result = match plugin {
             "fact" => Ok(object(
                 json!({ "value": lookup(&self.facts.get(), argument) }),
@@ -516,7 +553,7 @@ impl Node {
             "fstat" => crate::data::fstat(argument),
             "process" => crate::data::process(argument),
             "sysctl" => crate::data::sysctl(argument),
-            other => Err(format!("unknown data plugin {other:?}")),
+            other => Err(DataError::UnknownPlugin(other.to_string())),
         };
         if result.is_err() {
             Stats::count(&self.stats.data_errors);
@@ -699,7 +736,7 @@ impl NodeView for Node {
     }
 
     fn data(&self, plugin: &str, argument: &str) -> Result<Map<String, Value>, String> {
-        self.query_data(plugin, argument)
+        self.query_data(plugin, argument).map_err(|e| e.to_string())
     }
 }
 

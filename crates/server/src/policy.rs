@@ -41,12 +41,11 @@
 //! ```
 
 use std::collections::HashMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use muster_protocol::config::{Config, ConfigError};
-use muster_protocol::{Compound, FactFilter, NodeView, Pattern};
+use muster_protocol::{Compound, FactFilter, FilterError, NodeView, Pattern};
 
 use crate::watched::{Source, Watched};
 
@@ -106,20 +105,111 @@ impl Settings {
 }
 
 /// A policy file line that does not parse.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, thiserror::Error)]
+#[error("{file}:{line}: {problem}")]
 pub struct PolicyError {
+    /// The file, as named to [`Policy::parse`].
     pub file: String,
+    /// The line, counting from 1.
     pub line: usize,
-    pub message: String,
+    /// What is wrong with it.
+    #[source]
+    pub problem: LineError,
 }
 
-impl fmt::Display for PolicyError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}: {}", self.file, self.line, self.message)
-    }
+/// What is wrong with one line of a policy file.
+#[derive(Debug, thiserror::Error)]
+pub enum LineError {
+    /// A `\r` that does not end the line.
+    #[error("a carriage return (\\r) inside a line: lines end with \\n or \\r\\n")]
+    CarriageReturn,
+    /// A `#` after the start of the line.
+    #[error(
+        "`#` after the start of a line: comments must be on their own line \
+         (a regular expression can write `#` as \\x23); found {0:?}"
+    )]
+    TrailingComment(String),
+    /// A `policy` line other than `policy default allow|deny`.
+    #[error("expected `policy default allow` or `policy default deny`, found {0:?}")]
+    BadDefault(String),
+    /// A second `policy default` line.
+    #[error("a second `policy default` line (line {first} has the first): a file has at most one")]
+    SecondDefault {
+        /// The line of the first one.
+        first: usize,
+    },
+    /// A line that is neither a default nor a rule.
+    #[error(
+        "expected `policy default allow|deny` or a rule starting with `allow` or `deny`, \
+         found {0:?}"
+    )]
+    NotARule(String),
+    /// Only blanks between two tabs.
+    #[error("field {0} is empty (only blanks between two tabs); write `*` for \"any\"")]
+    EmptyField(usize),
+    /// The first field is not exactly `allow` or `deny`.
+    #[error("the first field must be exactly `allow` or `deny`, found {found:?}{hint}")]
+    FirstField {
+        /// The first field.
+        found: String,
+        /// A hint when it holds blanks.
+        hint: &'static str,
+    },
+    /// Fewer than 4 or more than 5 fields.
+    #[error(
+        "a rule is `allow|deny <callers> <actions> <facts> <classes>` or \
+         `allow|deny <callers> <actions> <expression>`; found {count} fields ({fields}){hint}"
+    )]
+    FieldCount {
+        /// How many fields there are.
+        count: usize,
+        /// The fields, quoted and comma-separated.
+        fields: String,
+        /// A hint when the line has no tabs.
+        hint: &'static str,
+    },
+    /// `*` in a list of words.
+    #[error(
+        "{what} {field:?}: `*` stands alone, not in a list \
+         (is there a space where a tab belongs?)"
+    )]
+    StarInList {
+        /// Which field.
+        what: &'static str,
+        /// The field.
+        field: String,
+    },
+    /// A compound expression in the facts field of a 5-field rule.
+    #[error(
+        "facts {0:?}: a compound expression goes in the 4-field form \
+         `allow|deny <callers> <actions> <expression>`"
+    )]
+    CompoundInFacts(String),
+    /// A fact comparison that does not parse.
+    #[error("fact {fact:?}: {source}")]
+    Fact {
+        /// The comparison.
+        fact: String,
+        /// Why it does not parse.
+        source: FilterError,
+    },
+    /// A class pattern that does not parse.
+    #[error("class {class:?}: {source}")]
+    Class {
+        /// The pattern.
+        class: String,
+        /// Why it does not parse.
+        source: FilterError,
+    },
+    /// A compound expression that does not parse.
+    #[error("expression {expression:?}: {source}")]
+    Expression {
+        /// The expression.
+        expression: String,
+        /// Why it does not parse.
+        source: FilterError,
+    },
 }
-
-impl std::error::Error for PolicyError {}
 
 /// One parsed policy file.
 #[derive(Debug)]
@@ -153,7 +243,9 @@ enum Condition {
 /// The verdict on one request, and which line (or default) gave it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decision {
+    /// Whether the request may run.
     pub allowed: bool,
+    /// The file and line (or default) that decided, for the log and the reply.
     pub reason: String,
 }
 
@@ -180,26 +272,21 @@ impl Policy {
         let mut rules = Vec::new();
         for (index, raw) in text.split('\n').enumerate() {
             let line = index + 1;
-            let error = |message: String| PolicyError {
+            let error = |problem: LineError| PolicyError {
                 file: file.to_string(),
                 line,
-                message,
+                problem,
             };
             let raw = raw.strip_suffix('\r').unwrap_or(raw);
             if raw.contains('\r') {
-                return Err(error(
-                    "a carriage return (\\r) inside a line: lines end with \\n or \\r\\n".into(),
-                ));
+                return Err(error(LineError::CarriageReturn));
             }
             let trimmed = raw.trim();
             if trimmed.is_empty() || trimmed.starts_with('#') {
                 continue;
             }
             if trimmed.contains('#') {
-                return Err(error(format!(
-                    "`#` after the start of a line: comments must be on their own line \
-                     (a regular expression can write `#` as \\x23); found {trimmed:?}"
-                )));
+                return Err(error(LineError::TrailingComment(trimmed.to_string())));
             }
             let first = trimmed.split_whitespace().next().unwrap_or("");
             match first {
@@ -208,27 +295,15 @@ impl Policy {
                     let allow = match words.as_slice() {
                         ["policy", "default", "allow"] => true,
                         ["policy", "default", "deny"] => false,
-                        _ => {
-                            return Err(error(format!(
-                                "expected `policy default allow` or `policy default deny`, found {trimmed:?}"
-                            )))
-                        }
+                        _ => return Err(error(LineError::BadDefault(trimmed.to_string()))),
                     };
                     if let Some((_, earlier)) = default {
-                        return Err(error(format!(
-                            "a second `policy default` line (line {earlier} has the first): \
-                             a file has at most one"
-                        )));
+                        return Err(error(LineError::SecondDefault { first: earlier }));
                     }
                     default = Some((allow, line));
                 }
                 "allow" | "deny" => rules.push(parse_rule(trimmed, line).map_err(error)?),
-                _ => {
-                    return Err(error(format!(
-                        "expected `policy default allow|deny` or a rule starting with `allow` \
-                         or `deny`, found {first:?}"
-                    )))
-                }
+                _ => return Err(error(LineError::NotARule(first.to_string()))),
             }
         }
         Ok(Policy {
@@ -309,17 +384,14 @@ impl Condition {
 /// `allow` or `deny` (`deny alice<TAB>stop…` is an error, not a rule
 /// against a caller named `stop`), and no field may be blank. A line
 /// without tabs is split on blanks, so each of its fields is one word.
-fn parse_rule(line: &str, number: usize) -> Result<Rule, String> {
+fn parse_rule(line: &str, number: usize) -> Result<Rule, LineError> {
     let tabbed = line.contains('\t');
     let fields: Vec<&str> = if tabbed {
         let mut fields = Vec::new();
         for piece in line.split('\t').filter(|piece| !piece.is_empty()) {
             let field = piece.trim();
             if field.is_empty() {
-                return Err(format!(
-                    "field {} is empty (only blanks between two tabs); write `*` for \"any\"",
-                    fields.len() + 1
-                ));
+                return Err(LineError::EmptyField(fields.len() + 1));
             }
             fields.push(field);
         }
@@ -336,9 +408,10 @@ fn parse_rule(line: &str, number: usize) -> Result<Rule, String> {
             } else {
                 ""
             };
-            return Err(format!(
-                "the first field must be exactly `allow` or `deny`, found {other:?}{hint}"
-            ));
+            return Err(LineError::FirstField {
+                found: other.to_string(),
+                hint,
+            });
         }
     };
     if !(4..=5).contains(&fields.len()) {
@@ -348,12 +421,11 @@ fn parse_rule(line: &str, number: usize) -> Result<Rule, String> {
             "; separate fields with tabs when a field lists several words"
         };
         let found: Vec<String> = fields.iter().map(|f| format!("{f:?}")).collect();
-        return Err(format!(
-            "a rule is `allow|deny <callers> <actions> <facts> <classes>` or \
-             `allow|deny <callers> <actions> <expression>`; found {} fields ({}){hint}",
-            fields.len(),
-            found.join(", ")
-        ));
+        return Err(LineError::FieldCount {
+            count: fields.len(),
+            fields: found.join(", "),
+            hint,
+        });
     }
     let callers = words(fields[1], "callers")?.map(|w| w.into_iter().map(String::from).collect());
     let actions = words(fields[2], "actions")?.map(|w| w.into_iter().map(String::from).collect());
@@ -361,22 +433,18 @@ fn parse_rule(line: &str, number: usize) -> Result<Rule, String> {
         let facts = match words(fields[3], "facts")? {
             None => Vec::new(),
             Some(_) if is_compound(fields[3]) => {
-                return Err(format!(
-                    "facts {:?}: a compound expression goes in the 4-field form \
-                     `allow|deny <callers> <actions> <expression>`",
-                    fields[3]
-                ))
+                return Err(LineError::CompoundInFacts(fields[3].to_string()))
             }
             Some(facts) => facts
                 .into_iter()
-                .map(|f| FactFilter::parse(f).map_err(|e| format!("fact {f:?}: {e}")))
+                .map(|f| FactFilter::parse(f).map_err(|e| fact_error(f, e)))
                 .collect::<Result<_, _>>()?,
         };
         let classes = match words(fields[4], "classes")? {
             None => Vec::new(),
             Some(classes) => classes
                 .into_iter()
-                .map(|c| Pattern::parse(c).map_err(|e| format!("class {c:?}: {e}")))
+                .map(|c| Pattern::parse(c).map_err(|e| class_error(c, e)))
                 .collect::<Result<_, _>>()?,
         };
         if facts.is_empty() && classes.is_empty() {
@@ -387,10 +455,14 @@ fn parse_rule(line: &str, number: usize) -> Result<Rule, String> {
     } else {
         match words(fields[3], "condition")? {
             None => Condition::Always,
-            Some(_) if is_compound(fields[3]) => Condition::Compound(
-                Compound::parse(fields[3])
-                    .map_err(|e| format!("expression {:?}: {e}", fields[3]))?,
-            ),
+            Some(_) if is_compound(fields[3]) => {
+                Condition::Compound(Compound::parse(fields[3]).map_err(|source| {
+                    LineError::Expression {
+                        expression: fields[3].to_string(),
+                        source,
+                    }
+                })?)
+            }
             Some(words) => {
                 // Words without an operator: facts (with one) and classes,
                 // all of which must hold, as an `-S` expression joined by
@@ -399,13 +471,9 @@ fn parse_rule(line: &str, number: usize) -> Result<Rule, String> {
                 let mut classes = Vec::new();
                 for word in words {
                     if word.contains(['=', '<', '>']) {
-                        facts.push(
-                            FactFilter::parse(word).map_err(|e| format!("fact {word:?}: {e}"))?,
-                        );
+                        facts.push(FactFilter::parse(word).map_err(|e| fact_error(word, e))?);
                     } else {
-                        classes.push(
-                            Pattern::parse(word).map_err(|e| format!("class {word:?}: {e}"))?,
-                        );
+                        classes.push(Pattern::parse(word).map_err(|e| class_error(word, e))?);
                     }
                 }
                 Condition::All { facts, classes }
@@ -424,16 +492,30 @@ fn parse_rule(line: &str, number: usize) -> Result<Rule, String> {
 /// `*` (`None`), or the field's blank-separated words. `*` stands alone:
 /// `* *` or `role=web *` is a field separator typed as a space, not a
 /// list, and would otherwise make a class or caller of `*`.
-fn words<'a>(field: &'a str, what: &str) -> Result<Option<Vec<&'a str>>, String> {
+fn fact_error(fact: &str, source: FilterError) -> LineError {
+    LineError::Fact {
+        fact: fact.to_string(),
+        source,
+    }
+}
+
+fn class_error(class: &str, source: FilterError) -> LineError {
+    LineError::Class {
+        class: class.to_string(),
+        source,
+    }
+}
+
+fn words<'a>(field: &'a str, what: &'static str) -> Result<Option<Vec<&'a str>>, LineError> {
     if field == "*" {
         return Ok(None);
     }
     let words: Vec<&str> = field.split_whitespace().collect();
     if words.contains(&"*") {
-        return Err(format!(
-            "{what} {field:?}: `*` stands alone, not in a list \
-             (is there a space where a tab belongs?)"
-        ));
+        return Err(LineError::StarInList {
+            what,
+            field: field.to_string(),
+        });
     }
     Ok(Some(words))
 }
@@ -522,10 +604,12 @@ impl Policies {
         let source = files.entry(name.to_string()).or_insert_with(|| {
             let path = settings.dir.join(format!("{name}.policy"));
             let agent = name.to_string();
-            let watched = Watched::new(vec![path], move |paths| Ok(load(&paths[0], &agent)));
+            let watched = Watched::new(vec![path], move |paths| {
+                Ok::<_, std::convert::Infallible>(load(&paths[0], &agent))
+            });
             Arc::new(match watched {
                 Ok(watched) => Source::Files(watched),
-                Err(e) => Source::fixed(Loaded::Broken(e)),
+                Err(never) => match never {},
             })
         });
         Some(source.clone())
@@ -767,7 +851,9 @@ mod tests {
         ] {
             let err = Policy::parse(text, "x.policy").unwrap_err();
             assert!(
-                err.message.contains("exactly `allow` or `deny`"),
+                err.problem
+                    .to_string()
+                    .contains("exactly `allow` or `deny`"),
                 "{text:?}: {err}"
             );
         }
@@ -875,9 +961,20 @@ mod tests {
         for (text, line, message) in cases {
             let err = Policy::parse(text, "x.policy").unwrap_err();
             assert_eq!(err.line, line, "{text:?}: {err}");
-            assert!(err.message.contains(message), "{text:?}: {err}");
+            assert!(err.problem.to_string().contains(message), "{text:?}: {err}");
             assert!(err.to_string().starts_with(&format!("x.policy:{line}: ")));
         }
+    }
+
+    #[test]
+    fn line_errors_keep_the_filter_error() {
+        let err = Policy::parse("allow\t*\t*\t=web\t*", "x.policy").unwrap_err();
+        assert!(
+            matches!(&err.problem, LineError::Fact { fact, .. } if fact == "=web"),
+            "{err:?}"
+        );
+        let cause = std::error::Error::source(&err).and_then(std::error::Error::source);
+        assert!(cause.is_some(), "the filter's own error is kept: {err:?}");
     }
 
     /// One bad line anywhere: the file does not parse (the caller then

@@ -36,6 +36,7 @@ pub enum Rejection {
 }
 
 impl Rejection {
+    /// The reason's name in `daemon_stats` and logs.
     pub fn as_str(self) -> &'static str {
         match self {
             Rejection::Malformed => "malformed",
@@ -63,6 +64,7 @@ pub struct Stats {
     pub passed: AtomicU64,
     /// Accepted but not for this node.
     pub filtered: AtomicU64,
+    /// Replies sent.
     pub replies: AtomicU64,
     /// Data plugin queries in filters that failed on this node.
     pub data_errors: AtomicU64,
@@ -91,15 +93,18 @@ impl Default for Stats {
 }
 
 impl Stats {
+    /// Adds one to `counter`.
     pub fn count(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts a message refused for `reason`.
     pub fn reject(&self, reason: Rejection) {
         let mut rejected = self.rejected.lock().unwrap_or_else(|p| p.into_inner());
         *rejected.entry(reason).or_default() += 1;
     }
 
+    /// How many messages were refused for `reason`.
     pub fn rejected(&self, reason: Rejection) -> u64 {
         let rejected = self.rejected.lock().unwrap_or_else(|p| p.into_inner());
         rejected.get(&reason).copied().unwrap_or(0)

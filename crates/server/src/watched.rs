@@ -14,7 +14,10 @@ use std::time::{Duration, Instant, SystemTime};
 /// How often a watched file's metadata is looked at, at most.
 pub const CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
-type Parse<T> = Box<dyn Fn(&[PathBuf]) -> Result<T, String> + Send + Sync>;
+/// Why a parse failed, kept for the log line.
+type ParseError = Box<dyn std::error::Error + Send + Sync>;
+
+type Parse<T> = Box<dyn Fn(&[PathBuf]) -> Result<T, ParseError> + Send + Sync>;
 
 /// A value parsed from files, refreshed when they change.
 pub struct Watched<T> {
@@ -39,15 +42,18 @@ struct Stamp {
 impl<T> Watched<T> {
     /// Reads the files now; fails if they cannot be parsed, so a daemon
     /// reports a broken file at start-up instead of serving without it.
-    pub fn new(
+    pub fn new<E>(
         paths: Vec<PathBuf>,
-        parse: impl Fn(&[PathBuf]) -> Result<T, String> + Send + Sync + 'static,
-    ) -> Result<Watched<T>, String> {
+        parse: impl Fn(&[PathBuf]) -> Result<T, E> + Send + Sync + 'static,
+    ) -> Result<Watched<T>, E>
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
         let stamp = stamp(&paths);
         let value = Arc::new(parse(&paths)?);
         Ok(Watched {
             paths,
-            parse: Box::new(parse),
+            parse: Box::new(move |paths| parse(paths).map_err(ParseError::from)),
             state: Mutex::new(State {
                 checked: Instant::now(),
                 stamp,
@@ -107,15 +113,19 @@ fn stamp_one(path: &Path) -> Stamp {
 /// A value that is either fixed (simulated nodes, tests) or read from
 /// watched files (real nodes).
 pub enum Source<T> {
+    /// Set once; never re-read.
     Fixed(Arc<T>),
+    /// Re-read when its files change.
     Files(Watched<T>),
 }
 
 impl<T> Source<T> {
+    /// A value that never changes.
     pub fn fixed(value: T) -> Source<T> {
         Source::Fixed(Arc::new(value))
     }
 
+    /// The current value (re-read first if its files changed).
     pub fn get(&self) -> Arc<T> {
         match self {
             Source::Fixed(value) => value.clone(),
@@ -128,10 +138,10 @@ impl<T> Source<T> {
 mod tests {
     use super::*;
 
-    fn read(paths: &[PathBuf]) -> Result<String, String> {
-        let text = std::fs::read_to_string(&paths[0]).map_err(|e| e.to_string())?;
+    fn read(paths: &[PathBuf]) -> Result<String, std::io::Error> {
+        let text = std::fs::read_to_string(&paths[0])?;
         if text.contains("bad") {
-            return Err("bad content".into());
+            return Err(std::io::Error::other("bad content"));
         }
         Ok(text)
     }
@@ -162,6 +172,6 @@ mod tests {
         let err = Watched::new(vec![PathBuf::from("/nonexistent/x")], read)
             .err()
             .unwrap();
-        assert!(err.contains("No such file"), "{err}");
+        assert_eq!(err.kind(), std::io::ErrorKind::NotFound, "{err}");
     }
 }

@@ -405,7 +405,8 @@ pub fn agent_from(
     let text = format!("identity = node01\n{settings}\n");
     let config = muster_protocol::config::Config::parse(&text).map_err(|e| e.to_string())?;
     let server = muster_server::ServerConfig::from_config(&config).map_err(|e| e.to_string())?;
-    muster_server::agents::for_config(&server)?
+    muster_server::agents::for_config(&server)
+        .map_err(|e| e.to_string())?
         .into_iter()
         .find(|agent| agent.ddl().metadata.name == name)
         .ok_or_else(|| format!("for_config has no {name} agent"))

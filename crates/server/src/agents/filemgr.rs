@@ -7,21 +7,19 @@
 //! real location (symlinks resolved) lies elsewhere, is refused with
 //! status 4, so a symlink cannot lead it out of bounds. All file work runs
 //! on the blocking pool.
-#![allow(unsafe_code)] // TEMPORARY: the libc calls here move to rustix
 
-use std::ffi::CString;
 use std::io::ErrorKind;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
+use muster_protocol::config::{Config, ConfigError};
 use muster_protocol::ddl::Ddl;
 use muster_protocol::{Request, StatusCode};
 use serde_json::{json, Map, Value};
 use sha2::Sha256;
 
 use crate::agent::{ready, ActionError, ActionFuture, Agent};
-use crate::{Node, ServerConfig};
+use crate::Node;
 
 /// Longest path accepted, as the DDL says.
 const MAX_PATH: usize = 512;
@@ -36,18 +34,15 @@ pub(super) struct Filemgr {
 
 impl Filemgr {
     /// Reads `plugin.filemgr.allowed_paths`; every entry must be absolute.
-    pub(super) fn from_config(config: &ServerConfig) -> Result<Filemgr, String> {
-        let settings = &config.settings;
+    pub(super) fn from_settings(settings: &Config) -> Result<Filemgr, ConfigError> {
         let mut allowed = Vec::new();
         for entry in settings.list(ALLOWED_PATHS) {
             let path = PathBuf::from(&entry);
             if !path.is_absolute() || has_dot_dot(&path) {
-                return Err(settings
-                    .error(
-                        ALLOWED_PATHS,
-                        format!("{entry:?} must be an absolute path without '..'"),
-                    )
-                    .to_string());
+                return Err(settings.error(
+                    ALLOWED_PATHS,
+                    format!("{entry:?} must be an absolute path without '..'"),
+                ));
             }
             allowed.push(path);
         }
@@ -173,7 +168,7 @@ fn aborted(message: String) -> ActionError {
 }
 
 fn status(file: &str) -> Result<Value, ActionError> {
-    let mut result = crate::data::fstat(file).map_err(aborted)?;
+    let mut result = crate::data::fstat(file).map_err(|e| aborted(e.to_string()))?;
     let present = result.get("present") == Some(&json!(1));
     if !present {
         result.insert("owner".into(), json!(""));
@@ -241,16 +236,16 @@ fn touch(file: &str) -> Result<Value, ActionError> {
 /// Sets a path's access and modification times to now without opening it
 /// (opening a FIFO or a device could block or have side effects).
 fn set_times_to_now(file: &str) -> std::io::Result<()> {
-    let path = CString::new(Path::new(file).as_os_str().as_bytes())
-        .map_err(|_| std::io::Error::new(ErrorKind::InvalidInput, "path contains a NUL byte"))?;
-    // SAFETY: `path` is a valid NUL-terminated string that outlives the
-    // call; a null `times` means "now" for both times.
-    let rc = unsafe { libc::utimensat(libc::AT_FDCWD, path.as_ptr(), std::ptr::null(), 0) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+    let now = rustix::fs::Timespec {
+        tv_sec: 0,
+        tv_nsec: rustix::fs::UTIME_NOW,
+    };
+    let times = rustix::fs::Timestamps {
+        last_access: now,
+        last_modification: now,
+    };
+    rustix::fs::utimensat(rustix::fs::CWD, file, &times, rustix::fs::AtFlags::empty())?;
+    Ok(())
 }
 
 fn remove(file: &str) -> Result<Value, ActionError> {

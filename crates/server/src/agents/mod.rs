@@ -7,6 +7,8 @@
 
 use std::sync::Arc;
 
+use muster_protocol::config::ConfigError;
+
 use crate::{Agent, ServerConfig};
 
 mod command;
@@ -17,23 +19,31 @@ mod puppet;
 mod rpcutil;
 mod service;
 
+pub use external::LoadError;
 pub use puppet::Puppet;
 pub use rpcutil::Rpcutil;
 pub use service::Service;
 
+/// Why a node's agents could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentsError {
+    /// A `plugin.<agent>.*` setting is wrong; the error names its line.
+    #[error(transparent)]
+    Setting(#[from] ConfigError),
+    /// An external agents directory could not be read.
+    #[error(transparent)]
+    External(#[from] LoadError),
+}
+
 /// The agents a real node runs besides rpcutil, as its config sets them up.
 /// A broken agent setting is an error naming its line.
-pub fn for_config(config: &ServerConfig) -> Result<Vec<Arc<dyn Agent>>, String> {
-    let _ = config;
+pub fn for_config(config: &ServerConfig) -> Result<Vec<Arc<dyn Agent>>, AgentsError> {
+    let settings = &config.settings;
     let mut agents: Vec<Arc<dyn Agent>> = Vec::new();
-    agents.extend(external::load_all(config)?);
-    agents.push(Arc::new(filemgr::Filemgr::from_config(config)?));
-    agents.push(Arc::new(package::Package::from_config(config)?));
-    agents.push(Arc::new(
-        service::Service::from_settings(&config.settings).map_err(|e| e.to_string())?,
-    ));
-    agents.push(Arc::new(
-        puppet::Puppet::from_settings(&config.settings).map_err(|e| e.to_string())?,
-    ));
+    agents.extend(external::load_all(settings)?);
+    agents.push(Arc::new(filemgr::Filemgr::from_settings(settings)?));
+    agents.push(Arc::new(package::Package::from_settings(settings)?));
+    agents.push(Arc::new(service::Service::from_settings(settings)?));
+    agents.push(Arc::new(puppet::Puppet::from_settings(settings)?));
     Ok(agents)
 }

@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use muster_protocol::config::{Config, ConfigError};
 use muster_protocol::ddl::Ddl;
 use muster_protocol::{Request, StatusCode};
 use serde_json::{json, Map, Value};
@@ -34,7 +35,7 @@ use super::command::{self, RunError};
 #[cfg(test)]
 use super::command::{tail, MAX_OUTPUT};
 use crate::agent::{ready, ActionError, ActionFuture, Agent};
-use crate::{Node, ServerConfig};
+use crate::Node;
 
 /// Longest package name or version accepted, as the DDL says.
 const MAX_INPUT: usize = 128;
@@ -83,8 +84,7 @@ impl Family {
 impl Package {
     /// Reads the `plugin.package.*` settings; a bad one is an error naming
     /// its line.
-    pub(super) fn from_config(config: &ServerConfig) -> Result<Package, String> {
-        let settings = &config.settings;
+    pub(super) fn from_settings(settings: &Config) -> Result<Package, ConfigError> {
         let provider = match settings.get("plugin.package.provider") {
             None => None,
             Some(name) => Some(
@@ -92,28 +92,21 @@ impl Package {
                     .into_iter()
                     .find(|f| f.name() == name)
                     .ok_or_else(|| {
-                        settings
-                            .error(
-                                "plugin.package.provider",
-                                format!("unknown package provider {name:?} (known: apt, dnf, yum)"),
-                            )
-                            .to_string()
+                        settings.error(
+                            "plugin.package.provider",
+                            format!("unknown package provider {name:?} (known: apt, dnf, yum)"),
+                        )
                     })?,
             ),
         };
         let ddl_timeout = ddl().metadata.timeout;
-        let timeout = match settings
-            .number("plugin.package.timeout")
-            .map_err(|e| e.to_string())?
-        {
+        let timeout = match settings.number("plugin.package.timeout")? {
             None => ddl_timeout,
             Some(0) => {
-                return Err(settings
-                    .error(
-                        "plugin.package.timeout",
-                        "the timeout must be at least 1 second",
-                    )
-                    .to_string())
+                return Err(settings.error(
+                    "plugin.package.timeout",
+                    "the timeout must be at least 1 second",
+                ))
             }
             Some(seconds) => seconds,
         };

@@ -34,7 +34,6 @@
 //!
 //! Without the puppet command every action answers `Aborted` with "puppet
 //! is not installed on this node".
-#![allow(unsafe_code)] // TEMPORARY: the libc calls here move to rustix
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -421,11 +420,14 @@ fn pidfile_alive(file: &Path, held_without_pid: bool) -> bool {
         return false;
     };
     match text.trim().parse::<i32>() {
-        Ok(pid) if pid > 0 => {
-            // SAFETY: signal 0 only checks that the process exists.
-            let result = unsafe { libc::kill(pid, 0) };
-            result == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
-        }
+        Ok(pid) if pid > 0 => match rustix::process::Pid::from_raw(pid) {
+            // EPERM: it runs, as another user.
+            Some(pid) => !matches!(
+                rustix::process::test_kill_process(pid),
+                Err(e) if e != rustix::io::Errno::PERM
+            ),
+            None => held_without_pid,
+        },
         _ => held_without_pid,
     }
 }
@@ -469,16 +471,39 @@ fn disable(paths: &Paths, message: &str) -> ActionResult {
     }))
 }
 
+/// Why `last_run_summary.yaml` could not be used.
+#[derive(Debug, thiserror::Error)]
+enum SummaryError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot parse {}: {source}", path.display())]
+    Parse {
+        path: PathBuf,
+        source: serde_saphyr::Error,
+    },
+}
+
 /// `last_run_summary.yaml`, or `None` when Puppet has not written one.
-fn read_summary(file: &Path) -> Result<Option<Value>, String> {
+fn read_summary(file: &Path) -> Result<Option<Value>, SummaryError> {
     let text = match std::fs::read_to_string(file) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("cannot read {}: {e}", file.display())),
+        Err(source) => {
+            return Err(SummaryError::Read {
+                path: file.to_path_buf(),
+                source,
+            })
+        }
     };
     serde_saphyr::from_str::<Value>(&text)
         .map(Some)
-        .map_err(|e| format!("cannot parse {}: {e}", file.display()))
+        .map_err(|source| SummaryError::Parse {
+            path: file.to_path_buf(),
+            source,
+        })
 }
 
 fn summary_lastrun(summary: &Value) -> u64 {
@@ -499,7 +524,7 @@ fn number(value: &Value) -> Option<f64> {
 
 fn last_run_summary(paths: &Paths) -> ActionResult {
     let summary = read_summary(&paths.lastrunfile)
-        .map_err(aborted)?
+        .map_err(|e| aborted(e.to_string()))?
         .unwrap_or(Value::Null);
     let section = |name: &str| match summary.get(name) {
         Some(Value::Object(map)) => Value::Object(map.clone()),

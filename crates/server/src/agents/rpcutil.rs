@@ -97,5 +97,5 @@ fn get_data(node: &Node, data: &Map<String, Value>) -> Result<Value, ActionError
     };
     node.query_data(source, query)
         .map(Value::Object)
-        .map_err(|e| ActionError::new(muster_protocol::StatusCode::Aborted, e))
+        .map_err(|e| ActionError::new(muster_protocol::StatusCode::Aborted, e.to_string()))
 }

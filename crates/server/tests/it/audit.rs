@@ -48,7 +48,7 @@ fn config_text(dir: &Path, log: &Path) -> String {
 fn node_from(path: &Path) -> Result<Node, String> {
     let config = ServerConfig::load(path).map_err(|e| e.to_string())?;
     let authority = Authority::load(&config.security.ssldir).map_err(|e| e.to_string())?;
-    Node::from_config(&config, Arc::new(authority))
+    Node::from_config(&config, Arc::new(authority)).map_err(|e| e.to_string())
 }
 
 /// The files of a [`Setup`] in `dir`, auditing to `log`; the config file's path.

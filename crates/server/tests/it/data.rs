@@ -27,7 +27,9 @@ fn promptly<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'stati
 
 fn fstat_promptly(path: &Path) -> Result<Properties, String> {
     let p = path.to_str().expect("utf-8 path").to_string();
-    promptly(&format!("fstat('{p}')"), move || data::fstat(&p))
+    promptly(&format!("fstat('{p}')"), move || {
+        data::fstat(&p).map_err(|e| e.to_string())
+    })
 }
 
 fn mkfifo(path: &Path) {
@@ -240,7 +242,7 @@ fn a_path_swapped_between_stat_and_open_never_blocks() {
     let p = path.clone();
     let outcomes = promptly("fstat of a path being swapped", move || {
         (0..2000)
-            .map(|_| data::fstat(p.to_str().expect("utf-8")))
+            .map(|_| data::fstat(p.to_str().expect("utf-8")).map_err(|e| e.to_string()))
             .collect::<Vec<_>>()
     });
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -272,7 +274,7 @@ fn sysctl_names_cannot_leave_proc_sys() {
         "..\u{0}.etc.shadow",
         "net.ipv4.. .etc",
     ] {
-        let err = data::sysctl(name).expect_err(name);
+        let err = data::sysctl(name).expect_err(name).to_string();
         assert!(
             err.starts_with("sysctl('") && !err.contains("root:"),
             "{name}: {err}"

@@ -31,7 +31,7 @@ fn load(dirs: &[&Path]) -> Result<Vec<Arc<dyn Agent>>, String> {
     );
     let settings = Config::parse(&text).map_err(|e| e.to_string())?;
     let config = ServerConfig::from_config(&settings).map_err(|e| e.to_string())?;
-    agents::for_config(&config)
+    agents::for_config(&config).map_err(|e| e.to_string())
 }
 
 /// Only the agents loaded from agent directories, by name.

@@ -62,7 +62,7 @@ impl Setup {
         .unwrap();
         let config = ServerConfig::load(&config).map_err(|e| e.to_string())?;
         let authority = Authority::load(&config.security.ssldir).map_err(|e| e.to_string())?;
-        Node::from_config(&config, Arc::new(authority))
+        Node::from_config(&config, Arc::new(authority)).map_err(|e| e.to_string())
     }
 }
 

@@ -1,7 +1,6 @@
 //! The service agent against a real sysv init script: the test writes one
 //! that starts a real background process, and drives it through a node
 //! with signed requests (docs/architecture.md#agents-and-ddls, #real-components-in-tests).
-#![allow(unsafe_code)] // TEMPORARY: the libc calls here move to rustix
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -66,11 +65,8 @@ struct KillDaemon(PathBuf);
 
 impl Drop for KillDaemon {
     fn drop(&mut self) {
-        if let Some(pid) = pid_in(&self.0) {
-            // SAFETY: kill(2) touches no memory of ours.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-            }
+        if let Some(pid) = pid_in(&self.0).and_then(rustix::process::Pid::from_raw) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
         }
     }
 }

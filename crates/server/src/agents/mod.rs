@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crate::{Agent, ServerConfig};
 
-mod command;
+pub(crate) mod command;
 mod external;
 mod filemgr;
 mod package;

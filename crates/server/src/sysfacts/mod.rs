@@ -42,7 +42,7 @@ mod timezone;
 mod uptime;
 mod virtualization;
 
-pub use facter::FacterSource;
+pub use facter::{FacterError, FacterSource};
 pub use hardware::{human_bytes, parse_cpuinfo, parse_meminfo, CpuInfo};
 pub use kernel::kernel_versions;
 pub use names::{parse_hosts_domain, parse_resolv_domain, resolve_host_names, HostNames};

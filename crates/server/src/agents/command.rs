@@ -62,7 +62,7 @@ pub(super) fn tail(text: &str, max: usize) -> &str {
 /// environment and working directory, reads `/dev/null` and writes stdout
 /// and stderr to separate files.
 #[derive(Debug, Clone)]
-pub(super) struct Invocation {
+pub(crate) struct Invocation {
     program: OsString,
     args: Vec<OsString>,
     env_clear: bool,
@@ -74,7 +74,7 @@ pub(super) struct Invocation {
 }
 
 impl Invocation {
-    pub(super) fn new(program: impl AsRef<OsStr>) -> Invocation {
+    pub(crate) fn new(program: impl AsRef<OsStr>) -> Invocation {
         Invocation {
             program: program.as_ref().to_owned(),
             args: Vec::new(),
@@ -87,7 +87,7 @@ impl Invocation {
         }
     }
 
-    pub(super) fn args<I, S>(mut self, args: I) -> Invocation
+    pub(crate) fn args<I, S>(mut self, args: I) -> Invocation
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
@@ -137,7 +137,7 @@ impl Invocation {
 
     /// Keeps all of stdout, read through a pipe, up to `limit` bytes; one
     /// byte more kills the group and sets [`Finished::overflowed`].
-    pub(super) fn stdout_limit(mut self, limit: usize) -> Invocation {
+    pub(crate) fn stdout_limit(mut self, limit: usize) -> Invocation {
         self.stdout_limit = Some(limit);
         self
     }
@@ -174,7 +174,7 @@ impl Invocation {
 
 /// A program that ran to its end.
 #[derive(Debug, Clone)]
-pub(super) struct Finished {
+pub(crate) struct Finished {
     /// The exit code; `None` when a signal ended it.
     pub code: Option<i32>,
     pub signal: Option<i32>,
@@ -219,7 +219,7 @@ pub(super) fn joined(stdout: &str, stderr: &str) -> String {
 
 /// Why a program did not run to its end.
 #[derive(Debug)]
-pub(super) enum RunError {
+pub(crate) enum RunError {
     /// It could not be started; `NotFound` when the program does not exist.
     Start(io::Error),
     /// Waiting for it or reading its output failed; its group was killed.
@@ -269,7 +269,7 @@ pub(super) const MAX_CAPTURE: u64 = 64 << 20;
 /// Runs `invocation` in its own process group, killing the group at
 /// `deadline`, when its output passes [`MAX_CAPTURE`], or when the
 /// returned future is dropped.
-pub(super) async fn run(invocation: &Invocation, deadline: Instant) -> Result<Finished, RunError> {
+pub(crate) async fn run(invocation: &Invocation, deadline: Instant) -> Result<Finished, RunError> {
     let started = Instant::now();
     let capped = invocation.stdout_limit.is_some();
     let shared = invocation.stderr_to_stdout;

@@ -11,7 +11,7 @@ use muster_protocol::config::ConfigError;
 
 use crate::{Agent, ServerConfig};
 
-mod command;
+pub(crate) mod command;
 mod external;
 mod filemgr;
 mod package;

@@ -97,14 +97,6 @@ fn colon_then(text: &str) -> String {
     }
 }
 
-/// Lets callers that still report errors as text use `?` on
-/// [`FacterSource::get`].
-impl From<FacterError> for String {
-    fn from(error: FacterError) -> String {
-        error.to_string()
-    }
-}
-
 /// Facts from the real `facter -j`, for `factsource = facter`.
 ///
 /// The first [`get`](FacterSource::get) runs facter; later calls answer from

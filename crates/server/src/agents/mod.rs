@@ -17,6 +17,7 @@ mod puppet;
 mod rpcutil;
 mod service;
 
+pub(crate) use command::{stoppable, StopSignal};
 pub use puppet::Puppet;
 pub use rpcutil::Rpcutil;
 pub use service::Service;

@@ -52,6 +52,12 @@ pub struct ServerConfig {
     pub rpcaudit: Option<crate::audit::Settings>,
     /// Every setting as written, for agents' own `plugin.<agent>.*` keys.
     pub settings: Config,
+    /// How long requests still running when the daemon is told to stop get
+    /// to finish before their programs are stopped (`soft_shutdown_timeout`,
+    /// seconds, default 60): below systemd's default 90 s stop timeout, so
+    /// SIGTERM, SIGKILL 5 s later, the replies and the audit lines all fit
+    /// in before systemd kills the daemon.
+    pub soft_shutdown_timeout: std::time::Duration,
 }
 
 impl ServerConfig {
@@ -209,6 +215,11 @@ impl ServerConfig {
             actionpolicy: crate::policy::Settings::from_config(config)?,
             rpcaudit: crate::audit::Settings::from_config(config)?,
             settings: config.clone(),
+            soft_shutdown_timeout: std::time::Duration::from_secs(
+                config
+                    .number("soft_shutdown_timeout")?
+                    .unwrap_or(DEFAULT_SOFT_SHUTDOWN_TIMEOUT),
+            ),
         })
     }
 }
@@ -216,6 +227,9 @@ impl ServerConfig {
 /// The longest ttl (seconds) a node accepts unless `plugin.security.max_ttl`
 /// says otherwise: minutes, because every accepted id is remembered that long.
 pub const DEFAULT_MAX_TTL: u64 = 300;
+
+/// Seconds running requests get on shutdown unless `soft_shutdown_timeout` says otherwise.
+pub(crate) const DEFAULT_SOFT_SHUTDOWN_TIMEOUT: u64 = 60;
 
 /// Where a node's certificates live unless `plugin.security.ssldir` says otherwise.
 pub(crate) const DEFAULT_SSLDIR: &str = "/etc/muster/ssl";

@@ -36,18 +36,35 @@ pub(crate) const EXIT_NO_REPLY: u8 = 3;
 /// No node matched: nothing was sent.
 pub(crate) const EXIT_NO_NODES: u8 = 4;
 
-/// Waits for Ctrl-C or SIGTERM.
+/// Waits for SIGINT (Ctrl-C) or SIGTERM. SIGHUP (logrotate, `systemctl
+/// reload`), which would otherwise kill the process, is logged and survived:
+/// these processes log to stderr and have nothing to reload.
 pub(crate) async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangup = signal(SignalKind::hangup()).ok();
+    let hangups = async {
+        match &mut hangup {
+            Some(hangup) => {
+                while hangup.recv().await.is_some() {
+                    tracing::info!("SIGHUP: nothing to reload; still running");
+                }
+            }
+            None => std::future::pending().await,
+        }
+    };
+    match signal(SignalKind::terminate()) {
         Ok(mut term) => {
             tokio::select! {
-                _ = ctrl_c => {}
+                _ = tokio::signal::ctrl_c() => {}
                 _ = term.recv() => {}
+                () = hangups => {}
             }
         }
         Err(_) => {
-            let _ = ctrl_c.await;
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                () = hangups => {}
+            }
         }
     }
 }

@@ -69,12 +69,14 @@ pub(crate) async fn shutdown_signal() {
     }
 }
 
-/// Logs to stderr at `level` unless RUST_LOG says otherwise.
+/// Logs to stderr at `level` unless RUST_LOG says otherwise; in colour
+/// only when stderr is a terminal.
 pub(crate) fn init_logging(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .try_init();
 }

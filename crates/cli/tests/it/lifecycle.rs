@@ -400,3 +400,39 @@ async fn hup_applies_a_new_policy_and_loglevel_without_dropping_a_running_reques
     let after = &log[log.find("reloaded").unwrap()..];
     assert!(after.contains("DEBUG"), "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_broker_survives_hup_and_ends_on_term_and_int() {
+    for signal in ["TERM", "INT"] {
+        let port = muster_testkit::free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut broker = Command::new(MCO)
+            .args(["broker", "--insecure-plaintext", "--listen", &listen])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cannot start mco broker");
+        let pid = broker.id().to_string();
+        let up = wait_for(|| std::net::TcpStream::connect(&listen).is_ok()).await;
+        let kill = |signal: &str| {
+            Command::new("kill")
+                .args([format!("-{signal}"), pid.clone()])
+                .status()
+                .unwrap()
+        };
+        assert!(up, "the broker never listened on {listen}");
+        assert!(kill("HUP").success());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(
+            broker.try_wait().unwrap().is_none(),
+            "SIGHUP ended the broker"
+        );
+        assert!(std::net::TcpStream::connect(&listen).is_ok());
+        assert!(kill(signal).success());
+        let ended = wait_for(|| matches!(broker.try_wait(), Ok(Some(_)))).await;
+        let _ = broker.kill();
+        let status = broker.wait().unwrap();
+        assert!(ended, "{signal} did not end the broker");
+        assert_eq!(status.code(), Some(0), "{signal}");
+    }
+}

@@ -58,6 +58,18 @@ pub struct ServerConfig {
     /// SIGTERM, SIGKILL 5 s later, the replies and the audit lines all fit
     /// in before systemd kills the daemon.
     pub soft_shutdown_timeout: std::time::Duration,
+    /// How log lines are written (`log_format`): text, or one JSON object
+    /// per line for a log collector.
+    pub log_format: LogFormat,
+}
+
+/// The `log_format` of the daemon's log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines (the default).
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 impl ServerConfig {
@@ -220,6 +232,16 @@ impl ServerConfig {
                     .number("soft_shutdown_timeout")?
                     .unwrap_or(DEFAULT_SOFT_SHUTDOWN_TIMEOUT),
             ),
+            log_format: match config.get("log_format").unwrap_or("text") {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                other => {
+                    return Err(config.error(
+                        "log_format",
+                        format!("log_format must be text or json; found {other:?}"),
+                    ))
+                }
+            },
         })
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! SIGTERM and SIGINT stop it gracefully (see `muster_server::daemon`);
 //! SIGHUP, what `systemctl reload` and logrotate send, re-reads server.cfg
-//! and reopens the log file.
+//! and reopens the log file. Lines are text (in colour only at a terminal)
+//! or, with `log_format = json`, one JSON object each.
 
 use std::fs::File;
 use std::io::{IsTerminal, Write};
@@ -11,13 +12,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use anyhow::Context;
 use muster_server::daemon::Control;
-use muster_server::ServerConfig;
+use muster_server::{LogFormat, ServerConfig};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc::UnboundedSender;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{reload, EnvFilter, Registry};
+use tracing_subscriber::{reload, EnvFilter, Layer, Registry};
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct Args {
@@ -67,6 +68,8 @@ struct Logging {
     target: LogTarget,
     /// `RUST_LOG` overrides `loglevel`, then and after a reload.
     from_env: bool,
+    /// The `log_format` lines are written in until a restart.
+    format: LogFormat,
 }
 
 impl Logging {
@@ -81,18 +84,22 @@ impl Logging {
         let (filter, handle) = reload::Layer::new(filter);
         // Colour only for a person at a terminal; never in a file.
         let ansi = config.logfile.is_none() && std::io::stderr().is_terminal();
+        let lines = tracing_subscriber::fmt::layer()
+            .with_ansi(ansi)
+            .with_writer(target.clone());
+        let lines = match config.log_format {
+            LogFormat::Text => lines.boxed(),
+            LogFormat::Json => lines.json().boxed(),
+        };
         let _ = tracing_subscriber::registry()
             .with(filter)
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .with_ansi(ansi)
-                    .with_writer(target.clone()),
-            )
+            .with(lines)
             .try_init();
         Ok(Logging {
             filter: handle,
             target,
             from_env,
+            format: config.log_format,
         })
     }
 
@@ -109,6 +116,12 @@ impl Logging {
             if let Err(e) = self.filter.reload(EnvFilter::new(level(config))) {
                 tracing::error!(error = %e, "cannot change the log level");
             }
+        }
+        if config.log_format != self.format {
+            tracing::warn!(
+                settings = ?["log_format"],
+                "changed settings that need a restart of mco server; until then the running values stay"
+            );
         }
         tracing::info!(loglevel = %config.loglevel, "logging reloaded");
     }

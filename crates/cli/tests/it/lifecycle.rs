@@ -436,3 +436,25 @@ async fn the_broker_survives_hup_and_ends_on_term_and_int() {
         assert_eq!(status.code(), Some(0), "{signal}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_format_json_writes_one_object_per_line_and_text_has_no_colour() {
+    let mut node = Node::start(broker().await, "log_format = json").await;
+    node.signal("TERM");
+    let status = node.exited(Duration::from_secs(30)).await;
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{}", node.log());
+    let log = node.log();
+    assert!(log.lines().count() >= 3, "{log}");
+    for line in log.lines() {
+        let object: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(
+            object["level"].is_string() && object["fields"].is_object(),
+            "{line}"
+        );
+    }
+    assert!(log.contains("\"message\":\"serving\""), "{log}");
+    let node = Node::start(broker().await, "").await;
+    assert!(node.logged("serving").await);
+    assert!(!node.log().contains('\u{1b}'), "{}", node.log());
+}

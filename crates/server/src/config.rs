@@ -52,6 +52,24 @@ pub struct ServerConfig {
     pub rpcaudit: Option<crate::audit::Settings>,
     /// Every setting as written, for agents' own `plugin.<agent>.*` keys.
     pub settings: Config,
+    /// How long requests still running when the daemon is told to stop get
+    /// to finish before their programs are stopped (`soft_shutdown_timeout`,
+    /// seconds, default 60): below systemd's default 90 s stop timeout, so
+    /// SIGTERM, SIGKILL 5 s later, the replies and the audit lines all fit
+    /// in before systemd kills the daemon.
+    pub soft_shutdown_timeout: std::time::Duration,
+    /// How log lines are written (`log_format`): text, or one JSON object
+    /// per line for a log collector.
+    pub log_format: LogFormat,
+}
+
+/// The `log_format` of the daemon's log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines (the default).
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 impl ServerConfig {
@@ -209,6 +227,21 @@ impl ServerConfig {
             actionpolicy: crate::policy::Settings::from_config(config)?,
             rpcaudit: crate::audit::Settings::from_config(config)?,
             settings: config.clone(),
+            soft_shutdown_timeout: std::time::Duration::from_secs(
+                config
+                    .number("soft_shutdown_timeout")?
+                    .unwrap_or(DEFAULT_SOFT_SHUTDOWN_TIMEOUT),
+            ),
+            log_format: match config.get("log_format").unwrap_or("text") {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                other => {
+                    return Err(config.error(
+                        "log_format",
+                        format!("log_format must be text or json; found {other:?}"),
+                    ))
+                }
+            },
         })
     }
 }
@@ -216,6 +249,9 @@ impl ServerConfig {
 /// The longest ttl (seconds) a node accepts unless `plugin.security.max_ttl`
 /// says otherwise: minutes, because every accepted id is remembered that long.
 pub const DEFAULT_MAX_TTL: u64 = 300;
+
+/// Seconds running requests get on shutdown unless `soft_shutdown_timeout` says otherwise.
+pub(crate) const DEFAULT_SOFT_SHUTDOWN_TIMEOUT: u64 = 60;
 
 /// Where a node's certificates live unless `plugin.security.ssldir` says otherwise.
 pub(crate) const DEFAULT_SSLDIR: &str = "/etc/muster/ssl";

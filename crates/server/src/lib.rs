@@ -46,7 +46,7 @@ pub mod sysfacts;
 pub mod watched;
 
 pub use agent::Agent;
-pub use config::{hostname, FactSource, ServerConfig, DEFAULT_MAX_TTL};
+pub use config::{hostname, FactSource, LogFormat, ServerConfig, DEFAULT_MAX_TTL};
 pub use node::Node;
 
 /// This build's version, reported by `inventory` and `daemon_stats`.

@@ -36,28 +36,47 @@ pub(crate) const EXIT_NO_REPLY: u8 = 3;
 /// No node matched: nothing was sent.
 pub(crate) const EXIT_NO_NODES: u8 = 4;
 
-/// Waits for Ctrl-C or SIGTERM.
+/// Waits for SIGINT (Ctrl-C) or SIGTERM. SIGHUP (logrotate, `systemctl
+/// reload`), which would otherwise kill the process, is logged and survived:
+/// these processes log to stderr and have nothing to reload.
 pub(crate) async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangup = signal(SignalKind::hangup()).ok();
+    let hangups = async {
+        match &mut hangup {
+            Some(hangup) => {
+                while hangup.recv().await.is_some() {
+                    tracing::info!("SIGHUP: nothing to reload; still running");
+                }
+            }
+            None => std::future::pending().await,
+        }
+    };
+    match signal(SignalKind::terminate()) {
         Ok(mut term) => {
             tokio::select! {
-                _ = ctrl_c => {}
+                _ = tokio::signal::ctrl_c() => {}
                 _ = term.recv() => {}
+                () = hangups => {}
             }
         }
         Err(_) => {
-            let _ = ctrl_c.await;
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                () = hangups => {}
+            }
         }
     }
 }
 
-/// Logs to stderr at `level` unless RUST_LOG says otherwise.
+/// Logs to stderr at `level` unless RUST_LOG says otherwise; in colour
+/// only when stderr is a terminal.
 pub(crate) fn init_logging(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .try_init();
 }

@@ -5,6 +5,7 @@ mod agents;
 mod apps;
 mod batching;
 mod discovery;
+mod lifecycle;
 mod nats_py;
 mod output;
 mod pipes;

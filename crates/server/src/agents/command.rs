@@ -19,20 +19,72 @@
 //! let done = command::run(&ls, Instant::now() + Duration::from_secs(5)).await?;
 //! println!("{}: {}", done.exit(), done.output());
 //! ```
-#![allow(unsafe_code)] // TEMPORARY: the libc calls here move to rustix
+//!
+//! A daemon shutting down stops what its requests run: work run through
+//! [`stoppable`] observes that daemon's [`StopSignal`], and when it fires
+//! every program still running gets SIGTERM to its group, then SIGKILL
+//! [`STOP_WAIT`] later. Programs outside such a scope are never stopped.
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
+use std::future::Future;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rustix::process::{kill_process_group, Pid, Signal};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
+
+/// How long a program asked to stop (SIGTERM) has before its group is
+/// killed: dpkg or puppet get to leave their state consistent.
+pub(crate) const STOP_WAIT: Duration = Duration::from_secs(5);
+
+/// Fired once by a daemon that shuts down: the programs of work run under
+/// it with [`stoppable`] are asked to stop.
+#[derive(Debug, Clone)]
+pub(crate) struct StopSignal(Arc<watch::Sender<bool>>);
+
+impl StopSignal {
+    pub(crate) fn new() -> StopSignal {
+        StopSignal(Arc::new(watch::Sender::new(false)))
+    }
+
+    /// Stops every program running under this signal, and any started
+    /// under it from now on.
+    pub(crate) fn fire(&self) {
+        self.0.send_replace(true);
+    }
+}
+
+/// What a program run inside [`stoppable`] sees.
+#[derive(Clone)]
+struct StopScope {
+    signal: watch::Receiver<bool>,
+    /// Set when a program of this scope was asked to stop.
+    stopped: Arc<AtomicBool>,
+}
+
+tokio::task_local! {
+    static STOP_SCOPE: StopScope;
+}
+
+/// Runs `work`, whose programs stop when `signal` fires. Returns its
+/// output and whether any of its programs was stopped.
+pub(crate) async fn stoppable<F: Future>(signal: &StopSignal, work: F) -> (F::Output, bool) {
+    let scope = StopScope {
+        signal: signal.0.subscribe(),
+        stopped: Arc::new(AtomicBool::new(false)),
+    };
+    let stopped = scope.stopped.clone();
+    let output = STOP_SCOPE.scope(scope, work).await;
+    (output, stopped.load(Ordering::SeqCst))
+}
 
 /// How much of an output file is kept: the end, which says why it failed.
 pub(super) const MAX_OUTPUT: usize = 64 * 1024;
@@ -268,7 +320,8 @@ pub(super) const MAX_CAPTURE: u64 = 64 << 20;
 
 /// Runs `invocation` in its own process group, killing the group at
 /// `deadline`, when its output passes [`MAX_CAPTURE`], or when the
-/// returned future is dropped.
+/// returned future is dropped; inside [`stoppable`], stopping it when the
+/// signal fires.
 pub(crate) async fn run(invocation: &Invocation, deadline: Instant) -> Result<Finished, RunError> {
     let started = Instant::now();
     let capped = invocation.stdout_limit.is_some();
@@ -343,11 +396,28 @@ pub(crate) async fn run(invocation: &Invocation, deadline: Instant) -> Result<Fi
             }
         }
     };
+    // The daemon is shutting down: TERM, and KILL if that is not enough.
+    let scope = STOP_SCOPE.try_with(StopScope::clone).ok();
+    let stop = async {
+        let Some(mut scope) = scope else {
+            return std::future::pending().await;
+        };
+        if scope.signal.wait_for(|fired| *fired).await.is_err() {
+            return std::future::pending().await;
+        }
+        scope.stopped.store(true, Ordering::SeqCst);
+        tracing::info!(program = %invocation.display(), "asking it to stop (SIGTERM): the daemon is shutting down");
+        group.signal(Signal::TERM);
+        tokio::time::sleep(STOP_WAIT).await;
+        tracing::warn!(program = %invocation.display(), "still running {} s after SIGTERM; killed", STOP_WAIT.as_secs());
+        group.kill();
+    };
     let watched = async {
         tokio::pin!(work);
         tokio::select! {
             ended = &mut work => ended,
             () = watch => work.await,
+            () = stop => work.await,
         }
     };
     let ended = tokio::time::timeout_at(deadline.into(), watched).await;
@@ -457,27 +527,30 @@ impl Outputs {
 
 /// The process group a program leads. Dropping it before the leader is
 /// reaped kills the whole group.
-struct Group(Option<libc::pid_t>);
+struct Group(Option<Pid>);
 
 impl Group {
     fn of(child: &tokio::process::Child) -> Group {
         Group(
             child
                 .id()
-                .and_then(|id| libc::pid_t::try_from(id).ok())
-                .filter(|pgid| *pgid > 1),
+                .and_then(|id| i32::try_from(id).ok())
+                .filter(|pgid| *pgid > 1)
+                .and_then(Pid::from_raw),
         )
     }
 
-    /// Kills every process in the group. Only called while the leader is
-    /// unreaped, so the group id is still ours.
+    /// Kills every process in the group.
     fn kill(&self) {
+        self.signal(Signal::KILL);
+    }
+
+    /// Signals every process in the group. Only called while the leader is
+    /// unreaped, so the group id is still ours.
+    fn signal(&self, signal: Signal) {
         if let Some(pgid) = self.0 {
-            // SAFETY: kill(2) with a negative pid signals that process
-            // group; it touches no memory of ours.
-            unsafe {
-                libc::kill(-pgid, libc::SIGKILL);
-            }
+            // ESRCH: the group has already gone.
+            let _ = kill_process_group(pgid, signal);
         }
     }
 
@@ -493,35 +566,9 @@ impl Drop for Group {
     }
 }
 
-/// A new temporary file that is already unlinked.
+/// A new temporary file that is already unlinked, readable only by us.
 fn capture_file() -> io::Result<File> {
-    static COUNT: AtomicU64 = AtomicU64::new(0);
-    let dir = std::env::temp_dir();
-    loop {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let path = dir.join(format!(
-            ".muster-output-{}-{}-{nanos}",
-            std::process::id(),
-            COUNT.fetch_add(1, Ordering::Relaxed)
-        ));
-        match std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-        {
-            Ok(file) => {
-                let _ = std::fs::remove_file(&path);
-                return Ok(file);
-            }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e),
-        }
-    }
+    tempfile::tempfile()
 }
 
 /// The file's last [`MAX_OUTPUT`] bytes.
@@ -608,5 +655,78 @@ mod tests {
             .expect("it ran");
         assert_eq!(finished.signal, Some(9), "{:?}", finished.exit());
         assert!(started.elapsed() < Duration::from_secs(60));
+    }
+
+    /// Runs `script` in `signal`'s stop scope once it has written `ready`
+    /// in `dir`, fires the signal, and returns how it ended.
+    async fn stopped_after_start(script: &str) -> (Result<Finished, RunError>, bool, PathBuf) {
+        let dir = tempfile::tempdir().unwrap().keep();
+        let ready = dir.join("ready");
+        let script = format!("cd {}; {script}", dir.display());
+        let signal = StopSignal::new();
+        let task = tokio::spawn({
+            let signal = signal.clone();
+            async move {
+                let program = sh(&script);
+                stoppable(
+                    &signal,
+                    run(&program, Instant::now() + Duration::from_secs(60)),
+                )
+                .await
+            }
+        });
+        let waited = Instant::now();
+        while !ready.exists() {
+            assert!(
+                waited.elapsed() < Duration::from_secs(20),
+                "it never started"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        signal.fire();
+        let (ended, stopped) = task.await.unwrap();
+        (ended, stopped, dir)
+    }
+
+    #[tokio::test]
+    async fn a_program_that_traps_term_is_asked_to_stop() {
+        let (ended, stopped, dir) = stopped_after_start(
+            "trap 'echo stopping > term; exit 7' TERM; touch ready; while :; do sleep 0.1; done",
+        )
+        .await;
+        let done = ended.expect("it ran");
+        assert_eq!(done.code, Some(7), "{:?}", done.exit());
+        assert!(stopped);
+        assert_eq!(
+            std::fs::read_to_string(dir.join("term")).unwrap(),
+            "stopping\n"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_program_that_ignores_term_is_killed_after_the_stop_wait() {
+        let started = Instant::now();
+        let (ended, stopped, dir) =
+            stopped_after_start("trap '' TERM; touch ready; while :; do sleep 0.1; done").await;
+        let done = ended.expect("it ran");
+        assert_eq!(done.signal, Some(libc::SIGKILL), "{:?}", done.exit());
+        assert!(stopped);
+        assert!(started.elapsed() >= STOP_WAIT);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn outside_a_stop_scope_nothing_is_stopped() {
+        let signal = StopSignal::new();
+        signal.fire();
+        let done = run(&sh("sleep 0.5; echo done"), soon()).await.unwrap();
+        assert_eq!(
+            (done.exit().as_str(), done.output().as_str()),
+            ("exit code 0", "done")
+        );
+        // Work in the scope that holds no program is not stopped either.
+        let ((), stopped) = stoppable(&signal, async {}).await;
+        assert!(!stopped);
     }
 }

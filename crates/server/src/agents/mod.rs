@@ -20,6 +20,7 @@ mod rpcutil;
 mod service;
 
 pub use external::LoadError;
+pub(crate) use command::{stoppable, StopSignal};
 pub use puppet::Puppet;
 pub use rpcutil::Rpcutil;
 pub use service::Service;

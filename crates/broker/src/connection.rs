@@ -332,9 +332,9 @@ async fn secure(
             tracing::debug!(client = id, %peer, name = %admission.name, "client admitted");
             Some((tls, admission))
         }
-        Err(message) => {
+        Err(refusal) => {
             counters.authorization_refused();
-            tracing::warn!(%peer, %message, "client certificate not admitted");
+            tracing::warn!(%peer, %refusal, "client certificate not admitted");
             close_with(tls, &ProtoError::AuthorizationViolation).await;
             None
         }

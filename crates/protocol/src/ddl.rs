@@ -151,8 +151,8 @@ pub struct Aggregate {
 
 impl Ddl {
     /// Parses a DDL, with the agent's name in errors.
-    pub fn from_json(text: &str) -> Result<Ddl, String> {
-        serde_json::from_str(text).map_err(|e| format!("invalid DDL: {e}"))
+    pub fn from_json(text: &str) -> Result<Ddl, DdlError> {
+        serde_json::from_str(text).map_err(DdlError)
     }
 
     pub fn action(&self, name: &str) -> Option<&Action> {
@@ -163,6 +163,11 @@ impl Ddl {
         self.actions.iter().map(|a| a.action.clone()).collect()
     }
 }
+
+/// DDL text that is not a DDL; the JSON error says where.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid DDL: {0}")]
+pub struct DdlError(#[source] pub serde_json::Error);
 
 /// Why a request's inputs were refused, with the status a node answers.
 ///
@@ -473,12 +478,13 @@ fn validate_text(name: &str, validation: &str, text: &str) -> Result<(), InputEr
         pattern => match cached_regex(pattern) {
             Ok(regex) => regex.is_match(text),
             Err(e) => {
+                let e = regex_reason(&e);
                 return Err(InputError::invalid(
                     name,
                     format!(
                     "input {name:?} has an invalid validation regex {pattern:?} in the DDL: {e}"
                 ),
-                ))
+                ));
             }
         },
     };
@@ -495,9 +501,17 @@ fn validate_text(name: &str, validation: &str, text: &str) -> Result<(), InputEr
     }
 }
 
+/// The syntax error's last line says what is wrong; the lines above
+/// draw the pattern with a caret, which does not fit a status message.
+fn regex_reason(e: &regex::Error) -> String {
+    let text = e.to_string();
+    let last = text.lines().last().unwrap_or_default().trim();
+    last.strip_prefix("error: ").unwrap_or(last).to_string()
+}
+
 /// Compiled DDL regexes: every request to an action checks the same few.
-fn cached_regex(pattern: &str) -> Result<Regex, String> {
-    static CACHE: OnceLock<Mutex<HashMap<String, Result<Regex, String>>>> = OnceLock::new();
+fn cached_regex(pattern: &str) -> Result<Regex, regex::Error> {
+    static CACHE: OnceLock<Mutex<HashMap<String, Result<Regex, regex::Error>>>> = OnceLock::new();
     let mut cache = CACHE
         .get_or_init(Default::default)
         .lock()
@@ -509,13 +523,7 @@ fn cached_regex(pattern: &str) -> Result<Regex, String> {
     if cache.len() >= 256 {
         cache.clear();
     }
-    // The syntax error's last line says what is wrong; the lines above
-    // draw the pattern with a caret, which does not fit a status message.
-    let compiled = Regex::new(pattern).map_err(|e| {
-        let text = e.to_string();
-        let last = text.lines().last().unwrap_or_default().trim();
-        last.strip_prefix("error: ").unwrap_or(last).to_string()
-    });
+    let compiled = Regex::new(pattern);
     cache.insert(pattern.to_string(), compiled.clone());
     compiled
 }

@@ -113,9 +113,14 @@ impl From<StatusCode> for u8 {
     }
 }
 
+/// A status byte no MCollective version defines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("unknown status code {0}")]
+pub struct UnknownStatusCode(pub u8);
+
 impl TryFrom<u8> for StatusCode {
-    type Error = String;
-    fn try_from(code: u8) -> Result<Self, String> {
+    type Error = UnknownStatusCode;
+    fn try_from(code: u8) -> Result<Self, UnknownStatusCode> {
         Ok(match code {
             0 => StatusCode::Ok,
             1 => StatusCode::Aborted,
@@ -123,7 +128,7 @@ impl TryFrom<u8> for StatusCode {
             3 => StatusCode::MissingData,
             4 => StatusCode::InvalidData,
             5 => StatusCode::UnknownError,
-            other => return Err(format!("unknown status code {other}")),
+            other => return Err(UnknownStatusCode(other)),
         })
     }
 }

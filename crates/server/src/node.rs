@@ -698,8 +698,13 @@ impl NodeView for Node {
         lookup(&self.facts.get(), path)
     }
 
-    fn data(&self, plugin: &str, argument: &str) -> Result<Map<String, Value>, String> {
+    fn data(
+        &self,
+        plugin: &str,
+        argument: &str,
+    ) -> Result<Map<String, Value>, muster_protocol::DataError> {
         self.query_data(plugin, argument)
+            .map_err(|message| muster_protocol::DataError::new(plugin, message))
     }
 }
 

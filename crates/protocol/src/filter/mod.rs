@@ -37,8 +37,31 @@ pub trait NodeView {
     fn fact(&self, path: &str) -> Option<Value>;
     /// A data plugin's answer for `argument`; an error when the plugin
     /// fails here (or cannot run here at all).
-    fn data(&self, plugin: &str, _argument: &str) -> Result<Map<String, Value>, String> {
-        Err(format!("data plugin {plugin} cannot be evaluated here"))
+    fn data(&self, plugin: &str, _argument: &str) -> Result<Map<String, Value>, DataError> {
+        Err(DataError::new(
+            plugin,
+            format!("data plugin {plugin} cannot be evaluated here"),
+        ))
+    }
+}
+
+/// A data plugin that could not answer on a node; the node then does not match.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct DataError {
+    /// The plugin that failed (`fstat`, `process`, ...).
+    pub plugin: String,
+    /// What went wrong, as the plugin says it.
+    pub message: String,
+}
+
+impl DataError {
+    /// A failure of `plugin`, described by `message`.
+    pub fn new(plugin: &str, message: impl Into<String>) -> DataError {
+        DataError {
+            plugin: plugin.to_string(),
+            message: message.into(),
+        }
     }
 }
 
@@ -180,7 +203,7 @@ impl Filter {
     }
 
     /// Like [`Filter::matches`], but says which data plugin failed.
-    pub fn evaluate(&self, node: &dyn NodeView) -> Result<bool, String> {
+    pub fn evaluate(&self, node: &dyn NodeView) -> Result<bool, DataError> {
         let simple = (self.identity.is_empty()
             || self.identity.iter().any(|p| p.matches(node.identity())))
             && self

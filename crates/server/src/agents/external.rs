@@ -58,7 +58,7 @@ impl External {
             ));
         }
         let text = std::fs::read_to_string(ddl_file).map_err(|e| format!("cannot read: {e}"))?;
-        let ddl = Ddl::from_json(&text)?;
+        let ddl = Ddl::from_json(&text).map_err(|e| e.to_string())?;
         if ddl.metadata.name != name {
             return Err(format!(
                 "metadata.name is {:?} but the file is named for {name:?}",

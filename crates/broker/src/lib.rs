@@ -66,9 +66,9 @@
 //! cap and the CONNECT deadline still apply.
 
 mod client;
+mod connect;
 mod connection;
 mod index;
-mod json;
 mod parser;
 mod permissions;
 mod router;

@@ -69,20 +69,30 @@ pub const DATA_PLUGINS: &[(&str, &[&str])] = &[
 /// A parsed `-S` expression.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Expr {
+    /// Both must hold.
     And(Box<Expr>, Box<Expr>),
+    /// Either must hold.
     Or(Box<Expr>, Box<Expr>),
+    /// Must not hold.
     Not(Box<Expr>),
+    /// The node has a class matching the pattern.
     Class(Pattern),
+    /// A fact comparison holds.
     Fact(FactFilter),
+    /// A data plugin's answer compares true.
     Data(DataQuery),
 }
 
 /// `plugin('argument').property <op> value`
 #[derive(Debug, Clone, PartialEq)]
 pub struct DataQuery {
+    /// The data plugin (`fstat`, `process`, ...).
     pub plugin: String,
+    /// What the plugin is asked about (a path, a process name, ...).
     pub argument: String,
+    /// Which property of its answer is compared.
     pub property: String,
+    /// How the property is compared.
     pub comparison: Comparison,
 }
 
@@ -118,6 +128,7 @@ impl Expr {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Compound {
     text: String,
+    /// The parsed expression.
     pub expr: Expr,
 }
 
@@ -143,6 +154,7 @@ impl Compound {
         })
     }
 
+    /// The text as typed, which is what travels in requests.
     pub fn text(&self) -> &str {
         &self.text
     }

@@ -30,8 +30,11 @@ pub use pattern::Pattern;
 
 /// What a filter can ask of a node.
 pub trait NodeView {
+    /// The node's identity.
     fn identity(&self) -> &str;
+    /// Whether any of the node's classes satisfies `matches`.
     fn has_class(&self, matches: &dyn Fn(&str) -> bool) -> bool;
+    /// Whether any of the node's agents satisfies `matches`.
     fn has_agent(&self, matches: &dyn Fn(&str) -> bool) -> bool;
     /// A fact by dotted path (`os.family`).
     fn fact(&self, path: &str) -> Option<Value>;
@@ -68,10 +71,18 @@ impl DataError {
 /// Filter text that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FilterError {
+    /// A `/regex/` or `=~` value that does not compile.
     #[error("invalid regular expression {pattern}: {reason}")]
-    Regex { pattern: String, reason: String },
+    Regex {
+        /// The expression as typed.
+        pattern: String,
+        /// What the regex compiler said.
+        reason: String,
+    },
+    /// A selector with no text.
     #[error("empty {0} filter")]
     Empty(&'static str),
+    /// Compound or `-W` text that does not parse; it points at the position.
     #[error(transparent)]
     Parse(ParseError),
 }
@@ -79,9 +90,11 @@ pub enum FilterError {
 /// Where filter text stopped making sense, and what was expected there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseError {
+    /// The text that was parsed.
     pub input: String,
     /// Byte offset into `input`.
     pub position: usize,
+    /// What the parser wanted at `position`.
     pub expected: String,
 }
 
@@ -183,6 +196,7 @@ impl Filter {
         Ok(self)
     }
 
+    /// Whether the filter selects every node.
     pub fn is_empty(&self) -> bool {
         self.identity.is_empty()
             && self.fact.is_empty()

@@ -44,6 +44,10 @@ struct Connect {
 /// Why a CONNECT was refused (the client gets `-ERR 'Parser Error'`).
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ConnectError {
+    /// Valid JSON, but not an object (serde would read an array as the
+    /// struct's fields in order; Go's decoder refuses it).
+    #[error("CONNECT is not a JSON object")]
+    NotObject,
     /// Objects or arrays nested deeper than [`MAX_DEPTH`].
     #[error("CONNECT nests deeper than {MAX_DEPTH} levels")]
     TooDeep,
@@ -56,6 +60,9 @@ pub(crate) enum ConnectError {
 pub(crate) fn parse_connect(json: &[u8]) -> Result<ConnectOptions, ConnectError> {
     if depth(json) > MAX_DEPTH {
         return Err(ConnectError::TooDeep);
+    }
+    if json.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ConnectError::NotObject);
     }
     let connect: Connect = serde_json::from_slice(json)?;
     let defaults = ConnectOptions::default();
@@ -165,6 +172,10 @@ mod tests {
             b"CONNECT {\"a\"}\r\n",
             b"CONNECT {\"a\":}\r\n",
             b"CONNECT [1]\r\n",
+            b"CONNECT [true]\r\n",
+            b"CONNECT [true,true,true,false]\r\n",
+            b"CONNECT []\r\n",
+            b"CONNECT  \r\n",
             b"CONNECT \"verbose\"\r\n",
             b"CONNECT null\r\n",
             b"CONNECT {\"a\":1,}\r\n",

@@ -304,6 +304,26 @@ async fn options(
     Ok(options)
 }
 
+/// The addresses with any `user:password@` removed. [`options`] has taken
+/// the credentials from them already, and async-nats logs the addresses it
+/// tries (at debug, password and all).
+fn without_credentials(servers: Vec<ServerAddr>) -> Vec<ServerAddr> {
+    servers
+        .into_iter()
+        .map(|server| {
+            if !server.has_user_pass() {
+                return server;
+            }
+            let mut url = server.clone().into_inner();
+            let stripped = url.set_password(None).is_ok() && url.set_username("").is_ok();
+            match ServerAddr::from_url(url) {
+                Ok(bare) if stripped => bare,
+                _ => server,
+            }
+        })
+        .collect()
+}
+
 /// Connects a long-running daemon: it keeps retrying until the broker is
 /// there, and reconnects for ever when it goes away. Returns at once.
 pub async fn connect_daemon(
@@ -317,7 +337,7 @@ pub async fn connect_daemon(
         .await?
         .retry_on_initial_connect()
         .max_reconnects(None)
-        .connect(servers)
+        .connect(without_credentials(servers))
         .await
         .map_err(|e| ConnectError::Unreachable {
             urls: redact_all(urls),
@@ -349,7 +369,7 @@ pub async fn connect_client(
     let connect = options(name, urls, &servers, transport)
         .await?
         .connection_timeout(timeout)
-        .connect(servers);
+        .connect(without_credentials(servers));
     match tokio::time::timeout(timeout, connect).await {
         Ok(Ok(client)) => Ok(client),
         Ok(Err(e)) => Err(unreachable(e.to_string(), Some(e))),

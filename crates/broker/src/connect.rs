@@ -109,12 +109,20 @@ mod tests {
     use super::*;
     use crate::parser::{Op, Parser, ProtoError};
 
+    /// The `-ERR` line a client is sent.
+    #[derive(Debug, PartialEq)]
+    struct ErrLine(String);
+
+    fn err_line(text: &str) -> ErrLine {
+        ErrLine(text.to_string())
+    }
+
     /// What a client sending `line` gets back: the options, or the `-ERR`
     /// line the broker writes (the same route `Conn::handle` takes).
-    fn answer(line: &[u8]) -> Result<ConnectOptions, String> {
+    fn answer(line: &[u8]) -> Result<ConnectOptions, ErrLine> {
         let mut parser = Parser::new(4096, 1024 * 1024);
         let mut buf = BytesMut::from(line);
-        let wire = |e: ProtoError| String::from_utf8_lossy(&e.wire()).into_owned();
+        let wire = |e: ProtoError| ErrLine(String::from_utf8_lossy(&e.wire()).into_owned());
         match parser.next(&mut buf) {
             Ok(Some(Op::Connect(json))) => {
                 parse_connect(&json).map_err(|_| wire(ProtoError::Parser))
@@ -184,7 +192,7 @@ mod tests {
         ] {
             assert_eq!(
                 answer(bad),
-                Err(PARSER_ERROR.to_string()),
+                Err(err_line(PARSER_ERROR)),
                 "{}",
                 String::from_utf8_lossy(bad)
             );
@@ -221,7 +229,7 @@ mod tests {
             let line = format!("CONNECT {bad}\r\n");
             assert_eq!(
                 answer(line.as_bytes()),
-                Err(PARSER_ERROR.to_string()),
+                Err(err_line(PARSER_ERROR)),
                 "{bad}"
             );
         }
@@ -233,7 +241,7 @@ mod tests {
         let line = format!("CONNECT {{\"name\":\"{name}\"}}\r\n");
         assert_eq!(
             answer(line.as_bytes()),
-            Err("-ERR 'Maximum Control Line Exceeded'\r\n".to_string())
+            Err(err_line("-ERR 'Maximum Control Line Exceeded'\r\n"))
         );
         // Below the limit a long unknown string is ignored; a long one where a
         // boolean belongs is refused.
@@ -241,7 +249,7 @@ mod tests {
         let line = format!("CONNECT {{\"name\":\"{name}\",\"verbose\":true}}\r\n");
         assert!(answer(line.as_bytes()).unwrap().verbose);
         let line = format!("CONNECT {{\"verbose\":\"{name}\"}}\r\n");
-        assert_eq!(answer(line.as_bytes()), Err(PARSER_ERROR.to_string()));
+        assert_eq!(answer(line.as_bytes()), Err(err_line(PARSER_ERROR)));
         // parse_connect itself copes with any length (the limit is the parser's).
         let json = format!("{{\"name\":\"{}\"}}", "z".repeat(1 << 20));
         assert!(parse_connect(json.as_bytes()).is_ok());
@@ -258,7 +266,7 @@ mod tests {
                 Err(ConnectError::TooDeep)
             ));
             let line = format!("CONNECT {deep}\r\n");
-            assert_eq!(answer(line.as_bytes()), Err(PARSER_ERROR.to_string()));
+            assert_eq!(answer(line.as_bytes()), Err(err_line(PARSER_ERROR)));
         }
         // Far deeper than the stack could take, and far longer than a line.
         let abyss = "[".repeat(1 << 20);

@@ -119,7 +119,7 @@ pub enum ClientError {
     Pki(#[from] muster_pki::PkiError),
     /// The request could not be signed.
     #[error("cannot sign the request: {0}")]
-    Sign(String),
+    Sign(#[source] muster_protocol::EnvelopeError),
     /// The broker refused or dropped something the client did.
     #[error("broker error while {doing}: {reason}")]
     Broker {
@@ -612,7 +612,7 @@ impl Client {
         .with_ttl(self.config.ttl);
         let seal = |request: &Request| -> Result<bytes::Bytes, ClientError> {
             Ok(Envelope::seal(request, &self.credential)
-                .map_err(|e| ClientError::Sign(e.to_string()))?
+                .map_err(ClientError::Sign)?
                 .to_bytes()
                 .into())
         };

@@ -15,8 +15,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::{watch, Notify};
 
+use crate::connect::ConnectOptions;
 use crate::index::Sub;
-use crate::json::ConnectOptions;
 use crate::parser::ProtoError;
 use crate::raised;
 use crate::stats::Counters;

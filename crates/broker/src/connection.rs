@@ -16,8 +16,8 @@ use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
 use crate::client::{run_writer, Client};
+use crate::connect::parse_connect;
 use crate::index::{valid_publish_subject, valid_subscribe_subject, Matches};
-use crate::json::parse_connect;
 use crate::parser::{Op, Parser, ProtoError};
 use crate::permissions::Compiled;
 use crate::raised;
@@ -85,7 +85,10 @@ impl Session {
         }
         match op {
             Op::Connect(json) => {
-                let opts = parse_connect(&json).ok_or(ProtoError::Parser)?;
+                let opts = parse_connect(&json).map_err(|e| {
+                    tracing::debug!(client = self.client.id, error = %e, "CONNECT refused");
+                    ProtoError::Parser
+                })?;
                 self.client.apply(&opts);
                 self.verbose = opts.verbose;
                 self.connected = true;
@@ -332,9 +335,9 @@ async fn secure(
             tracing::debug!(client = id, %peer, name = %admission.name, "client admitted");
             Some((tls, admission))
         }
-        Err(message) => {
+        Err(refusal) => {
             counters.authorization_refused();
-            tracing::warn!(%peer, %message, "client certificate not admitted");
+            tracing::warn!(%peer, %refusal, "client certificate not admitted");
             close_with(tls, &ProtoError::AuthorizationViolation).await;
             None
         }

@@ -66,9 +66,9 @@
 //! cap and the CONNECT deadline still apply.
 
 mod client;
+mod connect;
 mod connection;
 mod index;
-mod json;
 mod parser;
 mod permissions;
 mod router;
@@ -88,7 +88,7 @@ use crate::connection::Slot;
 use crate::parser::ProtoError;
 pub use crate::permissions::Permissions;
 use crate::router::Router;
-pub use crate::security::{Admission, Security};
+pub use crate::security::{Admission, Refusal, Security};
 pub use crate::stats::BrokerStats;
 
 /// How the broker listens and what it allows.

@@ -71,9 +71,9 @@ impl Router {
     pub(crate) fn info(&self, client_id: u64, peer: SocketAddr) -> Vec<u8> {
         let mut json = String::with_capacity(256);
         json.push_str("INFO {\"server_id\":");
-        crate::json::push_str(&mut json, &self.server_id);
+        json.push_str(&serde_json::Value::from(self.server_id.as_str()).to_string());
         json.push_str(",\"server_name\":");
-        crate::json::push_str(&mut json, &self.config.server_name);
+        json.push_str(&serde_json::Value::from(self.config.server_name.as_str()).to_string());
         json.push_str(&format!(
             ",\"version\":\"{ANNOUNCED_VERSION}\",\"proto\":1,\"go\":\"muster-broker\",\
              \"host\":\"{}\",\"port\":{},\"headers\":true,\"max_payload\":{},\

@@ -22,19 +22,19 @@ pub struct Security {
     /// does not hands `admit` an empty chain for clients without one.
     pub tls: Arc<rustls::ServerConfig>,
     /// Called once per connection after the TLS handshake with the peer's
-    /// certificate chain (end entity first). `Err(message)` refuses the
-    /// connection with `-ERR 'Authorization Violation'` (the message is
+    /// certificate chain (end entity first). `Err(refusal)` refuses the
+    /// connection with `-ERR 'Authorization Violation'` (the refusal is
     /// logged, not sent). It runs on the connection's task: keep it quick,
     /// with no blocking I/O.
     #[allow(clippy::type_complexity)] // spelled out: it is the contract
-    pub admit: Arc<dyn Fn(&[CertificateDer<'static>]) -> Result<Admission, String> + Send + Sync>,
+    pub admit: Arc<dyn Fn(&[CertificateDer<'static>]) -> Result<Admission, Refusal> + Send + Sync>,
 }
 
 impl Security {
     /// Bundles a TLS config and an admission function.
     pub fn new(
         tls: Arc<rustls::ServerConfig>,
-        admit: impl Fn(&[CertificateDer<'static>]) -> Result<Admission, String> + Send + Sync + 'static,
+        admit: impl Fn(&[CertificateDer<'static>]) -> Result<Admission, Refusal> + Send + Sync + 'static,
     ) -> Self {
         Security {
             tls,
@@ -49,6 +49,48 @@ impl fmt::Debug for Security {
             .field("tls", &self.tls)
             .field("admit", &"<fn>")
             .finish()
+    }
+}
+
+/// Why `admit` turned a client away; logged by the broker, never sent.
+#[derive(Debug, thiserror::Error)]
+#[error("{reason}")]
+pub struct Refusal {
+    reason: String,
+    #[source]
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl Refusal {
+    /// A refusal for a reason the caller words itself.
+    pub fn new(reason: impl Into<String>) -> Refusal {
+        Refusal {
+            reason: reason.into(),
+            source: None,
+        }
+    }
+
+    /// A refusal because the certificate could not be understood (shown after `reason`).
+    pub fn because(
+        reason: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Refusal {
+        Refusal {
+            reason: format!("{}: {source}", reason.into()),
+            source: Some(Box::new(source)),
+        }
+    }
+}
+
+impl From<&str> for Refusal {
+    fn from(reason: &str) -> Refusal {
+        Refusal::new(reason)
+    }
+}
+
+impl From<String> for Refusal {
+    fn from(reason: String) -> Refusal {
+        Refusal::new(reason)
     }
 }
 

@@ -34,11 +34,16 @@ pub const FACT: &str = "system_uptime.seconds";
 
 /// Exit codes, as `mco` uses them (README, "Exit codes").
 pub const EXIT_OK: u8 = 0;
+/// Some node answered with a failure.
 pub const EXIT_FAILED: u8 = 1;
+/// The command line was wrong.
 pub const EXIT_USAGE: u8 = 2;
+/// Some node that should have answered did not.
 pub const EXIT_NO_ANSWER: u8 = 3;
+/// No node matched the filter.
 pub const EXIT_NO_MATCH: u8 = 4;
 
+/// The `--help` text.
 pub const USAGE: &str = "Show how long each matching node has been up.
 
 Usage: mco uptime [-I IDENTITY] [-F FACT] [-C CLASS] [-t SECONDS] [--config FILE]
@@ -52,10 +57,13 @@ Examples:
 /// What the command line asked for.
 #[derive(Debug, Default, PartialEq)]
 pub struct Options {
+    /// `--config FILE`; the default client config when `None`.
     pub config: Option<PathBuf>,
+    /// The node filter from `-I`, `-F` and `-C`.
     pub filter: Filter,
     /// How long to wait for replies; the library's default when `None`.
     pub timeout: Option<Duration>,
+    /// `-h`/`--help`: print [`USAGE`] and stop.
     pub help: bool,
 }
 

@@ -3,14 +3,35 @@
 //! `plugin.external.agents_dir` (the same files nodes load external
 //! agents from), so inputs are checked before anything is sent.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use muster_protocol::ddl::{self, Ddl};
+use muster_protocol::ddl::{self, Ddl, DdlError};
 
 use crate::ClientConfig;
 
+/// A DDL file the client found but cannot use, with its path.
+#[derive(Debug, thiserror::Error)]
+pub enum DdlFileError {
+    /// The file could not be read.
+    #[error("{}: {source}", path.display())]
+    Read {
+        /// The DDL file.
+        path: PathBuf,
+        /// Why it could not be read.
+        source: std::io::Error,
+    },
+    /// The file is not a valid DDL.
+    #[error("{}: {source}", path.display())]
+    Parse {
+        /// The DDL file.
+        path: PathBuf,
+        /// What is wrong with it.
+        source: DdlError,
+    },
+}
+
 /// The DDL of `agent`, if the client knows one.
-pub fn ddl_for(config: &ClientConfig, agent: &str) -> Result<Option<Ddl>, String> {
+pub fn ddl_for(config: &ClientConfig, agent: &str) -> Result<Option<Ddl>, DdlFileError> {
     if let Some(ddl) = ddl::builtin(agent) {
         return Ok(Some(ddl.clone()));
     }
@@ -54,7 +75,13 @@ pub fn all_ddls(config: &ClientConfig) -> Vec<Ddl> {
     ddls
 }
 
-fn read(path: &Path) -> Result<Ddl, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ddl::from_json(&text).map_err(|e| format!("{}: {e}", path.display()))
+fn read(path: &Path) -> Result<Ddl, DdlFileError> {
+    let text = std::fs::read_to_string(path).map_err(|source| DdlFileError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ddl::from_json(&text).map_err(|source| DdlFileError::Parse {
+        path: path.to_path_buf(),
+        source,
+    })
 }

@@ -51,7 +51,9 @@ pub enum Discovery {
 /// Where a flat list of identities comes from.
 #[derive(Debug, Clone, PartialEq)]
 pub enum NodeList {
+    /// A file with one identity per line.
     File(PathBuf),
+    /// Standard input, one identity per line.
     Stdin,
 }
 
@@ -76,22 +78,54 @@ impl NodeList {
 /// Why discovery could not produce a node list.
 #[derive(Debug, thiserror::Error)]
 pub enum DiscoveryError {
+    /// A node list could not be read.
     #[error("cannot read {source_name}: {reason}")]
-    Read { source_name: String, reason: String },
+    Read {
+        /// The file, or `stdin`.
+        source_name: String,
+        /// Why.
+        reason: String,
+    },
+    /// A line of a node list that is not an identity.
     #[error("{source_name} line {line}: {text:?} is not a valid identity")]
     BadIdentity {
+        /// The file, or `stdin`.
         source_name: String,
+        /// The line number, from 1.
         line: usize,
+        /// The line's text.
         text: String,
     },
+    /// An inventory file that cannot be read or parsed.
     #[error("{file}: not an inventory (a JSON array of node records as `mco inventory --json` writes): {reason}")]
-    Inventory { file: String, reason: String },
+    Inventory {
+        /// The file.
+        file: String,
+        /// Why.
+        reason: String,
+    },
+    /// A filter with data plugins, which only nodes can evaluate.
     #[error("the {method} discovery method cannot evaluate data plugins such as fstat(...) locally; use --dm broadcast")]
-    DataPlugins { method: &'static str },
+    DataPlugins {
+        /// The discovery method asked to evaluate it.
+        method: &'static str,
+    },
+    /// An external discovery program that failed.
     #[error("discovery program {program}: {reason}")]
-    Program { program: String, reason: String },
+    Program {
+        /// The program.
+        program: String,
+        /// How it failed.
+        reason: String,
+    },
+    /// An external discovery program that ran too long and was stopped.
     #[error("discovery program {program} did not finish within {} s", timeout.as_secs_f64())]
-    ProgramTimeout { program: String, timeout: Duration },
+    ProgramTimeout {
+        /// The program.
+        program: String,
+        /// How long it was given.
+        timeout: Duration,
+    },
 }
 
 impl Discovery {
@@ -105,6 +139,7 @@ impl Discovery {
         }
     }
 
+    /// Whether this is the broadcast method (no node list before the call).
     pub fn is_broadcast(&self) -> bool {
         matches!(self, Discovery::Broadcast)
     }
@@ -230,13 +265,18 @@ async fn read_file(path: &Path) -> Result<String, DiscoveryError> {
 /// records (from a registration collector, say) read too.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct NodeRecord {
+    /// The node's identity.
     pub identity: String,
+    /// Its facts, a JSON object.
     #[serde(default = "empty_object")]
     pub facts: Value,
+    /// Its classes.
     #[serde(default)]
     pub classes: Vec<String>,
+    /// The collectives it belongs to.
     #[serde(default)]
     pub collectives: Vec<String>,
+    /// The agents it runs.
     #[serde(default)]
     pub agents: Vec<String>,
 }

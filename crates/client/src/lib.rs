@@ -111,16 +111,27 @@ pub use window::{Arrivals, QuietWindow};
 /// What went wrong talking to the fleet.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
+    /// The broker could not be reached.
     #[error(transparent)]
     Connect(#[from] muster_connector::ConnectError),
+    /// The client's certificate or CA could not be loaded.
     #[error(transparent)]
     Pki(#[from] muster_pki::PkiError),
+    /// The request could not be signed.
     #[error("cannot sign the request: {0}")]
-    Sign(String),
+    Sign(#[source] muster_protocol::EnvelopeError),
+    /// The broker refused or dropped something the client did.
     #[error("broker error while {doing}: {reason}")]
-    Broker { doing: String, reason: String },
+    Broker {
+        /// What the client was doing (subscribing, publishing, ...).
+        doing: String,
+        /// What the broker or async-nats said.
+        reason: String,
+    },
+    /// A name that cannot be part of a subject.
     #[error("{0:?} cannot be addressed: names must not contain spaces, '*' or '>'")]
     BadName(String),
+    /// Discovery failed.
     #[error(transparent)]
     Discovery(#[from] DiscoveryError),
 }
@@ -141,12 +152,17 @@ pub enum Targets {
 /// One action to run on many nodes.
 #[derive(Debug, Clone)]
 pub struct Call {
+    /// The agent to run.
     pub agent: String,
+    /// The action to run.
     pub action: String,
+    /// The action's inputs.
     pub data: Map<String, Value>,
+    /// Which nodes should act.
     pub filter: Filter,
     /// Defaults to the config's main collective.
     pub collective: Option<String>,
+    /// How the nodes are addressed.
     pub targets: Targets,
     /// How long to wait for replies to the action.
     pub timeout: Duration,
@@ -185,6 +201,7 @@ impl Batch {
         }
     }
 
+    /// Waits `sleep` between batches.
     pub fn with_sleep(mut self, sleep: Duration) -> Batch {
         self.sleep = sleep;
         self
@@ -210,26 +227,31 @@ impl Call {
         }
     }
 
+    /// Selects the nodes.
     pub fn with_filter(mut self, filter: Filter) -> Call {
         self.filter = filter;
         self
     }
 
+    /// Sets the inputs.
     pub fn with_data(mut self, data: Map<String, Value>) -> Call {
         self.data = data;
         self
     }
 
+    /// Sets how nodes are addressed.
     pub fn with_targets(mut self, targets: Targets) -> Call {
         self.targets = targets;
         self
     }
 
+    /// Sets how long to wait for replies.
     pub fn with_timeout(mut self, timeout: Duration) -> Call {
         self.timeout = timeout;
         self
     }
 
+    /// Sets how nodes are discovered.
     pub fn with_discovery(mut self, discovery: Discovery) -> Call {
         self.discovery = discovery;
         self
@@ -254,11 +276,14 @@ impl Call {
 /// One node's reply and how long it took.
 #[derive(Debug, Clone)]
 pub struct Response {
+    /// The node's reply.
     pub reply: Reply,
+    /// How long after sending the request it arrived.
     pub rtt: Duration,
 }
 
 impl Response {
+    /// The identity of the node that replied.
     pub fn identity(&self) -> &str {
         &self.reply.sender
     }
@@ -453,6 +478,7 @@ impl Client {
         let _ = self.nats.drain().await;
     }
 
+    /// The configuration this client was made with.
     pub fn config(&self) -> &ClientConfig {
         &self.config
     }
@@ -586,7 +612,7 @@ impl Client {
         .with_ttl(self.config.ttl);
         let seal = |request: &Request| -> Result<bytes::Bytes, ClientError> {
             Ok(Envelope::seal(request, &self.credential)
-                .map_err(|e| ClientError::Sign(e.to_string()))?
+                .map_err(ClientError::Sign)?
                 .to_bytes()
                 .into())
         };

@@ -35,6 +35,7 @@ pub enum Limit {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{text:?} is not a node limit: give a count of at least 1 (e.g. 10) or a percentage from 1% to 100% (e.g. 25%)")]
 pub struct LimitError {
+    /// The limit as typed, for messages.
     pub text: String,
 }
 

@@ -40,6 +40,7 @@ pub struct Arrivals {
 }
 
 impl Arrivals {
+    /// Starts counting from when the request was sent.
     pub fn new(sent: Instant) -> Arrivals {
         Arrivals {
             sent,
@@ -49,6 +50,7 @@ impl Arrivals {
         }
     }
 
+    /// Notes a reply arriving at `at`.
     pub fn record(&mut self, at: Instant) {
         if let Some(last) = self.last {
             self.largest_gap = self.largest_gap.max(at.saturating_duration_since(last));

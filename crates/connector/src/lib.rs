@@ -20,6 +20,7 @@
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,27 +29,28 @@ use async_nats::{Client, ConnectOptions, Event, ServerAddr};
 /// The broker URL used when a config names none.
 pub const DEFAULT_SERVER: &str = "tls://127.0.0.1:4222";
 
-/// Why a connection could not be made.
+/// Why a connection could not be made. Every variant names the broker
+/// URL(s) or file at fault, with any password replaced by `***`.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
     /// A URL that does not parse (shown without its password).
-    #[error("invalid broker URL {url:?}: {reason}")]
+    #[error("invalid broker URL {url:?}: {source}")]
     Url {
         /// The URL, redacted.
         url: String,
         /// Why it does not parse.
-        reason: String,
+        source: std::io::Error,
     },
     /// No URL at all.
     #[error("no broker URL configured")]
     NoServers,
     /// A NATS credentials file that cannot be used.
-    #[error("{}: {reason}", path.display())]
+    #[error("{}: {source}", path.display())]
     Credentials {
         /// The file.
         path: PathBuf,
         /// Why.
-        reason: String,
+        source: std::io::Error,
     },
     /// Nothing answered, or the broker refused us.
     #[error("cannot reach the broker at {urls} within {timeout:?}: {reason}")]
@@ -59,6 +61,9 @@ pub enum ConnectError {
         timeout: Duration,
         /// What async-nats said, with a hint when it is about TLS.
         reason: String,
+        /// async-nats's error; `None` when our own deadline ran out first.
+        #[source]
+        source: Option<async_nats::ConnectError>,
     },
 }
 
@@ -205,32 +210,47 @@ pub fn parse_servers(urls: &[String]) -> Result<Vec<ServerAddr>, ConnectError> {
     }
     urls.iter()
         .map(|url| {
-            ServerAddr::from_str(url.trim()).map_err(|e| ConnectError::Url {
+            ServerAddr::from_str(url.trim()).map_err(|source| ConnectError::Url {
                 url: redact(url),
-                reason: e.to_string(),
+                source,
             })
         })
         .collect()
 }
 
+/// Whether the `n`th failed attempt in a row is worth a warning: the
+/// first few and then ever more rarely, so a daemon waiting for a broker
+/// that is down for a day says so without flooding the log.
+fn worth_warning(n: u64) -> bool {
+    n.is_power_of_two()
+}
+
 async fn options(
     name: &str,
+    urls: &[String],
     servers: &[ServerAddr],
     transport: &Transport,
 ) -> Result<ConnectOptions, ConnectError> {
     let name = name.to_string();
     let for_events = name.clone();
+    let broker = Arc::new(redact_all(urls));
+    let failures = Arc::new(AtomicU64::new(0));
     let mut options = ConnectOptions::new()
         .name(name)
         // Replies to a broadcast can outnumber the default buffer on big fleets.
         .subscription_capacity(1 << 18)
         .event_callback(move |event| {
             let name = for_events.clone();
+            let broker = broker.clone();
+            let failures = failures.clone();
             async move {
                 match event {
-                    Event::Connected => tracing::info!(client = %name, "connected to the broker"),
+                    Event::Connected => {
+                        failures.store(0, Ordering::Relaxed);
+                        tracing::info!(client = %name, %broker, "connected to the broker")
+                    }
                     Event::Disconnected => {
-                        tracing::warn!(client = %name, "lost the broker; reconnecting")
+                        tracing::warn!(client = %name, %broker, "lost the broker; reconnecting")
                     }
                     Event::SlowConsumer(sid) => {
                         tracing::warn!(client = %name, sid, "subscription is falling behind; messages dropped")
@@ -238,9 +258,19 @@ async fn options(
                     // Permission violations and authorization errors: the
                     // broker refused something this participant asked for.
                     Event::ServerError(error) => {
-                        tracing::warn!(client = %name, %error, "the broker refused a request of ours")
+                        tracing::warn!(client = %name, %broker, %error, "the broker refused a request of ours")
                     }
-                    other => tracing::debug!(client = %name, event = %other, "broker event"),
+                    // A failed (re)connect attempt; async-nats keeps trying.
+                    Event::ClientError(error) => {
+                        let attempts = failures.fetch_add(1, Ordering::Relaxed) + 1;
+                        let reason = explain(&error.to_string());
+                        if worth_warning(attempts) {
+                            tracing::warn!(client = %name, %broker, attempts, %reason, "cannot reach the broker; retrying");
+                        } else {
+                            tracing::debug!(client = %name, %broker, attempts, %reason, "cannot reach the broker; retrying");
+                        }
+                    }
+                    other => tracing::debug!(client = %name, %broker, event = %other, "broker event"),
                 }
             }
         });
@@ -263,15 +293,35 @@ async fn options(
             options
                 .credentials_file(path)
                 .await
-                .map_err(|e| ConnectError::Credentials {
+                .map_err(|source| ConnectError::Credentials {
                     path: path.clone(),
-                    reason: e.to_string(),
+                    source,
                 })?
         }
         (Auth::None, Some((user, password))) => options.user_and_password(user, password),
         (Auth::None, None) => options,
     };
     Ok(options)
+}
+
+/// The addresses with any `user:password@` removed. [`options`] has taken
+/// the credentials from them already, and async-nats logs the addresses it
+/// tries (at debug, password and all).
+fn without_credentials(servers: Vec<ServerAddr>) -> Vec<ServerAddr> {
+    servers
+        .into_iter()
+        .map(|server| {
+            if !server.has_user_pass() {
+                return server;
+            }
+            let mut url = server.clone().into_inner();
+            let stripped = url.set_password(None).is_ok() && url.set_username("").is_ok();
+            match ServerAddr::from_url(url) {
+                Ok(bare) if stripped => bare,
+                _ => server,
+            }
+        })
+        .collect()
 }
 
 /// Connects a long-running daemon: it keeps retrying until the broker is
@@ -282,17 +332,18 @@ pub async fn connect_daemon(
     transport: &Transport,
 ) -> Result<Client, ConnectError> {
     let servers = parse_servers(urls)?;
-    tracing::info!(servers = %redact_all(urls), tls = transport.tls.is_some(), "connecting to the broker (retrying until it answers)");
-    options(name, &servers, transport)
+    tracing::info!(broker = %redact_all(urls), tls = transport.tls.is_some(), "connecting to the broker (retrying until it answers)");
+    options(name, urls, &servers, transport)
         .await?
         .retry_on_initial_connect()
         .max_reconnects(None)
-        .connect(servers)
+        .connect(without_credentials(servers))
         .await
         .map_err(|e| ConnectError::Unreachable {
             urls: redact_all(urls),
             timeout: Duration::ZERO,
             reason: explain(&e.to_string()),
+            source: Some(e),
         })
 }
 
@@ -304,19 +355,25 @@ pub async fn connect_client(
     transport: &Transport,
 ) -> Result<Client, ConnectError> {
     let servers = parse_servers(urls)?;
-    let unreachable = |reason: String| ConnectError::Unreachable {
-        urls: redact_all(urls),
-        timeout,
-        reason: explain(&reason),
+    let unreachable = |reason: String, source| {
+        let error = ConnectError::Unreachable {
+            urls: redact_all(urls),
+            timeout,
+            reason: explain(&reason),
+            source,
+        };
+        tracing::debug!(%error, "giving up on the broker");
+        error
     };
-    let connect = options(name, &servers, transport)
+    tracing::debug!(broker = %redact_all(urls), tls = transport.tls.is_some(), ?timeout, "connecting to the broker");
+    let connect = options(name, urls, &servers, transport)
         .await?
         .connection_timeout(timeout)
-        .connect(servers);
+        .connect(without_credentials(servers));
     match tokio::time::timeout(timeout, connect).await {
         Ok(Ok(client)) => Ok(client),
-        Ok(Err(e)) => Err(unreachable(e.to_string())),
-        Err(_) => Err(unreachable("timed out".into())),
+        Ok(Err(e)) => Err(unreachable(e.to_string(), Some(e))),
+        Err(_) => Err(unreachable("timed out".into(), None)),
     }
 }
 

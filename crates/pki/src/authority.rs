@@ -297,7 +297,7 @@ impl Authority {
 
     fn verify_chain(&self, der: &[u8]) -> Result<Verified, PkiError> {
         let cert = CertificateDer::from(der);
-        let name = names::certificate_name(der).map_err(PkiError::Untrusted)?;
+        let name = names::certificate_name(der).map_err(|e| PkiError::Untrusted(e.to_string()))?;
         let ee = EndEntityCert::try_from(&cert)
             .map_err(|e| PkiError::Untrusted(format!("certificate of {name:?}: {e}")))?;
         let revocations = lock(&self.revocations);
@@ -477,17 +477,31 @@ pub(crate) fn verify_raw_signature(
     scheme: &str,
     message: &[u8],
     signature: &[u8],
-) -> Result<(), String> {
+) -> Result<(), SignatureError> {
     let algorithm: &dyn SignatureVerificationAlgorithm = match scheme {
         "ed25519" => webpki::ring::ED25519,
         "rsa-pkcs1-sha256" => webpki::ring::RSA_PKCS1_2048_8192_SHA256,
         "ecdsa-p256-sha256" => webpki::ring::ECDSA_P256_SHA256,
-        other => return Err(format!("unknown signature scheme {other:?}")),
+        other => return Err(SignatureError::Scheme(other.to_string())),
     };
     let cert = CertificateDer::from(cert);
-    let ee = EndEntityCert::try_from(&cert).map_err(|e| format!("not a certificate: {e}"))?;
+    let ee = EndEntityCert::try_from(&cert).map_err(SignatureError::Certificate)?;
     ee.verify_signature(algorithm, message, signature)
-        .map_err(|e| e.to_string())
+        .map_err(SignatureError::Invalid)
+}
+
+/// Why a signature does not verify against a certificate's key.
+#[derive(Debug, thiserror::Error)]
+pub enum SignatureError {
+    /// A scheme name muster does not know.
+    #[error("unknown signature scheme {0:?}")]
+    Scheme(String),
+    /// The certificate cannot be parsed.
+    #[error("not a certificate: {0}")]
+    Certificate(#[source] webpki::Error),
+    /// The signature is wrong for this key and message.
+    #[error("{0}")]
+    Invalid(#[source] webpki::Error),
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use muster_broker::{Admission, Permissions, Security};
+use muster_broker::{Admission, Permissions, Refusal, Security};
 use muster_protocol::identity::Grants;
 
 use crate::{certificate_name, Identity, PkiError};
@@ -15,7 +15,8 @@ pub fn security(identity: &Identity) -> Result<Security, PkiError> {
     Ok(Security::new(tls, |chain| {
         // The TLS verifier has checked the chain already; the name is what it grants.
         let cert = chain.first().ok_or("no client certificate")?;
-        let name = certificate_name(cert)?;
+        let name = certificate_name(cert)
+            .map_err(|e| Refusal::because("unreadable client certificate", e))?;
         let grants = Grants::for_name(&name);
         Ok(Admission {
             name,

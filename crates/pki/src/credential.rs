@@ -7,6 +7,9 @@ use rustls::sign::SigningKey;
 use rustls::{SignatureAlgorithm, SignatureScheme};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
+use muster_protocol::SignError;
+
+use crate::authority::SignatureError;
 use crate::{names, ssldir, PkiError, Ssldir};
 
 /// A certificate with its private key: what a participant presents in TLS
@@ -47,7 +50,8 @@ impl Credential {
             ));
         }
         let chain = ssldir::certificates(&cert_file)?;
-        let name = names::certificate_name(&chain[0]).map_err(|e| PkiError::file(&cert_file, e))?;
+        let name = names::certificate_name(&chain[0])
+            .map_err(|e| PkiError::file(&cert_file, e.to_string()))?;
         if name != certname {
             return Err(PkiError::file(
                 &cert_file,
@@ -72,7 +76,8 @@ impl Credential {
             }
         }
         let key = ssldir::private_key(&key_file)?;
-        Credential::from_parts(name, chain, key).map_err(|e| PkiError::file(&key_file, e))
+        Credential::from_parts(name, chain, key)
+            .map_err(|e| PkiError::file(&key_file, e.to_string()))
     }
 
     /// A credential from a certificate chain (end entity first) and its key.
@@ -80,16 +85,16 @@ impl Credential {
         name: String,
         chain: Vec<CertificateDer<'static>>,
         key: PrivateKeyDer<'static>,
-    ) -> Result<Credential, String> {
-        let signer = rustls::crypto::ring::sign::any_supported_type(&key)
-            .map_err(|e| format!("unsupported private key: {e}"))?;
+    ) -> Result<Credential, KeyError> {
+        let signer =
+            rustls::crypto::ring::sign::any_supported_type(&key).map_err(KeyError::Unsupported)?;
         let scheme = match signer.algorithm() {
             SignatureAlgorithm::ED25519 => (SignatureScheme::ED25519, "ed25519"),
             SignatureAlgorithm::RSA => (SignatureScheme::RSA_PKCS1_SHA256, "rsa-pkcs1-sha256"),
             SignatureAlgorithm::ECDSA => {
                 (SignatureScheme::ECDSA_NISTP256_SHA256, "ecdsa-p256-sha256")
             }
-            other => return Err(format!("unsupported key algorithm {other:?}")),
+            other => return Err(KeyError::Algorithm(format!("{other:?}"))),
         };
         let credential = Credential {
             name,
@@ -106,7 +111,7 @@ impl Credential {
             b"muster key check",
             &signature,
         );
-        authority.map_err(|_| "the private key does not belong to the certificate".to_string())?;
+        authority.map_err(KeyError::Mismatch)?;
         Ok(credential)
     }
 
@@ -130,14 +135,14 @@ impl Credential {
     }
 
     /// Signs `message`; returns the scheme name and the signature.
-    pub fn sign(&self, message: &[u8]) -> Result<(&'static str, Vec<u8>), String> {
+    pub fn sign(&self, message: &[u8]) -> Result<(&'static str, Vec<u8>), SignError> {
         let signer = self
             .signer
             .choose_scheme(&[self.scheme.0])
-            .ok_or_else(|| format!("the key cannot sign with {}", self.scheme.1))?;
+            .ok_or_else(|| SignError::new(format!("the key cannot sign with {}", self.scheme.1)))?;
         let signature = signer
             .sign(message)
-            .map_err(|e| format!("signing failed: {e}"))?;
+            .map_err(|e| SignError::because("signing failed", e))?;
         Ok((self.scheme.1, signature))
     }
 }
@@ -151,9 +156,26 @@ impl muster_protocol::Signer for Credential {
         self.scheme.1
     }
 
-    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, String> {
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SignError> {
         Credential::sign(self, message).map(|(_, signature)| signature)
     }
+}
+
+/// Why a private key cannot make a credential with its certificate.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// rustls cannot sign with this kind of key.
+    #[error("unsupported private key: {0}")]
+    Unsupported(#[source] rustls::Error),
+    /// A key type muster has no signature scheme for.
+    #[error("unsupported key algorithm {0}")]
+    Algorithm(String),
+    /// The key could not sign the check message.
+    #[error(transparent)]
+    Sign(#[from] SignError),
+    /// The key signs, but the certificate's public key does not verify it.
+    #[error("the private key does not belong to the certificate")]
+    Mismatch(#[source] SignatureError),
 }
 
 pub(crate) fn unix_now() -> i64 {

@@ -55,9 +55,10 @@ pub mod nats_config;
 mod settings;
 mod ssldir;
 
-pub use authority::{Authority, Signed, Verified};
-pub use credential::Credential;
-pub use names::certificate_name;
+pub use authority::{Authority, SignatureError, Signed, Verified};
+pub use credential::{Credential, KeyError};
+pub use muster_protocol::SignError;
+pub use names::{certificate_name, NameError};
 pub use settings::{Identity, Settings};
 pub use ssldir::Ssldir;
 

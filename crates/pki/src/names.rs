@@ -3,16 +3,26 @@
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
+/// Why a certificate names no one.
+#[derive(Debug, thiserror::Error)]
+pub enum NameError {
+    /// The bytes are not DER x509.
+    #[error("not an x509 certificate: {0}")]
+    NotX509(#[source] x509_parser::nom::Err<x509_parser::error::X509Error>),
+    /// The subject common name is not a text string.
+    #[error("the certificate's common name is not text: {0}")]
+    NotText(#[source] x509_parser::error::X509Error),
+    /// Neither a common name nor a DNS subject alternative name.
+    #[error("the certificate has neither a common name nor a DNS name")]
+    Nameless,
+}
+
 /// The certificate's name: its subject common name, or, without one, its
 /// first DNS subject alternative name (Puppet certificates have both).
-pub fn certificate_name(der: &[u8]) -> Result<String, String> {
-    let (_, cert) =
-        X509Certificate::from_der(der).map_err(|e| format!("not an x509 certificate: {e}"))?;
+pub fn certificate_name(der: &[u8]) -> Result<String, NameError> {
+    let (_, cert) = X509Certificate::from_der(der).map_err(NameError::NotX509)?;
     if let Some(cn) = cert.subject().iter_common_name().next() {
-        return cn
-            .as_str()
-            .map(str::to_string)
-            .map_err(|e| format!("the certificate's common name is not text: {e}"));
+        return cn.as_str().map(str::to_string).map_err(NameError::NotText);
     }
     if let Ok(Some(san)) = cert.subject_alternative_name() {
         for name in &san.value.general_names {
@@ -21,7 +31,7 @@ pub fn certificate_name(der: &[u8]) -> Result<String, String> {
             }
         }
     }
-    Err("the certificate has neither a common name nor a DNS name".into())
+    Err(NameError::Nameless)
 }
 
 /// The certificate's validity end, Unix seconds.

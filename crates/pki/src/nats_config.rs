@@ -180,7 +180,7 @@ fn issued_certificates(dir: &Path) -> Result<Vec<(String, Vec<u8>)>, PkiError> {
             }
         };
         let der = &certs[0];
-        let name = certificate_name(der).map_err(|e| PkiError::file(&path, e))?;
+        let name = certificate_name(der).map_err(|e| PkiError::file(&path, e.to_string()))?;
         let (_, cert) = X509Certificate::from_der(der)
             .map_err(|e| PkiError::file(&path, format!("not a certificate: {e}")))?;
         if names.insert(name.clone()) {

@@ -37,6 +37,7 @@ pub struct Summary {
     pub output: String,
     /// The output's display name from the DDL, or its name.
     pub display_as: String,
+    /// The summary itself.
     pub result: SummaryResult,
 }
 

@@ -32,9 +32,12 @@ use crate::StatusCode;
 /// A whole agent DDL.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Ddl {
+    /// The JSON schema the file names, kept so a DDL round-trips.
     #[serde(rename = "$schema", default, skip_serializing_if = "Option::is_none")]
     pub schema: Option<String>,
+    /// Who wrote the agent, and its timeout.
     pub metadata: Metadata,
+    /// The actions the agent offers.
     #[serde(default)]
     pub actions: Vec<Action>,
 }
@@ -42,15 +45,21 @@ pub struct Ddl {
 /// Who made an agent and how long its actions may run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Metadata {
+    /// The agent name, as requests address it.
     pub name: String,
+    /// What the agent is for.
     #[serde(default)]
     pub description: String,
+    /// Who wrote it.
     #[serde(default)]
     pub author: String,
+    /// Its version.
     #[serde(default)]
     pub version: String,
+    /// Its licence.
     #[serde(default)]
     pub license: String,
+    /// Where to read more.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub url: String,
     /// Seconds an action may run before it is killed.
@@ -66,24 +75,33 @@ fn default_timeout() -> u64 {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Display {
+    /// Every reply.
     #[default]
     Always,
+    /// Only successful replies.
     Ok,
+    /// Only failed replies.
     Failed,
 }
 
 /// One action.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Action {
+    /// The action name, as requests address it.
     pub action: String,
+    /// What the action does.
     #[serde(default)]
     pub description: String,
+    /// Which replies the client shows.
     #[serde(default)]
     pub display: Display,
+    /// The inputs, by name.
     #[serde(default)]
     pub input: BTreeMap<String, Input>,
+    /// The outputs, by name.
     #[serde(default)]
     pub output: BTreeMap<String, Output>,
+    /// Summaries the client computes over all replies.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub aggregate: Vec<Aggregate>,
 }
@@ -92,12 +110,19 @@ pub struct Action {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum InputType {
+    /// Text.
     String,
+    /// A whole number.
     Integer,
+    /// A floating-point number.
     Float,
+    /// Any number.
     Number,
+    /// `true` or `false`.
     Boolean,
+    /// A list of values.
     List,
+    /// A JSON object.
     Hash,
     /// A choice from `list`.
     Enum,
@@ -106,20 +131,26 @@ pub enum InputType {
 /// One input of an action.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Input {
+    /// What to ask a user for this input.
     #[serde(default)]
     pub prompt: String,
+    /// What the input means.
     #[serde(default)]
     pub description: String,
+    /// The type a value must have (or be converted to).
     #[serde(rename = "type")]
     pub kind: InputType,
+    /// Whether a request may leave it out.
     #[serde(default)]
     pub optional: bool,
+    /// The value used when a request leaves it out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default: Option<Value>,
     /// A regular expression, or a named validator (shellsafe,
     /// ipv4address, ipv6address, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub validation: Option<String>,
+    /// The longest text accepted, in characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub maxlength: Option<usize>,
     /// Allowed values (for `enum`, and optionally for strings).
@@ -130,12 +161,16 @@ pub struct Input {
 /// One output of an action.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Output {
+    /// What the output means.
     #[serde(default)]
     pub description: String,
+    /// The heading the client shows it under.
     #[serde(default)]
     pub display_as: String,
+    /// The value a node reports when the action sets none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default: Option<Value>,
+    /// The type the output has, informational.
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
 }
@@ -144,25 +179,34 @@ pub struct Output {
 /// `{"function": "summary", "args": ["ensure"]}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Aggregate {
+    /// The aggregate function: `summary`, `average`, `boolean_summary`, ...
     pub function: String,
+    /// Its arguments, usually the output to summarise.
     #[serde(default)]
     pub args: Vec<Value>,
 }
 
 impl Ddl {
     /// Parses a DDL, with the agent's name in errors.
-    pub fn from_json(text: &str) -> Result<Ddl, String> {
-        serde_json::from_str(text).map_err(|e| format!("invalid DDL: {e}"))
+    pub fn from_json(text: &str) -> Result<Ddl, DdlError> {
+        serde_json::from_str(text).map_err(DdlError)
     }
 
+    /// The action called `name`, if the agent has one.
     pub fn action(&self, name: &str) -> Option<&Action> {
         self.actions.iter().find(|a| a.action == name)
     }
 
+    /// The names of all actions, in DDL order.
     pub fn action_names(&self) -> Vec<String> {
         self.actions.iter().map(|a| a.action.clone()).collect()
     }
 }
+
+/// DDL text that is not a DDL; the JSON error says where.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid DDL: {0}")]
+pub struct DdlError(#[source] pub serde_json::Error);
 
 /// Why a request's inputs were refused, with the status a node answers.
 ///
@@ -176,6 +220,7 @@ pub struct InputError {
     /// [`StatusCode::MissingData`], [`StatusCode::InvalidData`] or
     /// [`StatusCode::UnknownAction`].
     pub code: StatusCode,
+    /// What is wrong, for the reply's status message.
     pub message: String,
 }
 
@@ -473,12 +518,13 @@ fn validate_text(name: &str, validation: &str, text: &str) -> Result<(), InputEr
         pattern => match cached_regex(pattern) {
             Ok(regex) => regex.is_match(text),
             Err(e) => {
+                let e = regex_reason(&e);
                 return Err(InputError::invalid(
                     name,
                     format!(
                     "input {name:?} has an invalid validation regex {pattern:?} in the DDL: {e}"
                 ),
-                ))
+                ));
             }
         },
     };
@@ -495,9 +541,17 @@ fn validate_text(name: &str, validation: &str, text: &str) -> Result<(), InputEr
     }
 }
 
+/// The syntax error's last line says what is wrong; the lines above
+/// draw the pattern with a caret, which does not fit a status message.
+fn regex_reason(e: &regex::Error) -> String {
+    let text = e.to_string();
+    let last = text.lines().last().unwrap_or_default().trim();
+    last.strip_prefix("error: ").unwrap_or(last).to_string()
+}
+
 /// Compiled DDL regexes: every request to an action checks the same few.
-fn cached_regex(pattern: &str) -> Result<Regex, String> {
-    static CACHE: OnceLock<Mutex<HashMap<String, Result<Regex, String>>>> = OnceLock::new();
+fn cached_regex(pattern: &str) -> Result<Regex, regex::Error> {
+    static CACHE: OnceLock<Mutex<HashMap<String, Result<Regex, regex::Error>>>> = OnceLock::new();
     let mut cache = CACHE
         .get_or_init(Default::default)
         .lock()
@@ -509,13 +563,7 @@ fn cached_regex(pattern: &str) -> Result<Regex, String> {
     if cache.len() >= 256 {
         cache.clear();
     }
-    // The syntax error's last line says what is wrong; the lines above
-    // draw the pattern with a caret, which does not fit a status message.
-    let compiled = Regex::new(pattern).map_err(|e| {
-        let text = e.to_string();
-        let last = text.lines().last().unwrap_or_default().trim();
-        last.strip_prefix("error: ").unwrap_or(last).to_string()
-    });
+    let compiled = Regex::new(pattern);
     cache.insert(pattern.to_string(), compiled.clone());
     compiled
 }

@@ -40,7 +40,39 @@ pub trait Signer {
     /// The scheme name that goes into [`Envelope::scheme`].
     fn scheme(&self) -> &'static str;
     /// Signs `message`.
-    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, String>;
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SignError>;
+}
+
+/// A signer that could not sign: what it tried, and the key or crypto
+/// library's own error when there is one.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct SignError {
+    message: String,
+    #[source]
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl SignError {
+    /// A failure the signer describes itself.
+    pub fn new(message: impl Into<String>) -> SignError {
+        SignError {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// A failure caused by `source` (shown after `message`).
+    pub fn because(
+        message: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> SignError {
+        let message = format!("{}: {source}", message.into());
+        SignError {
+            message,
+            source: Some(Box::new(source)),
+        }
+    }
 }
 
 /// Why an envelope could not be made or opened.
@@ -176,7 +208,7 @@ impl Sealed {
             serde_json::to_string(message).map_err(|e| EnvelopeError::Request(e.to_string()))?;
         let signature = signer
             .sign(text.as_bytes())
-            .map_err(EnvelopeError::Signature)?;
+            .map_err(|e| EnvelopeError::Signature(e.to_string()))?;
         Ok(Sealed {
             text,
             scheme: signer.scheme().to_string(),
@@ -234,7 +266,7 @@ mod tests {
         fn scheme(&self) -> &'static str {
             "mirror"
         }
-        fn sign(&self, message: &[u8]) -> Result<Vec<u8>, String> {
+        fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SignError> {
             Ok(message.iter().rev().copied().collect())
         }
     }

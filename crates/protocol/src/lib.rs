@@ -30,11 +30,14 @@ mod message;
 pub mod subject;
 pub mod time;
 
-pub use envelope::{Envelope, EnvelopeError, SignedReply, Signer, MAX_CERTIFICATE, MAX_SIGNATURE};
+pub use envelope::{
+    Envelope, EnvelopeError, SignError, SignedReply, Signer, MAX_CERTIFICATE, MAX_SIGNATURE,
+};
 pub use filter::{
-    lookup_fact, parse_with, Comparison, Compound, DataQuery, Expr, FactFilter, Filter,
+    lookup_fact, parse_with, Comparison, Compound, DataError, DataQuery, Expr, FactFilter, Filter,
     FilterError, NodeView, Op, ParseError, Pattern, DATA_PLUGINS,
 };
 pub use message::{
-    is_valid_id, new_id, now_ms, Reply, Request, StatusCode, MAX_TARGETS, PROTOCOL_VERSION,
+    is_valid_id, new_id, now_ms, Reply, Request, StatusCode, UnknownStatusCode, MAX_TARGETS,
+    PROTOCOL_VERSION,
 };

@@ -11,6 +11,7 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// A request for one action of one agent, as every addressed node sees it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Request {
+    /// The protocol version the sender speaks.
     pub protocol: u32,
     /// Unique per request; nodes refuse an id they have already seen.
     pub id: String,
@@ -20,8 +21,11 @@ pub struct Request {
     /// whatever arrives here with the name of the certificate that really
     /// signed the request before anything else sees it.
     pub caller: String,
+    /// The collective (subject namespace) it travels in.
     pub collective: String,
+    /// The agent to run.
     pub agent: String,
+    /// The agent's action to run.
     pub action: String,
     /// The action's inputs.
     #[serde(default)]
@@ -68,16 +72,19 @@ impl Request {
         self
     }
 
+    /// Selects the nodes that should act.
     pub fn with_filter(mut self, filter: Filter) -> Self {
         self.filter = filter;
         self
     }
 
+    /// Sets the action's inputs.
     pub fn with_data(mut self, data: Map<String, Value>) -> Self {
         self.data = data;
         self
     }
 
+    /// Sets how many seconds the request stays valid.
     pub fn with_ttl(mut self, ttl: u64) -> Self {
         self.ttl = ttl;
         self
@@ -93,15 +100,22 @@ impl Request {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(into = "u8", try_from = "u8")]
 pub enum StatusCode {
+    /// The action succeeded.
     Ok = 0,
+    /// The action ran and failed.
     Aborted = 1,
+    /// The agent has no such action.
     UnknownAction = 2,
+    /// A required input is missing.
     MissingData = 3,
+    /// An input is invalid.
     InvalidData = 4,
+    /// Anything else went wrong.
     UnknownError = 5,
 }
 
 impl StatusCode {
+    /// Whether the action succeeded.
     pub fn is_ok(self) -> bool {
         self == StatusCode::Ok
     }
@@ -113,9 +127,14 @@ impl From<StatusCode> for u8 {
     }
 }
 
+/// A status byte no MCollective version defines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("unknown status code {0}")]
+pub struct UnknownStatusCode(pub u8);
+
 impl TryFrom<u8> for StatusCode {
-    type Error = String;
-    fn try_from(code: u8) -> Result<Self, String> {
+    type Error = UnknownStatusCode;
+    fn try_from(code: u8) -> Result<Self, UnknownStatusCode> {
         Ok(match code {
             0 => StatusCode::Ok,
             1 => StatusCode::Aborted,
@@ -123,7 +142,7 @@ impl TryFrom<u8> for StatusCode {
             3 => StatusCode::MissingData,
             4 => StatusCode::InvalidData,
             5 => StatusCode::UnknownError,
-            other => return Err(format!("unknown status code {other}")),
+            other => return Err(UnknownStatusCode(other)),
         })
     }
 }
@@ -131,11 +150,15 @@ impl TryFrom<u8> for StatusCode {
 /// One node's answer to a request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Reply {
+    /// The protocol version the node speaks.
     pub protocol: u32,
+    /// The id of the request answered.
     pub request_id: String,
     /// The identity of the node that answered.
     pub sender: String,
+    /// How the action went.
     pub statuscode: StatusCode,
+    /// A human-readable status; `OK` on success.
     pub statusmsg: String,
     /// The action's outputs.
     #[serde(default)]
@@ -145,10 +168,12 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// A successful reply carrying the action's outputs.
     pub fn ok(request_id: &str, sender: &str, data: Value) -> Self {
         Reply::new(request_id, sender, StatusCode::Ok, "OK", data)
     }
 
+    /// A failed reply with the status code and message.
     pub fn error(
         request_id: &str,
         sender: &str,

@@ -735,8 +735,13 @@ impl NodeView for Node {
         lookup(&self.facts.get(), path)
     }
 
-    fn data(&self, plugin: &str, argument: &str) -> Result<Map<String, Value>, String> {
-        self.query_data(plugin, argument).map_err(|e| e.to_string())
+    fn data(
+        &self,
+        plugin: &str,
+        argument: &str,
+    ) -> Result<Map<String, Value>, muster_protocol::DataError> {
+        self.query_data(plugin, argument)
+            .map_err(|e| muster_protocol::DataError::new(plugin, e.to_string()))
     }
 }
 

@@ -370,7 +370,7 @@ impl Condition {
                 Ok(facts.iter().all(|f| f.matches(node.fact(&f.fact).as_ref()))
                     && classes.iter().all(|p| node.has_class(&|c| p.matches(c))))
             }
-            Condition::Compound(compound) => compound.expr.eval(node),
+            Condition::Compound(compound) => compound.expr.eval(node).map_err(|e| e.to_string()),
         }
     }
 }

@@ -115,6 +115,8 @@ async fn malformed_arguments_are_parser_errors() {
         "SUB onlysubject\r\n",
         "UNSUB 1 x\r\n",
         "CONNECT {not json}\r\n",
+        "CONNECT {\"verbose\":\"yes\"}\r\n",
+        "CONNECT [true]\r\n",
         "PUB foo 3\r\nabcdef\r\n",
     ] {
         let mut raw = Raw::connect(broker.local_addr()).await;
@@ -125,6 +127,15 @@ async fn malformed_arguments_are_parser_errors() {
             "{bad:?}"
         );
     }
+    // Well-formed but nested deeper than any client would: refused all the same.
+    let deep = format!(
+        "CONNECT {{\"x\":{}1{}}}\r\n",
+        "[".repeat(100),
+        "]".repeat(100)
+    );
+    let mut raw = Raw::connect(broker.local_addr()).await;
+    raw.send(&deep).await;
+    assert_eq!(raw.until_closed().await, "-ERR 'Parser Error'\r\n");
     broker.shutdown().await;
 }
 

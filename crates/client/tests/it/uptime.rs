@@ -6,7 +6,7 @@
 
 #[path = "../../examples/mco-uptime.rs"]
 #[allow(dead_code)]
-mod uptime;
+mod example;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,17 +27,17 @@ fn args(text: &str) -> Vec<String> {
 
 #[test]
 fn arguments_parse_into_a_filter() {
-    let options = uptime::parse_args(&args("-F role=web -I /^web/ -t 5 --config c.cfg")).unwrap();
+    let options = example::parse_args(&args("-F role=web -I /^web/ -t 5 --config c.cfg")).unwrap();
     assert_eq!(
         options.config.as_deref(),
         Some(std::path::Path::new("c.cfg"))
     );
     assert_eq!(options.timeout, Some(Duration::from_secs(5)));
     assert!(!options.filter.is_empty());
-    assert!(uptime::parse_args(&args("-F")).is_err());
-    assert!(uptime::parse_args(&args("--bogus")).is_err());
-    assert!(uptime::parse_args(&args("-t soon")).is_err());
-    assert!(uptime::parse_args(&args("--help")).unwrap().help);
+    assert!(example::parse_args(&args("-F")).is_err());
+    assert!(example::parse_args(&args("--bogus")).is_err());
+    assert!(example::parse_args(&args("-t soon")).is_err());
+    assert!(example::parse_args(&args("--help")).unwrap().help);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -93,11 +93,11 @@ async fn uptime_table_for_a_small_fleet() {
     let client = Client::connect(config).await.expect("connect");
 
     let mut out = Vec::new();
-    let code = uptime::run(&client, &uptime::parse_args(&[]).unwrap(), &mut out)
+    let code = example::run(&client, &example::parse_args(&[]).unwrap(), &mut out)
         .await
         .expect("run");
     let text = String::from_utf8(out).unwrap();
-    assert_eq!(code, uptime::EXIT_OK, "{text}");
+    assert_eq!(code, example::EXIT_OK, "{text}");
     let table: Vec<&str> = text.lines().take(5).collect();
     assert_eq!(
         table,
@@ -120,9 +120,11 @@ async fn uptime_table_for_a_small_fleet() {
     );
 
     // Selectors reach the fleet: only the web nodes answer.
-    let options = uptime::parse_args(&args("-F role=web")).unwrap();
+    let options = example::parse_args(&args("-F role=web")).unwrap();
     let mut out = Vec::new();
-    uptime::run(&client, &options, &mut out).await.expect("run");
+    example::run(&client, &options, &mut out)
+        .await
+        .expect("run");
     let text = String::from_utf8(out).unwrap();
     let identities: Vec<&str> = text
         .lines()
@@ -133,20 +135,22 @@ async fn uptime_table_for_a_small_fleet() {
     assert_eq!(identities, ["web01", "web02"], "{text}");
 
     // A node that is named but absent is listed by name.
-    let options = uptime::parse_args(&args("-I web01 -I web09 -t 1")).unwrap();
+    let options = example::parse_args(&args("-I web01 -I web09 -t 1")).unwrap();
     let mut out = Vec::new();
-    let code = uptime::run(&client, &options, &mut out).await.expect("run");
+    let code = example::run(&client, &options, &mut out)
+        .await
+        .expect("run");
     let text = String::from_utf8(out).unwrap();
-    assert_eq!(code, uptime::EXIT_NO_ANSWER, "{text}");
+    assert_eq!(code, example::EXIT_NO_ANSWER, "{text}");
     assert!(text.contains("Finished processing 1 / 2 hosts"), "{text}");
     assert!(text.contains("No response from: web09"), "{text}");
 
     // Nothing matches: nothing is sent.
-    let options = uptime::parse_args(&args("-F role=nothing")).unwrap();
-    let code = uptime::run(&client, &options, &mut Vec::new())
+    let options = example::parse_args(&args("-F role=nothing")).unwrap();
+    let code = example::run(&client, &options, &mut Vec::new())
         .await
         .expect("run");
-    assert_eq!(code, uptime::EXIT_NO_MATCH);
+    assert_eq!(code, example::EXIT_NO_MATCH);
 
     client.close().await;
     for task in tasks {

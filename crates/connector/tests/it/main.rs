@@ -2,3 +2,4 @@
 //! module, so the crate and its dependencies are linked once.
 
 mod credentials;
+mod unreachable;

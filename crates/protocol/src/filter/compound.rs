@@ -18,7 +18,7 @@ use std::fmt;
 
 use super::fact::{is_fact_char, Comparison, Op};
 use super::pattern::Pattern;
-use super::{FactFilter, FilterError, NodeView, ParseError};
+use super::{DataError, FactFilter, FilterError, NodeView, ParseError};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// The data plugins a compound filter may call, and their properties.
@@ -69,27 +69,37 @@ pub const DATA_PLUGINS: &[(&str, &[&str])] = &[
 /// A parsed `-S` expression.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Expr {
+    /// Both must hold.
     And(Box<Expr>, Box<Expr>),
+    /// Either must hold.
     Or(Box<Expr>, Box<Expr>),
+    /// Must not hold.
     Not(Box<Expr>),
+    /// The node has a class matching the pattern.
     Class(Pattern),
+    /// A fact comparison holds.
     Fact(FactFilter),
+    /// A data plugin's answer compares true.
     Data(DataQuery),
 }
 
 /// `plugin('argument').property <op> value`
 #[derive(Debug, Clone, PartialEq)]
 pub struct DataQuery {
+    /// The data plugin (`fstat`, `process`, ...).
     pub plugin: String,
+    /// What the plugin is asked about (a path, a process name, ...).
     pub argument: String,
+    /// Which property of its answer is compared.
     pub property: String,
+    /// How the property is compared.
     pub comparison: Comparison,
 }
 
 impl Expr {
     /// Evaluates against a node. A data plugin that fails on the node is
     /// an error, which the caller treats as "does not match".
-    pub fn eval(&self, node: &dyn NodeView) -> Result<bool, String> {
+    pub fn eval(&self, node: &dyn NodeView) -> Result<bool, DataError> {
         Ok(match self {
             Expr::And(a, b) => a.eval(node)? && b.eval(node)?,
             Expr::Or(a, b) => a.eval(node)? || b.eval(node)?,
@@ -118,6 +128,7 @@ impl Expr {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Compound {
     text: String,
+    /// The parsed expression.
     pub expr: Expr,
 }
 
@@ -143,6 +154,7 @@ impl Compound {
         })
     }
 
+    /// The text as typed, which is what travels in requests.
     pub fn text(&self) -> &str {
         &self.text
     }
@@ -468,7 +480,7 @@ mod tests {
                 _ => None,
             }
         }
-        fn data(&self, plugin: &str, argument: &str) -> Result<Map<String, Value>, String> {
+        fn data(&self, plugin: &str, argument: &str) -> Result<Map<String, Value>, DataError> {
             match (plugin, argument) {
                 ("fstat", "/etc/hosts") => Ok(json!({"type": "file", "size": 120, "present": 1})
                     .as_object()
@@ -478,15 +490,15 @@ mod tests {
                     .as_object()
                     .cloned()
                     .unwrap_or_default()),
-                ("fstat", "/root/secret") => Err("permission denied".into()),
+                ("fstat", "/root/secret") => Err(DataError::new(plugin, "permission denied")),
                 _ => Ok(Map::new()),
             }
         }
     }
 
-    fn eval(text: &str) -> Result<bool, String> {
+    fn eval(text: &str) -> Result<bool, DataError> {
         Compound::parse(text)
-            .map_err(|e| e.to_string())?
+            .unwrap_or_else(|e| panic!("{text:?} does not parse: {e}"))
             .expr
             .eval(&Node)
     }
@@ -531,11 +543,11 @@ mod tests {
     fn a_failing_data_plugin_is_an_error_not_a_match() {
         assert_eq!(
             eval("fstat('/root/secret').size>0"),
-            Err("permission denied".into())
+            Err(DataError::new("fstat", "permission denied"))
         );
         assert_eq!(
             eval("not fstat('/root/secret').size>0"),
-            Err("permission denied".into())
+            Err(DataError::new("fstat", "permission denied"))
         );
     }
 

@@ -16,10 +16,15 @@ pub enum Op {
     Eq,
     /// `=~`: the value is a regular expression.
     Match,
+    /// `!=`: not equal.
     Ne,
+    /// `<`: less than (numerically when both sides are numbers).
     Lt,
+    /// `>`: greater than.
     Gt,
+    /// `<=`: at most.
     Le,
+    /// `>=`: at least.
     Ge,
 }
 
@@ -41,6 +46,7 @@ impl Op {
             .map(|(s, op)| (*op, s.len()))
     }
 
+    /// The operator as typed.
     pub fn as_str(self) -> &'static str {
         match self {
             Op::Eq => "=",
@@ -57,12 +63,15 @@ impl Op {
 /// The right-hand side of a comparison, compiled once.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Comparison {
+    /// The operator.
     pub op: Op,
+    /// The right-hand side as typed.
     pub value: String,
     pattern: Pattern,
 }
 
 impl Comparison {
+    /// Compiles `value` for `op` (a regular expression for `=~` and `/.../`).
     pub fn new(op: Op, value: &str) -> Result<Comparison, FilterError> {
         let pattern = match op {
             Op::Match => {
@@ -138,6 +147,7 @@ fn number(text: &str) -> Option<f64> {
 pub struct FactFilter {
     /// The fact's name; dots reach into structured facts.
     pub fact: String,
+    /// How the fact's value is compared.
     pub comparison: Comparison,
 }
 
@@ -186,6 +196,7 @@ impl FactFilter {
         })
     }
 
+    /// Whether the node's value of the fact (`None` when absent) satisfies the comparison.
     pub fn matches(&self, actual: Option<&Value>) -> bool {
         self.comparison.holds(actual)
     }

@@ -30,25 +30,59 @@ pub use pattern::Pattern;
 
 /// What a filter can ask of a node.
 pub trait NodeView {
+    /// The node's identity.
     fn identity(&self) -> &str;
+    /// Whether any of the node's classes satisfies `matches`.
     fn has_class(&self, matches: &dyn Fn(&str) -> bool) -> bool;
+    /// Whether any of the node's agents satisfies `matches`.
     fn has_agent(&self, matches: &dyn Fn(&str) -> bool) -> bool;
     /// A fact by dotted path (`os.family`).
     fn fact(&self, path: &str) -> Option<Value>;
     /// A data plugin's answer for `argument`; an error when the plugin
     /// fails here (or cannot run here at all).
-    fn data(&self, plugin: &str, _argument: &str) -> Result<Map<String, Value>, String> {
-        Err(format!("data plugin {plugin} cannot be evaluated here"))
+    fn data(&self, plugin: &str, _argument: &str) -> Result<Map<String, Value>, DataError> {
+        Err(DataError::new(
+            plugin,
+            format!("data plugin {plugin} cannot be evaluated here"),
+        ))
+    }
+}
+
+/// A data plugin that could not answer on a node; the node then does not match.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct DataError {
+    /// The plugin that failed (`fstat`, `process`, ...).
+    pub plugin: String,
+    /// What went wrong, as the plugin says it.
+    pub message: String,
+}
+
+impl DataError {
+    /// A failure of `plugin`, described by `message`.
+    pub fn new(plugin: &str, message: impl Into<String>) -> DataError {
+        DataError {
+            plugin: plugin.to_string(),
+            message: message.into(),
+        }
     }
 }
 
 /// Filter text that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FilterError {
+    /// A `/regex/` or `=~` value that does not compile.
     #[error("invalid regular expression {pattern}: {reason}")]
-    Regex { pattern: String, reason: String },
+    Regex {
+        /// The expression as typed.
+        pattern: String,
+        /// What the regex compiler said.
+        reason: String,
+    },
+    /// A selector with no text.
     #[error("empty {0} filter")]
     Empty(&'static str),
+    /// Compound or `-W` text that does not parse; it points at the position.
     #[error(transparent)]
     Parse(ParseError),
 }
@@ -56,9 +90,11 @@ pub enum FilterError {
 /// Where filter text stopped making sense, and what was expected there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseError {
+    /// The text that was parsed.
     pub input: String,
     /// Byte offset into `input`.
     pub position: usize,
+    /// What the parser wanted at `position`.
     pub expected: String,
 }
 
@@ -160,6 +196,7 @@ impl Filter {
         Ok(self)
     }
 
+    /// Whether the filter selects every node.
     pub fn is_empty(&self) -> bool {
         self.identity.is_empty()
             && self.fact.is_empty()
@@ -180,7 +217,7 @@ impl Filter {
     }
 
     /// Like [`Filter::matches`], but says which data plugin failed.
-    pub fn evaluate(&self, node: &dyn NodeView) -> Result<bool, String> {
+    pub fn evaluate(&self, node: &dyn NodeView) -> Result<bool, DataError> {
         let simple = (self.identity.is_empty()
             || self.identity.iter().any(|p| p.matches(node.identity())))
             && self

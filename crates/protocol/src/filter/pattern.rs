@@ -10,7 +10,9 @@ use super::FilterError;
 /// An exact value, a `/regex/`, or a glob such as `web*` or `node[23]`.
 #[derive(Clone)]
 pub enum Pattern {
+    /// Matches this text only.
     Exact(String),
+    /// Matches where the unanchored regular expression matches.
     Regex(Regex),
     /// Matches the text exactly, or as a glob (`*`, `?`, `[...]`).
     Glob(String, Regex),
@@ -40,6 +42,7 @@ impl Pattern {
         Ok(Pattern::Exact(text.to_string()))
     }
 
+    /// Whether `value` matches.
     pub fn matches(&self, value: &str) -> bool {
         match self {
             Pattern::Exact(exact) => exact == value,

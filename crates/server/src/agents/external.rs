@@ -57,8 +57,8 @@ pub enum LoadError {
         source: std::io::Error,
     },
     /// The DDL is not valid JSON or not a DDL.
-    #[error("{0}")]
-    Ddl(String),
+    #[error(transparent)]
+    Ddl(muster_protocol::ddl::DdlError),
     /// The DDL names another agent than its file.
     #[error("metadata.name is {found:?} but the file is named for {name:?}")]
     NameMismatch {

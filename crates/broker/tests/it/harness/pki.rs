@@ -201,7 +201,7 @@ pub(crate) fn security(
         let name = common_name(leaf).ok_or("no common name")?;
         match permissions(&name) {
             Some(permissions) => Ok(Admission { name, permissions }),
-            None => Err(format!("{name} is not allowed here")),
+            None => Err(format!("{name} is not allowed here").into()),
         }
     })
 }

@@ -73,6 +73,8 @@ impl fmt::Display for ConfigError {
 pub struct ConfigErrors {
     /// In file order; never empty when returned as an error.
     pub errors: Vec<ConfigError>,
+    /// Doubts found on the way (ignored keys), shown beside the errors.
+    pub warnings: Vec<ConfigError>,
 }
 
 impl ConfigErrors {
@@ -104,12 +106,14 @@ impl ConfigErrors {
         self.errors.is_empty()
     }
 
-    /// `Err(self)` when anything was found, in file order.
-    pub fn into_result(mut self) -> Result<(), ConfigErrors> {
+    /// `Err(self)`, carrying `warnings` too, when anything was found, in
+    /// file order.
+    pub fn into_result(mut self, warnings: &[ConfigError]) -> Result<(), ConfigErrors> {
         if self.errors.is_empty() {
             return Ok(());
         }
         self.errors.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
+        self.warnings = warnings.to_vec();
         Err(self)
     }
 }
@@ -118,6 +122,7 @@ impl From<ConfigError> for ConfigErrors {
     fn from(error: ConfigError) -> Self {
         ConfigErrors {
             errors: vec![error],
+            warnings: Vec::new(),
         }
     }
 }
@@ -163,7 +168,9 @@ impl Config {
 
     /// Parses a file's text, returning what parsed and every line that did
     /// not. Relative paths ([`Kind::Path`], [`Kind::Paths`]) are taken from
-    /// the file's directory, so the server and the client agree.
+    /// the file's directory, so the server and the client agree; give an
+    /// absolute `path` (`std::path::absolute`) so they do not depend on
+    /// the working directory.
     pub fn parse_file(text: &str, path: &Path) -> (Config, Vec<ConfigError>) {
         let (config, errors) = Config::parse_all(text, &path.display().to_string());
         let config = match path.parent() {

@@ -69,12 +69,15 @@ impl ServerConfig {
     /// Reads and checks a config file; every error in it is reported, each
     /// with its line. Relative paths are taken from the file's directory.
     pub fn load(path: &Path) -> Result<ServerConfig, ConfigErrors> {
+        // Relative paths in the file are taken from its directory, not from
+        // wherever the daemon was started.
+        let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             file: path.display().to_string(),
             line: None,
             message: format!("cannot read: {e}"),
         })?;
-        let (config, errors) = Config::parse_file(&text, path);
+        let (config, errors) = Config::parse_file(&text, &absolute);
         let mut server = ServerConfig::interpret(config, errors)?;
         server.file = Some(path.to_path_buf());
         Ok(server)
@@ -218,7 +221,7 @@ impl ServerConfig {
         let actionpolicy = errors.take(crate::policy::Settings::from_config(config));
         let rpcaudit = errors.take(crate::audit::Settings::from_config(config));
 
-        errors.into_result()?;
+        errors.into_result(&warnings)?;
         let (Some(security), Some(nats_auth), Some(actionpolicy), Some(rpcaudit)) =
             (security, nats_auth, actionpolicy, rpcaudit)
         else {

@@ -112,6 +112,10 @@ pub async fn run(
         &transport,
     )
     .await?;
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
+    tracing::info!("{}", config.summary(&node.agent_names()));
     let task = serve(
         node.clone(),
         client.clone(),

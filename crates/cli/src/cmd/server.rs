@@ -15,9 +15,15 @@ pub(crate) struct Args {
         default_value = "/etc/muster/server.cfg"
     )]
     pub config: PathBuf,
+    /// Check FILE as server.cfg without starting: list every error with its line (exit 2), or print the effective settings (exit 0)
+    #[arg(long, value_name = "FILE")]
+    pub check_config: Option<PathBuf>,
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<u8> {
+    if let Some(file) = &args.check_config {
+        return super::check_config::server(file);
+    }
     let config = ServerConfig::load(&args.config)?;
     init_logging(&config)?;
     muster_server::daemon::run(config, super::shutdown_signal()).await?;

@@ -168,13 +168,72 @@ impl ClientConfig {
         })
     }
 
+    /// Reads the file [`ClientConfig::load`] would, then checks what it
+    /// points at ([`ClientConfig::verify`]) — also when the file itself
+    /// has errors, so `check-config` lists every problem in one pass.
+    pub fn check(explicit: Option<&Path>) -> Result<ClientConfig, ConfigErrors> {
+        let Some(path) = ClientConfig::path(explicit) else {
+            let client = ClientConfig::from_config(&Config::default())?;
+            let verified = client.verify();
+            return ConfigErrors {
+                errors: verified.errors,
+                warnings: verified.warnings,
+            }
+            .into_result(&[])
+            .map(|()| client);
+        };
+        let path = std::path::absolute(&path).unwrap_or(path);
+        let text = std::fs::read_to_string(&path).map_err(|e| ConfigError {
+            file: path.display().to_string(),
+            line: None,
+            message: format!("cannot read: {e}"),
+        })?;
+        let (config, errors) = Config::parse_file(&text, &path);
+        let verified = verify_settings(&config);
+        match ClientConfig::interpret(config, errors) {
+            Ok(mut client) => {
+                client.file = Some(path);
+                client.warnings.extend(verified.warnings);
+                let mut errors = ConfigErrors::default();
+                for error in verified.errors {
+                    errors.push(error);
+                }
+                errors.into_result(&client.warnings).map(|()| client)
+            }
+            Err(mut errors) => {
+                for error in verified.errors {
+                    errors.push(error);
+                }
+                errors.warnings.extend(verified.warnings);
+                errors.errors.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
+                Err(errors)
+            }
+        }
+    }
+
     /// Checks what the settings point at without connecting: the caller's
     /// certificate and key loadable and vouched for by the CA, agent
     /// directories readable. Each problem names its setting's line.
     pub fn verify(&self) -> Report {
-        let mut report = Report::default();
-        let config = &self.settings;
-        if let Err(e) = self.security.load() {
+        verify_settings(&self.settings)
+    }
+}
+
+/// [`ClientConfig::verify`] on settings that may have errors of their own.
+fn verify_settings(config: &Config) -> Report {
+    let mut report = Report::default();
+    let security = muster_pki::Settings::from_config(
+        config,
+        None,
+        default_dir().join("ssl"),
+        format!(
+            "{}{}",
+            user_name(),
+            muster_protocol::identity::CALLER_SUFFIX
+        ),
+    );
+    if let Ok(security) = security {
+        if let Err(e) = security.load() {
             let key = ["plugin.security.ssldir", "plugin.security.certname"]
                 .into_iter()
                 .find(|key| config.line(key).is_some())
@@ -183,16 +242,16 @@ impl ClientConfig {
                 .errors
                 .push(config.error(key, format!("cannot load the caller's certificate: {e}")));
         }
-        for dir in &self.agent_dirs {
-            if let Err(e) = std::fs::read_dir(dir) {
-                report.errors.push(config.error(
-                    "plugin.external.agents_dir",
-                    format!("cannot read agents directory {}: {e}", dir.display()),
-                ));
-            }
-        }
-        report
     }
+    for dir in config.paths("plugin.external.agents_dir") {
+        if let Err(e) = std::fs::read_dir(&dir) {
+            report.errors.push(config.error(
+                "plugin.external.agents_dir",
+                format!("cannot read agents directory {}: {e}", dir.display()),
+            ));
+        }
+    }
+    report
 }
 
 /// `$XDG_CONFIG_HOME/muster`, else `~/.config/muster`.

@@ -254,81 +254,45 @@ impl ServerConfig {
         })
     }
 
+    /// Reads a config file as [`ServerConfig::load`] does, then checks what
+    /// it points at ([`ServerConfig::verify`]) — also when the file itself
+    /// has errors, so `--check-config` lists every problem in one pass.
+    pub fn check(path: &Path) -> Result<ServerConfig, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.display().to_string(),
+            line: None,
+            message: format!("cannot read: {e}"),
+        })?;
+        let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let (config, errors) = Config::parse_file(&text, &absolute);
+        let verified = verify_settings(&config);
+        match ServerConfig::interpret(config, errors) {
+            Ok(mut server) => {
+                server.file = Some(path.to_path_buf());
+                server.warnings.extend(verified.warnings);
+                let mut errors = ConfigErrors::default();
+                for error in verified.errors {
+                    errors.push(error);
+                }
+                errors.into_result(&server.warnings).map(|()| server)
+            }
+            Err(mut errors) => {
+                for error in verified.errors {
+                    errors.push(error);
+                }
+                errors.warnings.extend(verified.warnings);
+                errors.errors.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
+                Err(errors)
+            }
+        }
+    }
+
     /// Checks what the settings point at without starting anything: fact
     /// and classes files readable, the certificate and key loadable and
     /// vouched for by the CA, agent and log directories present. Each
     /// problem names the line of the setting that leads to it.
     pub fn verify(&self) -> Report {
-        let mut report = Report::default();
-        let config = &self.settings;
-        for file in &self.fact_files {
-            if let Err(e) = crate::facts::fact_files(vec![file.clone()]) {
-                report
-                    .errors
-                    .push(config.error("plugin.yaml", format!("fact file {e}")));
-            }
-        }
-        if let Some(file) = &self.classes_file {
-            if let Err(e) = std::fs::File::open(file) {
-                report.warnings.push(config.error(
-                    "classesfile",
-                    format!(
-                        "classes file {}: {e} (the node has no classes until it exists)",
-                        file.display()
-                    ),
-                ));
-            }
-        }
-        if let Err(e) = self.security.load() {
-            let key = ["plugin.security.ssldir", "plugin.security.certname"]
-                .into_iter()
-                .find(|key| config.line(key).is_some())
-                .unwrap_or("plugin.security.ssldir");
-            report
-                .errors
-                .push(config.error(key, format!("cannot load this node's certificate: {e}")));
-        }
-        for dir in config.paths("plugin.external.agents_dir") {
-            if let Err(e) = std::fs::read_dir(&dir) {
-                report.errors.push(config.error(
-                    "plugin.external.agents_dir",
-                    format!("cannot read agents directory {}: {e}", dir.display()),
-                ));
-            }
-        }
-        if !self.actionpolicy.dir.is_dir() {
-            report.warnings.push(config.error(
-                "plugin.actionpolicy.dir",
-                format!(
-                    "policy directory {} does not exist: {}",
-                    self.actionpolicy.dir.display(),
-                    if self.actionpolicy.allow_unconfigured {
-                        "every agent may be called by every caller"
-                    } else {
-                        "every request will be refused"
-                    }
-                ),
-            ));
-        }
-        let parents = [
-            ("logfile", self.logfile.as_deref()),
-            (
-                "plugin.rpcaudit.logfile",
-                self.rpcaudit.as_ref().map(|a| a.file.as_path()),
-            ),
-        ];
-        for (key, file) in parents {
-            let Some(parent) = file.and_then(Path::parent) else {
-                continue;
-            };
-            if !parent.as_os_str().is_empty() && !parent.is_dir() {
-                report.errors.push(config.error(
-                    key,
-                    format!("directory {} does not exist", parent.display()),
-                ));
-            }
-        }
-        report
+        verify_settings(&self.settings)
     }
 
     /// One line for the daemon to log at start: who it is, where it
@@ -355,6 +319,90 @@ impl ServerConfig {
             },
         )
     }
+}
+
+/// [`ServerConfig::verify`] on settings that may have errors of their
+/// own: each check uses what could be read and skips the rest.
+fn verify_settings(config: &Config) -> Report {
+    let mut report = Report::default();
+    for file in config.paths("plugin.yaml") {
+        if let Err(e) = crate::facts::fact_files(vec![file]) {
+            report
+                .errors
+                .push(config.error("plugin.yaml", format!("fact file {e}")));
+        }
+    }
+    if let Some(file) = config.path("classesfile") {
+        if let Err(e) = std::fs::File::open(&file) {
+            report.warnings.push(config.error(
+                "classesfile",
+                format!(
+                    "classes file {}: {e} (the node has no classes until it exists)",
+                    file.display()
+                ),
+            ));
+        }
+    }
+    let identity = config
+        .get("identity")
+        .map(str::to_string)
+        .unwrap_or_else(hostname);
+    let security =
+        muster_pki::Settings::from_config(config, None, PathBuf::from(DEFAULT_SSLDIR), identity);
+    if let Ok(security) = security {
+        if let Err(e) = security.load() {
+            let key = ["plugin.security.ssldir", "plugin.security.certname"]
+                .into_iter()
+                .find(|key| config.line(key).is_some())
+                .unwrap_or("plugin.security.ssldir");
+            report
+                .errors
+                .push(config.error(key, format!("cannot load this node's certificate: {e}")));
+        }
+    }
+    for dir in config.paths("plugin.external.agents_dir") {
+        if let Err(e) = std::fs::read_dir(&dir) {
+            report.errors.push(config.error(
+                "plugin.external.agents_dir",
+                format!("cannot read agents directory {}: {e}", dir.display()),
+            ));
+        }
+    }
+    if let Ok(policy) = crate::policy::Settings::from_config(config) {
+        if !policy.dir.is_dir() {
+            report.warnings.push(config.error(
+                "plugin.actionpolicy.dir",
+                format!(
+                    "policy directory {} does not exist: {}",
+                    policy.dir.display(),
+                    if policy.allow_unconfigured {
+                        "every agent may be called by every caller"
+                    } else {
+                        "every request will be refused"
+                    }
+                ),
+            ));
+        }
+    }
+    let audit = crate::audit::Settings::from_config(config)
+        .ok()
+        .flatten()
+        .map(|a| a.file);
+    for (key, file) in [
+        ("logfile", config.path("logfile")),
+        ("plugin.rpcaudit.logfile", audit),
+    ] {
+        let Some(parent) = file.as_deref().and_then(Path::parent) else {
+            continue;
+        };
+        if !parent.as_os_str().is_empty() && !parent.is_dir() {
+            report.errors.push(config.error(
+                key,
+                format!("directory {} does not exist", parent.display()),
+            ));
+        }
+    }
+    report
 }
 
 /// The longest ttl (seconds) a node accepts unless `plugin.security.max_ttl`

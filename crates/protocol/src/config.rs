@@ -382,6 +382,10 @@ impl Config {
 
     /// An error about `key`, pointing at its line.
     pub fn error(&self, key: &str, message: impl Into<String>) -> ConfigError {
+        debug_assert!(
+            lookup(key).is_some(),
+            "config key {key:?} is named but missing from muster_protocol::config::KEYS"
+        );
         ConfigError {
             file: self.source.clone(),
             line: self.line(key),

@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use muster_client::ClientConfig;
-use muster_protocol::config::{redact_url, Config, ConfigError, ConfigErrors, ConfigFile, Report};
+use muster_protocol::config::{redact_url, Config, ConfigError, ConfigErrors, ConfigFile};
 use muster_server::ServerConfig;
 
 use super::{EXIT_ERROR, EXIT_OK};

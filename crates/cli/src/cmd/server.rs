@@ -24,7 +24,8 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<u8> {
     if let Some(file) = &args.check_config {
         return super::check_config::server(file);
     }
-    let config = ServerConfig::load(&args.config)?;
+    // As --check-config does: every mistake at once, each with its line.
+    let config = ServerConfig::check(&args.config)?;
     init_logging(&config)?;
     muster_server::daemon::run(config, super::shutdown_signal()).await?;
     Ok(super::EXIT_OK)

@@ -20,7 +20,9 @@ use clap::{CommandFactory, Parser, Subcommand};
     about = "muster: fleet orchestration in the tradition of MCollective",
     disable_help_subcommand = true,
     after_help = "Any executable mco-NAME on PATH runs as `mco NAME`; `mco help` lists those too.\n\
-                  `mco help APP` or `mco APP --help` shows an application's usage and examples."
+                  `mco help APP` or `mco APP --help` shows an application's usage and examples.\n\
+                  Every client.cfg and server.cfg key, with its default and an example: docs/configuration.md;\n\
+                  `mco check-config` and `mco server --check-config FILE` check a file."
 )]
 struct Cli {
     /// Client config file for every application (exported to custom ones as MCO_CONFIG)
@@ -88,7 +90,18 @@ enum Command {
   mco puppet resource file /etc/motd content=hello")]
     Puppet(cmd::puppet::Args),
     /// Run the node daemon
+    #[command(
+        after_help = "Every server.cfg key, its default and an example: docs/configuration.md.\n\
+                            Check a file first: mco server --check-config /etc/muster/server.cfg"
+    )]
     Server(cmd::server::Args),
+    /// Check client.cfg without connecting: every error with its line, or the effective settings
+    #[command(after_help = "Examples:
+  mco check-config
+  mco --config ~/.config/muster/client.cfg check-config
+
+Every client.cfg key, its default and an example: docs/configuration.md.")]
+    CheckConfig,
     /// Run the embedded NATS-protocol broker (TLS, client certificates required), or write its rules for nats-server
     #[command(after_help = "Examples:
   mco broker --ssldir /etc/muster/ssl --certname broker1 --listen 0.0.0.0:4222
@@ -149,6 +162,7 @@ fn main() -> ExitCode {
         Command::Help(args) => cmd::help::run(args, Cli::command()),
         Command::Completion(args) => cmd::completion::run(args, Cli::command()),
         Command::Man(args) => cmd::help::man(args, Cli::command()),
+        Command::CheckConfig => cmd::check_config::client(cli.config.as_deref()),
         Command::External(argv) => cmd::external::run(argv, &Cli::command()),
         command => run(command),
     };
@@ -221,7 +235,11 @@ fn run(command: Command) -> anyhow::Result<u8> {
             Command::Fleet(args) => cmd::fleet::run(args).await,
             Command::Demo(args) => cmd::demo::run(args).await,
             Command::Plugin(args) => cmd::plugin::run(args).await,
-            Command::Help(_) | Command::Completion(_) | Command::Man(_) | Command::External(_) => {
+            Command::Help(_)
+            | Command::Completion(_)
+            | Command::Man(_)
+            | Command::CheckConfig
+            | Command::External(_) => {
                 unreachable!("handled before the runtime starts")
             }
         }

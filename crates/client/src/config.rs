@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use muster_protocol::config::{Config, ConfigError};
+use muster_protocol::config::{Config, ConfigError, ConfigErrors, ConfigFile, Report};
 
 /// The environment variable that names the client config file.
 pub const CONFIG_ENV: &str = "MCO_CONFIG";
@@ -12,10 +12,13 @@ pub const CONFIG_ENV: &str = "MCO_CONFIG";
 pub struct ClientConfig {
     /// The file it came from; `None` when no file exists and defaults apply.
     pub file: Option<PathBuf>,
+    /// Broker URLs (`plugin.nats.servers`).
     pub servers: Vec<String>,
     /// NATS credentials beyond the certificate, when the broker wants them.
     pub nats_auth: muster_connector::Auth,
+    /// The collective requests go to unless `-T` names another.
     pub main_collective: String,
+    /// The collectives this client may address.
     pub collectives: Vec<String>,
     /// The caller's certificate and the CA (`plugin.security.*`); the
     /// certname defaults to `<login>.mcollective`.
@@ -31,44 +34,65 @@ pub struct ClientConfig {
     pub agent_dirs: Vec<PathBuf>,
     /// When broadcast discovery stops waiting (`discovery_window_ms` sets its floor).
     pub window: crate::QuietWindow,
+    /// Keys that are ignored (server.cfg's, plugins muster lacks), each
+    /// naming its line.
+    pub warnings: Vec<ConfigError>,
+    /// Every setting as written, relative paths resolved.
+    pub settings: Config,
 }
 
 impl ClientConfig {
     /// Reads `explicit`, else `$MCO_CONFIG`, else the default file if it
-    /// exists; with none of them, every setting takes its default.
-    pub fn load(explicit: Option<&Path>) -> Result<ClientConfig, ConfigError> {
-        let chosen = explicit
-            .map(Path::to_path_buf)
-            .or_else(|| std::env::var_os(CONFIG_ENV).map(PathBuf::from));
-        let path = match chosen {
-            Some(path) => path,
-            None => {
-                let default = default_dir().join("client.cfg");
-                if !default.exists() {
-                    return ClientConfig::from_config(&Config::default());
-                }
-                default
-            }
+    /// exists; with none of them, every setting takes its default. Every
+    /// error in the file is reported, each with its line.
+    pub fn load(explicit: Option<&Path>) -> Result<ClientConfig, ConfigErrors> {
+        let Some(path) = ClientConfig::path(explicit) else {
+            return ClientConfig::from_config(&Config::default());
         };
+        let path = std::path::absolute(&path).unwrap_or(path);
         let text = std::fs::read_to_string(&path).map_err(|e| ConfigError {
             file: path.display().to_string(),
             line: None,
             message: format!("cannot read: {e}"),
         })?;
-        let config = Config::parse_named(&text, &path.display().to_string())?;
-        let mut client = ClientConfig::from_config_in(&config, path.parent())?;
-        client.file = Some(path.clone());
+        let (config, errors) = Config::parse_file(&text, &path);
+        let mut client = ClientConfig::interpret(config, errors)?;
+        client.file = Some(path);
         Ok(client)
     }
 
-    /// Interprets parsed settings; relative paths are taken as written.
-    pub fn from_config(config: &Config) -> Result<ClientConfig, ConfigError> {
-        ClientConfig::from_config_in(config, None)
+    /// The file [`ClientConfig::load`] reads: `explicit`, else
+    /// `$MCO_CONFIG`, else the default one if it exists.
+    pub fn path(explicit: Option<&Path>) -> Option<PathBuf> {
+        explicit
+            .map(Path::to_path_buf)
+            .or_else(|| std::env::var_os(CONFIG_ENV).map(PathBuf::from))
+            .or_else(|| Some(default_dir().join("client.cfg")).filter(|p| p.exists()))
     }
 
-    /// Interprets parsed settings; a relative ssldir or credentials file
-    /// is taken from `base`, the config file's directory.
-    fn from_config_in(config: &Config, base: Option<&Path>) -> Result<ClientConfig, ConfigError> {
+    /// Interprets parsed settings; relative paths are taken as written.
+    pub fn from_config(config: &Config) -> Result<ClientConfig, ConfigErrors> {
+        ClientConfig::interpret(config.clone(), Vec::new())
+    }
+
+    /// Checks every key against the table, then reads each setting,
+    /// collecting every error rather than stopping at the first.
+    fn interpret(
+        config: Config,
+        parse_errors: Vec<ConfigError>,
+    ) -> Result<ClientConfig, ConfigErrors> {
+        let mut errors = ConfigErrors::default();
+        for error in parse_errors {
+            errors.push(error);
+        }
+        let Report {
+            errors: key_errors,
+            warnings,
+        } = config.check(ConfigFile::Client);
+        for error in key_errors {
+            errors.push(error);
+        }
+        let config = &config;
         let main_collective = config
             .get("main_collective")
             .unwrap_or("mcollective")
@@ -81,56 +105,153 @@ impl ClientConfig {
         if servers.is_empty() {
             servers.push(muster_connector::DEFAULT_SERVER.to_string());
         }
-        muster_connector::parse_servers(&servers)
-            .map_err(|e| config.error("plugin.nats.servers", e.to_string()))?;
-        let security = muster_pki::Settings::from_config(
+        if let Err(e) = muster_connector::parse_servers(&servers) {
+            errors.push(config.error("plugin.nats.servers", e.to_string()));
+        }
+        let security = errors.take(muster_pki::Settings::from_config(
             config,
-            base,
+            None,
             default_dir().join("ssl"),
             format!(
                 "{}{}",
                 user_name(),
                 muster_protocol::identity::CALLER_SUFFIX
             ),
-        )?;
-        if muster_protocol::identity::role_of(&security.certname)
-            != muster_protocol::identity::Role::Caller
-        {
-            return Err(config.error(
-                "plugin.security.certname",
-                format!(
-                    "{:?} is not a caller's certificate name: callers are named <user>.mcollective",
-                    security.certname
-                ),
-            ));
+        ));
+        if let Some(security) = &security {
+            if muster_protocol::identity::role_of(&security.certname)
+                != muster_protocol::identity::Role::Caller
+            {
+                errors.push(config.error(
+                    "plugin.security.certname",
+                    format!(
+                        "{:?} is not a caller's certificate name: callers are named <user>.mcollective",
+                        security.certname
+                    ),
+                ));
+            }
         }
+        let nats_auth = errors.take(muster_connector::Auth::from_config(config, None));
+        let verify_replies = errors
+            .take(config.flag("plugin.security.verify_replies"))
+            .flatten()
+            .unwrap_or(true);
+        let ttl = errors.take(config.number("ttl")).flatten().unwrap_or(60);
+        let window_ms = errors
+            .take(config.number("discovery_window_ms"))
+            .flatten()
+            .unwrap_or(100)
+            .clamp(1, 60_000);
+        errors.into_result(&warnings)?;
+        let (Some(security), Some(nats_auth)) = (security, nats_auth) else {
+            // Each None above recorded its error, so into_result returned.
+            return Err(ConfigErrors::from(
+                config.error("plugin.security.certname", "inconsistent settings"),
+            ));
+        };
         Ok(ClientConfig {
             file: None,
             servers,
-            nats_auth: muster_connector::Auth::from_config(config, base)?,
+            nats_auth,
             main_collective,
             collectives,
             security,
-            verify_replies: config
-                .flag("plugin.security.verify_replies")?
-                .unwrap_or(true),
-            ttl: config.number("ttl")?.unwrap_or(60),
-            agent_dirs: config
-                .list("plugin.external.agents_dir")
-                .into_iter()
-                .map(PathBuf::from)
-                .collect(),
+            verify_replies,
+            ttl,
+            agent_dirs: config.paths("plugin.external.agents_dir"),
             window: crate::QuietWindow {
-                floor: std::time::Duration::from_millis(
-                    config
-                        .number("discovery_window_ms")?
-                        .unwrap_or(100)
-                        .clamp(1, 60_000),
-                ),
+                floor: std::time::Duration::from_millis(window_ms),
                 ..crate::QuietWindow::default()
             },
+            warnings,
+            settings: config.clone(),
         })
     }
+
+    /// Reads the file [`ClientConfig::load`] would, then checks what it
+    /// points at ([`ClientConfig::verify`]) — also when the file itself
+    /// has errors, so `check-config` lists every problem in one pass.
+    pub fn check(explicit: Option<&Path>) -> Result<ClientConfig, ConfigErrors> {
+        let Some(path) = ClientConfig::path(explicit) else {
+            let client = ClientConfig::from_config(&Config::default())?;
+            let verified = client.verify();
+            return ConfigErrors {
+                errors: verified.errors,
+                warnings: verified.warnings,
+            }
+            .into_result(&[])
+            .map(|()| client);
+        };
+        let path = std::path::absolute(&path).unwrap_or(path);
+        let text = std::fs::read_to_string(&path).map_err(|e| ConfigError {
+            file: path.display().to_string(),
+            line: None,
+            message: format!("cannot read: {e}"),
+        })?;
+        let (config, errors) = Config::parse_file(&text, &path);
+        let verified = verify_settings(&config);
+        match ClientConfig::interpret(config, errors) {
+            Ok(mut client) => {
+                client.file = Some(path);
+                client.warnings.extend(verified.warnings);
+                let mut errors = ConfigErrors::default();
+                for error in verified.errors {
+                    errors.push(error);
+                }
+                errors.into_result(&client.warnings).map(|()| client)
+            }
+            Err(mut errors) => {
+                for error in verified.errors {
+                    errors.push(error);
+                }
+                errors.warnings.extend(verified.warnings);
+                errors.errors.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
+                Err(errors)
+            }
+        }
+    }
+
+    /// Checks what the settings point at without connecting: the caller's
+    /// certificate and key loadable and vouched for by the CA, agent
+    /// directories readable. Each problem names its setting's line.
+    pub fn verify(&self) -> Report {
+        verify_settings(&self.settings)
+    }
+}
+
+/// [`ClientConfig::verify`] on settings that may have errors of their own.
+fn verify_settings(config: &Config) -> Report {
+    let mut report = Report::default();
+    let security = muster_pki::Settings::from_config(
+        config,
+        None,
+        default_dir().join("ssl"),
+        format!(
+            "{}{}",
+            user_name(),
+            muster_protocol::identity::CALLER_SUFFIX
+        ),
+    );
+    if let Ok(security) = security {
+        if let Err(e) = security.load() {
+            let key = ["plugin.security.ssldir", "plugin.security.certname"]
+                .into_iter()
+                .find(|key| config.line(key).is_some())
+                .unwrap_or("plugin.security.ssldir");
+            report
+                .errors
+                .push(config.error(key, format!("cannot load the caller's certificate: {e}")));
+        }
+    }
+    for dir in config.paths("plugin.external.agents_dir") {
+        if let Err(e) = std::fs::read_dir(&dir) {
+            report.errors.push(config.error(
+                "plugin.external.agents_dir",
+                format!("cannot read agents directory {}: {e}", dir.display()),
+            ));
+        }
+    }
+    report
 }
 
 /// `$XDG_CONFIG_HOME/muster`, else `~/.config/muster`.
@@ -176,7 +297,7 @@ mod tests {
         let file = dir.path().join("client.cfg");
         std::fs::write(
             &file,
-            "plugin.nats.servers = nats://127.0.0.1:4999\nmain_collective = ops\ncollectives = ops, dev\nplugin.security.ssldir = ssl\nplugin.security.certname = me.mcollective\nttl = 30\ndiscovery_window_ms = 400\n",
+            "plugin.nats.servers = nats://127.0.0.1:4999\nmain_collective = ops\ncollectives = ops, dev\nplugin.security.ssldir = ssl\nplugin.security.certname = me.mcollective\nttl = 30\ndiscovery_window_ms = 400\nplugin.external.agents_dir = agents\nidentity = laptop\n",
         )
         .unwrap();
         let config = ClientConfig::load(Some(&file)).unwrap();
@@ -187,6 +308,11 @@ mod tests {
         assert_eq!(config.security.certname, "me.mcollective");
         assert_eq!(config.ttl, 30);
         assert_eq!(config.window.floor, std::time::Duration::from_millis(400));
+        assert_eq!(config.agent_dirs, vec![dir.path().join("agents")]);
+        assert_eq!(config.warnings.len(), 1);
+        assert!(config.warnings[0]
+            .message
+            .contains("identity is a server.cfg setting"));
         assert_eq!(config.file, Some(file));
     }
 
@@ -209,6 +335,13 @@ mod tests {
                 file.display()
             )
         );
+        std::fs::write(&file, "ttl = soon\nplugin.nats.server = x\nttl = 5\n").unwrap();
+        let err = ClientConfig::load(Some(&file)).unwrap_err();
+        let lines: Vec<_> = err.errors.iter().map(|e| e.line).collect();
+        assert_eq!(lines, vec![Some(1), Some(2), Some(3)], "{err}");
+        assert!(err.errors[1]
+            .message
+            .contains("did you mean plugin.nats.servers?"));
         let err = ClientConfig::load(Some(&dir.path().join("missing.cfg"))).unwrap_err();
         assert!(
             err.to_string().contains("missing.cfg: cannot read"),

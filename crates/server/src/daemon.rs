@@ -28,7 +28,7 @@ use muster_protocol::SignedReply;
 #[derive(Debug, thiserror::Error)]
 enum ReloadError {
     #[error(transparent)]
-    Config(#[from] muster_protocol::config::ConfigError),
+    Config(#[from] muster_protocol::config::ConfigErrors),
     #[error(transparent)]
     Node(#[from] crate::node::NodeError),
 }
@@ -176,13 +176,10 @@ pub async fn run(
     };
     let signer = Arc::new(identity.credential.clone());
     let mut messages = subscribe(&node, &client).await?;
-    tracing::info!(
-        identity = %config.identity,
-        certname = %identity.credential.name(),
-        collectives = ?config.collectives,
-        agents = ?node.agent_names(),
-        "serving"
-    );
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
+    tracing::info!("serving: {}", config.summary(&node.agent_names()));
     let stop = StopSignal::new();
     let mut soft_shutdown_timeout = config.soft_shutdown_timeout;
     let mut tasks = JoinSet::new();
@@ -344,7 +341,7 @@ async fn reload(
         let running = running.clone();
         let authority = authority.clone();
         move || -> Result<(Node, ServerConfig), ReloadError> {
-            let mut fresh = ServerConfig::load(&path)?;
+            let mut fresh = ServerConfig::check(&path)?;
             let restart = needs_restart(&running, &fresh);
             if !restart.is_empty() {
                 tracing::warn!(

@@ -3,6 +3,7 @@
 pub(crate) mod action;
 pub(crate) mod broker;
 pub(crate) mod ca;
+pub(crate) mod check_config;
 pub(crate) mod completion;
 pub(crate) mod demo;
 pub(crate) mod external;

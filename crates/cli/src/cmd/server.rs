@@ -30,10 +30,17 @@ pub(crate) struct Args {
         default_value = "/etc/muster/server.cfg"
     )]
     pub config: PathBuf,
+    /// Check FILE as server.cfg without starting: list every error with its line (exit 2), or print the effective settings (exit 0)
+    #[arg(long, value_name = "FILE")]
+    pub check_config: Option<PathBuf>,
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<u8> {
-    let config = ServerConfig::load(&args.config)?;
+    if let Some(file) = &args.check_config {
+        return super::check_config::server(file);
+    }
+    // As --check-config does: every mistake at once, each with its line.
+    let config = ServerConfig::check(&args.config)?;
     let logging = Logging::init(&config)?;
     let (orders, control) = tokio::sync::mpsc::unbounded_channel();
     forward_signals(orders)?;

@@ -4,6 +4,7 @@
 mod agents;
 mod apps;
 mod batching;
+mod config;
 mod discovery;
 mod lifecycle;
 mod nats_py;

@@ -1,4 +1,5 @@
 //! protocol's integration tests, one binary: every file here is a
 //! module, so the crate and its dependencies are linked once.
 
+mod config;
 mod ddl;

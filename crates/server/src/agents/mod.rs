@@ -19,8 +19,8 @@ mod puppet;
 mod rpcutil;
 mod service;
 
-pub use external::LoadError;
 pub(crate) use command::{stoppable, StopSignal};
+pub use external::LoadError;
 pub use puppet::Puppet;
 pub use rpcutil::Rpcutil;
 pub use service::Service;

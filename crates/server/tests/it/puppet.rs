@@ -49,16 +49,24 @@ impl Fixture {
             std::fs::create_dir(dir.path().join(sub)).expect("mkdir");
         }
         let d = dir.path().display();
-        let text = format!(
+        let extra = extra.replace("@DIR@", &d.to_string());
+        // A key in `extra` replaces the temp-dir one: a key may be set only once.
+        let base = format!(
             "plugin.puppet.command = {PUPPET}\n\
              plugin.puppet.confdir = {d}/conf\n\
              plugin.puppet.codedir = {d}/code\n\
              plugin.puppet.vardir = {d}/var\n\
              plugin.puppet.logdir = {d}/log\n\
-             plugin.puppet.rundir = {d}/run\n\
-             {}\n",
-            extra.replace("@DIR@", &d.to_string())
+             plugin.puppet.rundir = {d}/run\n"
         );
+        let overridden = |line: &&str| {
+            let key = line.split('=').next().unwrap_or("").trim();
+            extra
+                .lines()
+                .any(|l| l.split('=').next().unwrap_or("").trim() == key)
+        };
+        let base: Vec<&str> = base.lines().filter(|l| !overridden(l)).collect();
+        let text = format!("{}\n{extra}\n", base.join("\n"));
         let settings = Config::parse(&text).expect("settings parse");
         let pki = TestPki::shared();
         let caller = pki.credential("alice.mcollective");

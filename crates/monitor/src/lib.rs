@@ -95,7 +95,7 @@ impl MonitorConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum MonitorError {
     /// The address could not be bound (in use, not local, no permission).
-    #[error("cannot serve monitoring on {addr} ({setting}): {source}")]
+    #[error("cannot serve monitoring on {addr} ({setting})")]
     Bind {
         /// The setting the address came from.
         setting: String,

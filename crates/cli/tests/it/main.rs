@@ -5,6 +5,7 @@ mod agents;
 mod apps;
 mod batching;
 mod discovery;
+mod monitor;
 mod nats_py;
 mod output;
 mod processes;

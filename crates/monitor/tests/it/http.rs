@@ -100,7 +100,10 @@ async fn a_port_in_use_is_a_clear_error() {
         .await
         .expect_err("the port is taken");
     assert!(matches!(err, MonitorError::Bind { .. }), "{err:?}");
-    let text = err.to_string();
+    let text = format!(
+        "{err}: {}",
+        std::error::Error::source(&err).expect("a source")
+    );
     assert!(text.contains(&addr.to_string()), "{text}");
     assert!(text.contains("plugin.prometheus.listen"), "{text}");
     assert!(text.to_lowercase().contains("in use"), "{text}");

@@ -52,6 +52,9 @@ pub struct ServerConfig {
     pub rpcaudit: Option<crate::audit::Settings>,
     /// Every setting as written, for agents' own `plugin.<agent>.*` keys.
     pub settings: Config,
+    /// `plugin.prometheus.listen`: `host:port` where `mco server` serves
+    /// Prometheus `/metrics` (unset: not served).
+    pub prometheus_listen: Option<String>,
 }
 
 impl ServerConfig {
@@ -209,6 +212,7 @@ impl ServerConfig {
             actionpolicy: crate::policy::Settings::from_config(config)?,
             rpcaudit: crate::audit::Settings::from_config(config)?,
             settings: config.clone(),
+            prometheus_listen: config.get("plugin.prometheus.listen").map(str::to_string),
         })
     }
 }

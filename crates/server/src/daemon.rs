@@ -112,6 +112,7 @@ pub async fn run(
         &transport,
     )
     .await?;
+    crate::stats::metrics().watch_broker(client.clone());
     let task = serve(
         node.clone(),
         client.clone(),

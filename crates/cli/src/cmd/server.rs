@@ -20,6 +20,10 @@ pub(crate) struct Args {
 pub(crate) async fn run(args: Args) -> anyhow::Result<u8> {
     let config = ServerConfig::load(&args.config)?;
     init_logging(&config)?;
+    let _metrics = match &config.prometheus_listen {
+        Some(listen) => Some(super::metrics::serve(listen).await?),
+        None => None,
+    };
     muster_server::daemon::run(config, super::shutdown_signal()).await?;
     Ok(super::EXIT_OK)
 }

@@ -374,3 +374,141 @@ async fn bad_http_breaks_nothing() {
         .unwrap();
     assert_eq!(&msg.payload[..], b"yes");
 }
+
+/// The value of the sample `name` (with its labels, as written) in Prometheus text.
+fn sample(metrics: &str, name: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test]
+async fn server_metrics_count_real_requests() {
+    let pki = muster_testkit::TestPki::shared().clone();
+    let caller = muster_testkit::Caller::with_pki("tester", pki.clone());
+    let broker =
+        muster_testkit::TestBroker::start_with(muster_testkit::BrokerKind::Embedded, pki).await;
+    let config = caller.client_config(&broker.url()).display().to_string();
+    let metrics_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let settings = format!("plugin.prometheus.listen = {metrics_addr}\n");
+    let server = muster_testkit::ServerProcess::start(
+        std::path::Path::new(MCO),
+        &broker.url(),
+        caller.pki(),
+        &muster_testkit::NodeSetup {
+            identity: "metrics1.test",
+            facts_yaml: "role: web\n",
+            classes: &[],
+            collectives: &[],
+            settings: &settings,
+        },
+    );
+
+    // The node answers pings; count the ones it answered.
+    let mut answered = 0;
+    let deadline = Instant::now() + LIMIT;
+    while answered < 3 {
+        let out = muster_testkit::run_mco(MCO, &["ping", "--config", &config, "-t", "2"]).await;
+        if muster_testkit::stdout(&out).contains("metrics1.test") {
+            answered += 1;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the node never answered; log:\n{}",
+            server.log()
+        );
+    }
+    let out = muster_testkit::run_mco(
+        MCO,
+        &[
+            "rpc",
+            "--config",
+            &config,
+            "rpcutil",
+            "agent_inventory",
+            "-t",
+            "2",
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", muster_testkit::stderr(&out));
+
+    let (status, metrics) = http(metrics_addr, "GET", "/metrics").await;
+    assert_eq!(status, 200, "{metrics}");
+    let pings = sample(
+        &metrics,
+        "muster_server_action_calls_total{agent=\"rpcutil\",action=\"ping\",status=\"ok\"}",
+    )
+    .unwrap_or_else(|| panic!("ping calls in\n{metrics}"));
+    assert!(pings >= 3.0, "{metrics}");
+    let inventories = sample(
+        &metrics,
+        "muster_server_action_calls_total{agent=\"rpcutil\",action=\"agent_inventory\",status=\"ok\"}",
+    );
+    assert_eq!(inventories, Some(1.0), "{metrics}");
+    let requests = sample(&metrics, "muster_server_requests_total").expect("requests");
+    let replies = sample(&metrics, "muster_server_replies_total").expect("replies");
+    assert!(requests >= 4.0 && replies >= 4.0, "{metrics}");
+    let timed = sample(
+        &metrics,
+        "muster_server_action_duration_seconds_count{agent=\"rpcutil\",action=\"ping\"}",
+    );
+    assert_eq!(timed, Some(pings), "{metrics}");
+    assert!(
+        metrics.contains("muster_server_action_duration_seconds_bucket{le=\"+Inf\",agent=\"rpcutil\",action=\"ping\"}")
+            || metrics.contains("muster_server_action_duration_seconds_bucket{agent=\"rpcutil\",action=\"ping\",le=\"+Inf\"}"),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(&metrics, "muster_server_broker_connected"),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(&metrics, "muster_server_broker_reconnects_total"),
+        Some(0.0),
+        "{metrics}"
+    );
+    assert!(metrics.trim_end().ends_with("# EOF"), "{metrics}");
+
+    // Only /metrics, only GET and HEAD.
+    assert_eq!(http(metrics_addr, "GET", "/varz").await.0, 404);
+    assert_eq!(http(metrics_addr, "POST", "/metrics").await.0, 405);
+    drop(server);
+}
+
+#[tokio::test]
+async fn server_with_its_metrics_port_taken_says_so() {
+    let pki = muster_testkit::TestPki::shared().clone();
+    let broker =
+        muster_testkit::TestBroker::start_with(muster_testkit::BrokerKind::Embedded, pki.clone())
+            .await;
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let settings = format!("plugin.prometheus.listen = {addr}\n");
+    let server = muster_testkit::ServerProcess::start(
+        std::path::Path::new(MCO),
+        &broker.url(),
+        &pki,
+        &muster_testkit::NodeSetup {
+            identity: "metrics2.test",
+            facts_yaml: "role: web\n",
+            classes: &[],
+            collectives: &[],
+            settings: &settings,
+        },
+    );
+    // Run it again in the foreground to read what it says.
+    let config = server.dir.path().join("server.cfg");
+    let out = tokio::time::timeout(
+        LIMIT,
+        muster_testkit::run_mco(MCO, &["server", "--config", config.to_str().unwrap()]),
+    )
+    .await
+    .expect("mco server exits when its metrics port is taken");
+    assert!(!out.status.success());
+    let stderr = muster_testkit::stderr(&out);
+    assert!(stderr.contains("plugin.prometheus.listen"), "{stderr}");
+    assert!(stderr.contains(&addr.to_string()), "{stderr}");
+    assert!(stderr.contains("in use"), "{stderr}");
+}

@@ -512,3 +512,102 @@ async fn server_with_its_metrics_port_taken_says_so() {
     assert!(stderr.contains(&addr.to_string()), "{stderr}");
     assert!(stderr.contains("in use"), "{stderr}");
 }
+
+#[tokio::test]
+async fn tls_connections_show_their_certificate_name() {
+    let pki = muster_testkit::TestPki::shared().clone();
+    let broker_name = pki.broker_name();
+    pki.issue("watcher.mcollective");
+    let ssldir = pki.ssldir().root().display().to_string();
+    let broker = start_broker(&["--ssldir", &ssldir, "--certname", broker_name]).await;
+    let url = broker.nats.replace("nats://", "tls://");
+    let client = muster_connector::connect_client(
+        &[url],
+        "watcher",
+        LIMIT,
+        &pki.transport("watcher.mcollective"),
+    )
+    .await
+    .expect("a client with a fleet certificate connects");
+    let connz = wait_json(broker.monitor, "/connz", |c| c["num_connections"] == 1).await;
+    let conn = &connz["connections"][0];
+    assert_eq!(conn["authorized_user"], "watcher.mcollective", "{connz:#}");
+    assert_eq!(conn["name"], "watcher", "{connz:#}");
+    assert!(
+        matches!(conn["tls_version"].as_str(), Some("1.2" | "1.3")),
+        "{connz:#}"
+    );
+    assert!(
+        conn["tls_cipher_suite"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("TLS")),
+        "{connz:#}"
+    );
+    let varz = json(broker.monitor, "/varz").await;
+    assert_eq!(varz["tls_required"], true, "{varz:#}");
+    drop(client);
+}
+
+#[tokio::test]
+async fn server_metrics_follow_the_broker_connection() {
+    let pki = muster_testkit::TestPki::shared().clone();
+    let mut broker =
+        muster_testkit::TestBroker::start_with(muster_testkit::BrokerKind::Embedded, pki.clone())
+            .await;
+    let metrics_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let settings = format!("plugin.prometheus.listen = {metrics_addr}\n");
+    let server = muster_testkit::ServerProcess::start(
+        std::path::Path::new(MCO),
+        &broker.url(),
+        &pki,
+        &muster_testkit::NodeSetup {
+            identity: "metrics3.test",
+            facts_yaml: "role: web\n",
+            classes: &[],
+            collectives: &[],
+            settings: &settings,
+        },
+    );
+    let scrape = || async {
+        let deadline = Instant::now() + LIMIT;
+        loop {
+            if let Ok(Ok(_)) =
+                tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(metrics_addr)).await
+            {
+                let (status, body) = http(metrics_addr, "GET", "/metrics").await;
+                assert_eq!(status, 200, "{body}");
+                return body;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no metrics port; log:\n{}",
+                server.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let until = |want: f64, name: &'static str| {
+        let scrape = &scrape;
+        async move {
+            let deadline = Instant::now() + LIMIT;
+            loop {
+                let metrics = scrape().await;
+                if sample(&metrics, name) == Some(want) {
+                    return metrics;
+                }
+                assert!(Instant::now() < deadline, "{name} never {want}:\n{metrics}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    until(1.0, "muster_server_broker_connected").await;
+    broker.stop().await;
+    until(0.0, "muster_server_broker_connected").await;
+    broker.resume().await;
+    until(1.0, "muster_server_broker_connected").await;
+    let metrics = until(1.0, "muster_server_broker_reconnects_total").await;
+    assert!(
+        metrics.contains("muster_server_requests_total"),
+        "{metrics}"
+    );
+}

@@ -611,3 +611,85 @@ async fn server_metrics_follow_the_broker_connection() {
         "{metrics}"
     );
 }
+
+/// nats.py: connect with a name, subscribe, say READY, stay until killed (at most 30 s).
+const NATS_PY_SCRIPT: &str = r#"
+import asyncio, sys
+import nats
+
+async def main():
+    nc = await nats.connect(sys.argv[1], name="py-watcher")
+    await nc.subscribe("py.events")
+    await nc.flush()
+    print("READY", flush=True)
+    await asyncio.sleep(30)
+
+asyncio.run(main())
+"#;
+
+/// `$MUSTER_NATS_PY`, or `python3` if it has nats-py; `None` skips (but CI has it).
+fn nats_py() -> Option<String> {
+    let imports = |python: &str| {
+        Command::new(python)
+            .args(["-c", "import nats"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if let Ok(python) = std::env::var("MUSTER_NATS_PY") {
+        assert!(
+            imports(&python),
+            "MUSTER_NATS_PY={python} cannot `import nats`"
+        );
+        return Some(python);
+    }
+    if imports("python3") {
+        return Some("python3".to_string());
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "nats-py is not installed: set MUSTER_NATS_PY (.ci/run does)"
+    );
+    None
+}
+
+#[tokio::test]
+async fn a_nats_py_client_shows_in_connz_with_its_name_and_lang() {
+    let Some(python) = nats_py() else {
+        eprintln!("skipped: nats-py is not installed (set MUSTER_NATS_PY)");
+        return;
+    };
+    let broker = start_broker(&[]).await;
+    let mut script = tokio::process::Command::new(python)
+        .args(["-c", NATS_PY_SCRIPT, &broker.nats])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python starts");
+    let stdout = script.stdout.take().unwrap();
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    let ready = tokio::time::timeout(LIMIT, lines.next_line()).await;
+    assert!(
+        matches!(&ready, Ok(Ok(Some(line))) if line == "READY"),
+        "{ready:?}"
+    );
+    let connz = json(broker.monitor, "/connz?subs=1").await;
+    let conn = &connz["connections"][0];
+    assert_eq!(conn["name"], "py-watcher", "{connz:#}");
+    assert!(
+        conn["lang"]
+            .as_str()
+            .is_some_and(|l| l.starts_with("python")),
+        "{connz:#}"
+    );
+    assert!(
+        conn["version"].as_str().is_some_and(|v| !v.is_empty()),
+        "{connz:#}"
+    );
+    assert_eq!(conn["subscriptions_list"][0], "py.events", "{connz:#}");
+
+    let _ = script.kill().await;
+    wait_json(broker.monitor, "/connz", |c| c["num_connections"] == 0).await;
+}

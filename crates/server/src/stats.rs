@@ -342,3 +342,61 @@ impl ServerMetrics {
         r
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encoded() -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &metrics().registry()).unwrap();
+        text
+    }
+
+    fn sample(text: &str, name: &str) -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    #[test]
+    fn refusals_and_counts_reach_the_process_metrics() {
+        // The metrics are process-wide and other tests count too: compare deltas.
+        let before = encoded();
+        let stats = Stats::default();
+        stats.reject(Rejection::Replay);
+        stats.reject(Rejection::Replay);
+        stats.reject(Rejection::Untrusted);
+        Stats::count(&stats.unauthorized);
+        Stats::count(&stats.total);
+        assert_eq!(stats.total.load(Ordering::Relaxed), 1);
+        assert_eq!(stats.rejected(Rejection::Replay), 2);
+        let after = encoded();
+        let delta = |name: &str| sample(&after, name) - sample(&before, name);
+        assert!(delta("muster_server_refusals_total{reason=\"replay\"}") >= 2.0);
+        assert!(delta("muster_server_refusals_total{reason=\"untrusted\"}") >= 1.0);
+        assert!(delta("muster_server_refusals_total{reason=\"unauthorized\"}") >= 1.0);
+        assert!(delta("muster_server_requests_total") >= 1.0);
+        // Not connected to a broker here.
+        assert_eq!(sample(&after, "muster_server_broker_connected"), 0.0);
+    }
+
+    #[test]
+    fn action_labels_are_bounded() {
+        for i in 0..MAX_ACTION_LABELS + 50 {
+            metrics().finished(
+                "flood",
+                &format!("action{i}"),
+                StatusCode::Ok,
+                Duration::from_millis(1),
+            );
+        }
+        let text = encoded();
+        let series = text
+            .lines()
+            .filter(|l| l.starts_with("muster_server_action_calls_total{"))
+            .count();
+        assert!(series <= MAX_ACTION_LABELS + 6 * 2, "{series} series");
+        assert!(text.contains("agent=\"other\",action=\"other\""));
+    }
+}

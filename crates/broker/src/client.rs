@@ -19,7 +19,7 @@ use crate::connect::ConnectOptions;
 use crate::index::Sub;
 use crate::parser::ProtoError;
 use crate::raised;
-use crate::stats::Counters;
+use crate::stats::{ClientStats, Counters};
 
 /// A writer batch buffer larger than this is not kept for reuse after a burst.
 const KEEP_BATCH_CAPACITY: usize = 1 << 20;
@@ -48,6 +48,8 @@ pub(crate) struct Client {
     no_responders: AtomicBool,
     /// Subscriptions by sid.
     pub subs: Mutex<HashMap<Bytes, Arc<Sub>>>,
+    /// Traffic and description for the monitoring pages.
+    pub stats: ClientStats,
 }
 
 impl fmt::Debug for Client {
@@ -79,6 +81,7 @@ impl Client {
             headers: AtomicBool::new(defaults.headers),
             no_responders: AtomicBool::new(defaults.no_responders),
             subs: Mutex::new(HashMap::new()),
+            stats: ClientStats::default(),
         }
     }
 
@@ -99,6 +102,11 @@ impl Client {
 
     pub(crate) fn wants_no_responders(&self) -> bool {
         self.headers() && self.no_responders.load(Ordering::Relaxed)
+    }
+
+    /// Bytes queued for this client and not yet written.
+    pub(crate) fn pending(&self) -> usize {
+        lock(&self.out).buf.len()
     }
 
     /// Queues raw protocol bytes. Returns false if the client is closing.

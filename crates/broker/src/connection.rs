@@ -15,7 +15,7 @@ use tokio::time::{timeout, timeout_at, Instant};
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
-use crate::client::{run_writer, Client};
+use crate::client::{lock, run_writer, Client};
 use crate::connect::parse_connect;
 use crate::index::{valid_publish_subject, valid_subscribe_subject, Matches};
 use crate::parser::{Op, Parser, ProtoError};
@@ -23,11 +23,12 @@ use crate::permissions::Compiled;
 use crate::raised;
 use crate::router::Router;
 use crate::security::{Admission, Security};
+use crate::stats::{ClientName, Origin};
 
 const READ_CHUNK: usize = 64 * 1024;
 /// How often the broker PINGs a client; two unanswered PINGs drop it.
-const PING_INTERVAL: Duration = Duration::from_secs(120);
-const MAX_PINGS_OUT: u32 = 2;
+pub(crate) const PING_INTERVAL: Duration = Duration::from_secs(120);
+pub(crate) const MAX_PINGS_OUT: u32 = 2;
 /// How long a closing connection may take to flush its last bytes.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a refused connection is kept to deliver its `-ERR` (reading what
@@ -90,6 +91,7 @@ impl Session {
                     ProtoError::Parser
                 })?;
                 self.client.apply(&opts);
+                *lock(&self.client.stats.name) = ClientName::from_connect(&json);
                 self.verbose = opts.verbose;
                 self.connected = true;
             }
@@ -195,7 +197,7 @@ pub(crate) async fn serve(
     match router.config.security.clone() {
         None => {
             let (reader, writer) = stream.into_split();
-            let client = router.new_client(id);
+            let client = router.new_client(id, Origin::plain(peer));
             tracing::debug!(client = client.id, %peer, "client connected");
             client.send(&router.info(id, peer));
             let conn = Conn {
@@ -216,8 +218,9 @@ pub(crate) async fn serve(
             let Some((tls, admission)) = secured else {
                 return;
             };
+            let origin = Origin::tls(peer, tls.get_ref().1, &admission.name);
             let (reader, writer) = tokio::io::split(tls);
-            let client = router.new_client(id);
+            let client = router.new_client(id, origin);
             tracing::debug!(client = client.id, %peer, name = %admission.name, "client connected");
             let conn = Conn {
                 router,
@@ -454,6 +457,7 @@ impl Conn {
         }
         // The place is free by the time the gauge says so.
         drop(slot);
+        router.forget(client.id);
         router.counters.disconnected();
         tracing::debug!(client = client.id, %peer, "client disconnected");
     }

@@ -69,6 +69,7 @@ mod client;
 mod connect;
 mod connection;
 mod index;
+mod monitor;
 mod parser;
 mod permissions;
 mod router;
@@ -85,6 +86,9 @@ use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::connection::Slot;
+pub use crate::monitor::{
+    BrokerMonitor, ConnInfo, Connz, ConnzQuery, QueryError, SubDetail, Subsz, SubszQuery, Varz,
+};
 use crate::parser::ProtoError;
 pub use crate::permissions::Permissions;
 use crate::router::Router;
@@ -177,6 +181,12 @@ impl BrokerHandle {
     /// A snapshot of the broker's counters.
     pub fn stats(&self) -> BrokerStats {
         self.router.counters.snapshot()
+    }
+
+    /// A view for monitoring pages (`/varz`, `/connz`, `/subsz`, metrics)
+    /// that can be handed to another task.
+    pub fn monitor(&self) -> BrokerMonitor {
+        BrokerMonitor::new(self.router.clone())
     }
 
     /// Stops accepting, closes every client connection, and returns when done.

@@ -1,19 +1,21 @@
 //! State shared by every connection, and message routing.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::SystemTime;
 
 use bytes::Bytes;
 
 use crate::client::{lock, Client};
 use crate::index::{valid_queue, valid_subscribe_subject, Claim, Index, Matches, Sub};
 use crate::parser::ProtoError;
-use crate::stats::Counters;
+use crate::stats::{Counters, Origin};
 use crate::BrokerConfig;
 
 /// The version announced in INFO: the nats-server protocol level we follow.
-const ANNOUNCED_VERSION: &str = "2.10.0";
+pub(crate) const ANNOUNCED_VERSION: &str = "2.10.0";
 
 /// The status message async-nats turns into a "no responders" error.
 const NO_RESPONDERS: &[u8] = b"NATS/1.0 503\r\n\r\n";
@@ -28,6 +30,9 @@ pub(crate) struct Router {
     next_client: AtomicU64,
     next_sub: AtomicU64,
     round_robin: AtomicUsize,
+    /// Clients connected now, by id, for the monitoring pages.
+    clients: Mutex<BTreeMap<u64, Arc<Client>>>,
+    pub started: SystemTime,
 }
 
 impl Router {
@@ -41,6 +46,8 @@ impl Router {
             next_client: AtomicU64::new(1),
             next_sub: AtomicU64::new(1),
             round_robin: AtomicUsize::new(0),
+            clients: Mutex::new(BTreeMap::new()),
+            started: SystemTime::now(),
         }
     }
 
@@ -57,14 +64,37 @@ impl Router {
         self.next_client.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Registers an admitted client.
-    pub(crate) fn new_client(&self, id: u64) -> Arc<Client> {
+    /// Registers an admitted client, connected from `origin`.
+    pub(crate) fn new_client(&self, id: u64, origin: Origin) -> Arc<Client> {
         self.counters.connected();
-        Arc::new(Client::new(
+        let client = Arc::new(Client::new(
             id,
             self.config.max_pending,
             self.counters.clone(),
-        ))
+        ));
+        let _ = client.stats.origin.set(origin);
+        lock(&self.clients).insert(id, client.clone());
+        client
+    }
+
+    /// Forgets a client that has gone (after its subscriptions are dropped).
+    pub(crate) fn forget(&self, id: u64) {
+        lock(&self.clients).remove(&id);
+    }
+
+    /// The clients connected now, in id order.
+    pub(crate) fn clients(&self) -> Vec<Arc<Client>> {
+        lock(&self.clients).values().cloned().collect()
+    }
+
+    /// Subscriptions in the index now.
+    pub(crate) fn subscription_count(&self) -> u64 {
+        let index = self.counters.index();
+        index.inserts.saturating_sub(index.removes)
+    }
+
+    pub(crate) fn server_id(&self) -> &str {
+        &self.server_id
     }
 
     /// The INFO line greeting a new client.
@@ -117,6 +147,8 @@ impl Router {
             subs.insert(sid, sub.clone());
         }
         self.write().insert(sub);
+        self.counters.sub_inserted();
+        client.stats.touch();
         Ok(())
     }
 
@@ -133,8 +165,10 @@ impl Router {
                 _ => subs.remove(sid),
             }
         };
+        client.stats.touch();
         if let Some(sub) = sub {
             self.write().remove(&sub);
+            self.counters.sub_removed(1);
         }
     }
 
@@ -148,6 +182,7 @@ impl Router {
         for sub in &subs {
             index.remove(sub);
         }
+        self.counters.sub_removed(subs.len() as u64);
     }
 
     /// Removes a subscription that has had its `max` messages.
@@ -156,6 +191,7 @@ impl Router {
         let mut subs = lock(&sub.client.subs);
         if subs.get(&sub.sid).is_some_and(|s| s.id == sub.id) {
             subs.remove(&sub.sid);
+            self.counters.sub_removed(1);
         }
     }
 
@@ -170,9 +206,14 @@ impl Router {
         matches: &mut Matches,
     ) {
         self.counters.received(message.len());
+        from.stats.received(message.len());
         matches.clear();
         self.read().collect(subject, matches);
         let nobody = matches.is_empty();
+        self.counters.matched(
+            (matches.plain.len() + matches.queues.iter().map(|(_, m)| m.len()).sum::<usize>())
+                as u64,
+        );
         let skip = |sub: &Sub| !from.echo() && sub.client.id == from.id;
 
         let mut tally = Tally::default();
@@ -249,6 +290,7 @@ impl Tally {
         if sent {
             self.msgs += 1;
             self.bytes += message.len() as u64;
+            sub.client.stats.delivered(message.len());
         }
         sent
     }

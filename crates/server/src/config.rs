@@ -72,6 +72,9 @@ pub struct ServerConfig {
     /// How log lines are written (`log_format`): text, or one JSON object
     /// per line for a log collector.
     pub log_format: LogFormat,
+    /// `plugin.prometheus.listen`: `host:port` where `mco server` serves
+    /// Prometheus `/metrics` (unset: not served).
+    pub prometheus_listen: Option<String>,
 }
 
 /// The `log_format` of the daemon's log lines.
@@ -286,6 +289,7 @@ impl ServerConfig {
                         .into())
                 }
             },
+            prometheus_listen: config.get("plugin.prometheus.listen").map(str::to_string),
         })
     }
 

@@ -174,6 +174,7 @@ pub async fn run(
             return Ok(());
         }
     };
+    crate::stats::metrics().watch_broker(client.clone());
     let signer = Arc::new(identity.credential.clone());
     let mut messages = subscribe(&node, &client).await?;
     for warning in &config.warnings {

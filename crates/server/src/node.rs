@@ -372,6 +372,7 @@ impl Node {
             return Outcome::Filtered;
         }
         Stats::count(&self.stats.passed);
+        let started = std::time::Instant::now();
         let mut request = request;
         let caller = request.caller.clone();
         // The inputs as received, before the DDL converts them.
@@ -486,6 +487,9 @@ impl Node {
             );
         }
         Stats::count(&self.stats.replies);
+        let (agent, action, status) = (&request.agent, &request.action, reply.statuscode);
+        self.stats
+            .finished(agent, action, status, started.elapsed());
         Outcome::Reply {
             // The reply subject comes from the verified signer, never from
             // the unsigned NATS reply field: only that caller can read it.

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use muster_broker::{Broker, BrokerConfig};
+use muster_broker::{Broker, BrokerConfig, BrokerMonitor, ConnzQuery, SubszQuery};
+use muster_monitor::{Monitor, MonitorConfig, Page, Query};
 use muster_pki::{nats_config::NatsConfig, Settings, Ssldir};
 
 #[derive(clap::Args, Debug)]
@@ -49,6 +50,10 @@ pub(crate) struct Serve {
     /// sends everything. Only for a throwaway broker on a machine of your own.
     #[arg(long, conflicts_with_all = ["ssldir", "certname"])]
     pub insecure_plaintext: bool,
+    /// Serve monitoring over HTTP on ADDR: nats-server's /varz, /connz and
+    /// /subsz, and Prometheus /metrics (no authentication: keep it on loopback)
+    #[arg(long, value_name = "ADDR")]
+    pub monitor: Option<SocketAddr>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -127,8 +132,50 @@ async fn serve(args: Serve) -> anyhow::Result<u8> {
     } else {
         broker.url()
     };
+    let monitor = match args.monitor {
+        Some(addr) => Some(serve_monitor(addr, broker.monitor()).await?),
+        None => None,
+    };
     println!("muster broker listening on {url}");
+    if let Some(monitor) = &monitor {
+        println!(
+            "muster broker monitoring on http://{}",
+            monitor.local_addr()
+        );
+    }
     super::shutdown_signal().await;
+    if let Some(monitor) = monitor {
+        monitor.shutdown().await;
+    }
     broker.shutdown().await;
     Ok(super::EXIT_OK)
+}
+
+/// Serves the broker's monitoring pages on `addr` (`--monitor`).
+async fn serve_monitor(
+    addr: SocketAddr,
+    broker: BrokerMonitor,
+) -> anyhow::Result<muster_monitor::MonitorHandle> {
+    let pages = move |path: &str, query: &Query| -> Option<Page> {
+        let get = |key: &str| query.get(key);
+        let json = |value: serde_json::Result<String>| match value {
+            Ok(text) => Page::json(text),
+            Err(e) => Page::bad_request(e.to_string()),
+        };
+        Some(match path {
+            "/" => Page::text("muster broker monitoring: /varz /connz /subsz /metrics\n"),
+            "/varz" => json(serde_json::to_string_pretty(&broker.varz())),
+            "/connz" => match ConnzQuery::from_params(get) {
+                Ok(q) => json(serde_json::to_string_pretty(&broker.connz(&q))),
+                Err(e) => Page::bad_request(e.to_string()),
+            },
+            "/subsz" | "/subscriptionsz" => match SubszQuery::from_params(get) {
+                Ok(q) => json(serde_json::to_string_pretty(&broker.subsz(&q))),
+                Err(e) => Page::bad_request(e.to_string()),
+            },
+            "/metrics" => Page::prometheus(&broker.metrics()),
+            _ => return None,
+        })
+    };
+    Ok(Monitor::start(MonitorConfig::new(addr, "--monitor"), pages).await?)
 }

@@ -13,6 +13,7 @@ pub(crate) mod find;
 pub(crate) mod fleet;
 pub(crate) mod help;
 pub(crate) mod inventory;
+pub(crate) mod metrics;
 pub(crate) mod package;
 pub(crate) mod ping;
 pub(crate) mod plugin;

@@ -42,6 +42,10 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<u8> {
     // As --check-config does: every mistake at once, each with its line.
     let config = ServerConfig::check(&args.config)?;
     let logging = Logging::init(&config)?;
+    let _metrics = match &config.prometheus_listen {
+        Some(listen) => Some(super::metrics::serve(listen).await?),
+        None => None,
+    };
     let (orders, control) = tokio::sync::mpsc::unbounded_channel();
     forward_signals(orders)?;
     muster_server::daemon::run(config, control, move |config| logging.reload(config)).await?;

@@ -453,7 +453,10 @@ async fn log_format_json_writes_one_object_per_line_and_text_has_no_colour() {
             "{line}"
         );
     }
-    assert!(log.contains("\"message\":\"serving: identity node1"), "{log}");
+    assert!(
+        log.contains("\"message\":\"serving: identity node1"),
+        "{log}"
+    );
     let node = Node::start(broker().await, "").await;
     assert!(node.logged("serving").await);
     assert!(!node.log().contains('\u{1b}'), "{}", node.log());

@@ -7,6 +7,7 @@ mod batching;
 mod config;
 mod discovery;
 mod lifecycle;
+mod monitor;
 mod nats_py;
 mod output;
 mod pipes;

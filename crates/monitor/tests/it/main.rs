@@ -1,0 +1,4 @@
+//! monitor's integration tests, one binary: every file here is a
+//! module, so the crate and its dependencies are linked once.
+
+mod http;

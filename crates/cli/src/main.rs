@@ -1,6 +1,9 @@
 //! `mco`: muster's one binary — client applications, node daemon and
 //! embedded broker. This file only parses arguments and dispatches; the
 //! work lives in the library crates and in `cmd/`.
+// Doc comments here are clap's help texts, where `[NAME]` means an
+// optional argument, not a link.
+#![allow(rustdoc::broken_intra_doc_links)]
 
 mod args;
 mod batching;

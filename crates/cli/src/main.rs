@@ -174,10 +174,27 @@ fn main() -> ExitCode {
         // `mco find | head -1`: the reader has what it wanted.
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("mco: {e:#}");
+            eprintln!("mco: {}", error_chain(&e));
             ExitCode::from(cmd::EXIT_ERROR)
         }
     }
+}
+
+/// `outer: cause: cause`, as anyhow's `{:#}` prints it, but without a
+/// cause whose text the line already holds: library errors may both say
+/// their source's message and return it as `source()`.
+fn error_chain(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.is_empty() {
+            line = text;
+        } else if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+    }
+    line
 }
 
 /// A closed stdout is success, as in ripgrep. Rust ignores SIGPIPE, so
@@ -278,6 +295,30 @@ mod tests {
                 .unwrap_or_default();
             assert!(after.starts_with("Examples:\n  mco "), "{name}: {after:?}");
         }
+    }
+
+    #[test]
+    fn an_error_chain_says_each_cause_once() {
+        let io = std::io::Error::other("disk on fire");
+        #[derive(Debug)]
+        struct Repeats(std::io::Error);
+        impl std::fmt::Display for Repeats {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "cannot write /x: {}", self.0)
+            }
+        }
+        impl std::error::Error for Repeats {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let e = anyhow::Error::new(Repeats(io)).context("saving");
+        assert_eq!(
+            super::error_chain(&e),
+            "saving: cannot write /x: disk on fire"
+        );
+        let e = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(super::error_chain(&e), "outer: inner");
     }
 
     #[test]

@@ -217,7 +217,7 @@ pub async fn run(
             order = control.recv() => match order {
                 Some(Control::Reload) => {
                     if let Some(fresh) = reload(&config, &authority).await {
-                        node = fresh.0;
+                        node = Arc::new(fresh.0.succeeding(&node));
                         soft_shutdown_timeout = fresh.1.soft_shutdown_timeout;
                         reloaded(&fresh.1);
                     }
@@ -332,7 +332,7 @@ fn needs_restart(running: &ServerConfig, fresh: &ServerConfig) -> Vec<&'static s
 async fn reload(
     running: &ServerConfig,
     authority: &Arc<muster_pki::Authority>,
-) -> Option<(Arc<Node>, ServerConfig)> {
+) -> Option<(Node, ServerConfig)> {
     let Some(path) = running.file.clone() else {
         tracing::warn!("reload refused, the running settings stay: no config file to re-read");
         return None;
@@ -364,7 +364,7 @@ async fn reload(
     match built {
         Ok(Ok((node, fresh))) => {
             tracing::info!("reloaded: new requests run with the new settings");
-            Some((Arc::new(node), fresh))
+            Some((node, fresh))
         }
         Ok(Err(error)) => {
             tracing::error!(%error, "reload refused, the running settings stay");

@@ -80,8 +80,9 @@ pub struct Node {
     classes: Classes,
     agents: BTreeMap<String, Arc<dyn Agent>>,
     authority: Arc<Authority>,
-    replay: Mutex<ReplayGuard>,
-    stats: Stats,
+    /// Shared with the node a reload replaces: see [`Node::succeeding`].
+    replay: Arc<Mutex<ReplayGuard>>,
+    stats: Arc<Stats>,
     max_ttl: u64,
     /// When this node started (Unix ms): requests made before are refused.
     started_ms: u64,
@@ -89,7 +90,7 @@ pub struct Node {
     policies: Policies,
     audit: Option<AuditLog>,
     /// (reason, signer) of refusals already logged at warn.
-    refusals: Mutex<std::collections::HashSet<(Rejection, String)>>,
+    refusals: Arc<Mutex<std::collections::HashSet<(Rejection, String)>>>,
     max_in_flight: usize,
     /// Actions of agents other than rpcutil (they run processes) at once.
     agent_slots: tokio::sync::Semaphore,
@@ -102,6 +103,18 @@ pub const DEFAULT_MAX_IN_FLIGHT: usize = 64;
 pub const DEFAULT_MAX_AGENT_PROCESSES: usize = 8;
 
 impl Node {
+    /// This node, built from a reloaded config, taking over from
+    /// `running`: the ids it has seen (so nothing it answered replays after
+    /// a reload), its counters, its start time and the refusals it has
+    /// logged carry over. The replay store keeps its size until a restart.
+    pub fn succeeding(mut self, running: &Node) -> Node {
+        self.replay = running.replay.clone();
+        self.stats = running.stats.clone();
+        self.started_ms = running.started_ms;
+        self.refusals = running.refusals.clone();
+        self
+    }
+
     /// A node with the built-in agents. `collectives` must include
     /// `main_collective`.
     pub fn new(
@@ -120,14 +133,14 @@ impl Node {
             classes,
             agents: BTreeMap::new(),
             authority,
-            replay: Mutex::new(ReplayGuard::default()),
-            stats: Stats::default(),
+            replay: Arc::new(Mutex::new(ReplayGuard::default())),
+            stats: Arc::new(Stats::default()),
             max_ttl: crate::config::DEFAULT_MAX_TTL,
             started_ms: muster_protocol::now_ms(),
             config_file: None,
             policies: Policies::none(),
             audit: None,
-            refusals: Mutex::new(std::collections::HashSet::new()),
+            refusals: Arc::new(Mutex::new(std::collections::HashSet::new())),
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             agent_slots: tokio::sync::Semaphore::new(DEFAULT_MAX_AGENT_PROCESSES),
             max_agent_processes: DEFAULT_MAX_AGENT_PROCESSES,
@@ -168,7 +181,7 @@ impl Node {
             node.add_agent(agent);
         }
         node.max_ttl = config.max_ttl;
-        node.replay = Mutex::new(ReplayGuard::new(config.replay_cache_size));
+        node.replay = Arc::new(Mutex::new(ReplayGuard::new(config.replay_cache_size)));
         node.max_in_flight = config.max_in_flight;
         node.agent_slots = tokio::sync::Semaphore::new(config.max_agent_processes);
         node.max_agent_processes = config.max_agent_processes;

@@ -399,6 +399,22 @@ async fn hup_applies_a_new_policy_and_loglevel_without_dropping_a_running_reques
     let log = node.log();
     let after = &log[log.find("reloaded").unwrap()..];
     assert!(after.contains("DEBUG"), "{log}");
+    // The counters carry over a reload: back to the first config (rpcutil
+    // allowed again), then the nap answered before the first reload, the
+    // denied call and this one are all counted.
+    std::fs::write(&node.server_config, &good).unwrap();
+    node.signal("HUP");
+    assert!(
+        wait_for(|| node.log().matches("reloaded").count() >= 2).await,
+        "{}",
+        node.log()
+    );
+    let stats = node
+        .mco(&["rpc", "rpcutil", "daemon_stats", "-I", "node1", "--json"])
+        .await;
+    let document: serde_json::Value = serde_json::from_slice(&stats.stdout).unwrap();
+    let total = document["replies"][0]["data"]["total"].as_u64();
+    assert!(total >= Some(3), "{}", stdout(&stats));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -91,6 +91,7 @@ mod config;
 pub mod ddls;
 pub mod discovery;
 pub mod limit;
+pub mod runall;
 mod window;
 
 use std::collections::HashSet;

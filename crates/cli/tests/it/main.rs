@@ -10,4 +10,5 @@ mod output;
 mod pipes;
 mod processes;
 mod puppet_ca;
+mod runall;
 mod terminal;

@@ -149,8 +149,9 @@ pub struct Call {
     /// Defaults to the config's main collective.
     pub collective: Option<String>,
     pub targets: Targets,
-    /// How long to wait for replies to the action.
-    pub timeout: Duration,
+    /// How long to wait for replies to the action; `None`: the action's
+    /// DDL timeout plus [`ddls::NETWORK_MARGIN`] (see [`ddls::call_timeout`]).
+    pub timeout: Option<Duration>,
     /// The upper bound for discovery.
     pub discovery_timeout: Duration,
     /// When discovery and broadcasts stop waiting; `None`: the client config's.
@@ -194,7 +195,8 @@ impl Batch {
 
 impl Call {
     /// A call to every node, discovering them first, with MCollective's
-    /// default timeouts (the action's, and 2 s for discovery).
+    /// default timeouts (the agent's DDL says how long the action may take,
+    /// discovery gets 2 s).
     pub fn new(agent: &str, action: &str) -> Call {
         Call {
             agent: agent.to_string(),
@@ -203,7 +205,7 @@ impl Call {
             filter: Filter::default(),
             collective: None,
             targets: Targets::Discover,
-            timeout: Duration::from_secs(10),
+            timeout: None,
             discovery_timeout: Duration::from_secs(2),
             window: None,
             discovery: Discovery::Broadcast,
@@ -227,7 +229,7 @@ impl Call {
     }
 
     pub fn with_timeout(mut self, timeout: Duration) -> Call {
-        self.timeout = timeout;
+        self.timeout = Some(timeout);
         self
     }
 
@@ -647,7 +649,10 @@ impl Client {
             .await
             .map_err(|e| broker("sending the request")(&e))?;
 
-        let hard = sent + call.timeout;
+        let hard = sent
+            + call
+                .timeout
+                .unwrap_or_else(|| ddls::call_timeout(&self.config, &call.agent));
         let wanted: Option<HashSet<&str>> = expected
             .as_ref()
             .map(|n| n.iter().map(String::as_str).collect());

@@ -45,10 +45,16 @@ pub(crate) async fn ping(
         }
         Targets::Nodes(nodes)
     };
+    // A broadcast is a discovery: 2 s at most, as MCollective's. A known
+    // set waits as the DDL says, and ends when the last node answers.
+    let timeout = match targets {
+        Targets::Broadcast => Some(common.timeout_or(Duration::from_secs(2))?),
+        _ => common.timeout()?,
+    };
     let mut call = Call::new("rpcutil", "ping")
         .with_filter(filter)
-        .with_targets(targets)
-        .with_timeout(common.timeout_or(Duration::from_secs(2))?);
+        .with_targets(targets);
+    call.timeout = timeout;
     call.collective = common.selectors.target.clone();
     let text = !common.json && !common.jsonl;
     let outcome = client

@@ -120,10 +120,7 @@ impl RunOptions {
     }
 }
 
-const RUN_TIMEOUT: Duration = Duration::from_secs(1800);
-
 pub(crate) async fn run(args: Args) -> anyhow::Result<u8> {
-    let quick = Duration::from_secs(20);
     match args.command {
         Command::Status(p) => {
             action::run(
@@ -132,7 +129,6 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<u8> {
                 "status",
                 Map::new(),
                 Line::Field("message"),
-                quick,
             )
             .await
         }
@@ -143,7 +139,6 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<u8> {
                 "enable",
                 Map::new(),
                 Line::Field("status"),
-                quick,
             )
             .await
         }
@@ -152,15 +147,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<u8> {
             if let Some(message) = message {
                 data.insert("message".into(), json!(message));
             }
-            action::run(
-                &common,
-                "puppet",
-                "disable",
-                data,
-                Line::Field("status"),
-                quick,
-            )
-            .await
+            action::run(&common, "puppet", "disable", data, Line::Field("status")).await
         }
         Command::Runonce { run, common } => {
             action::run(
@@ -169,7 +156,6 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<u8> {
                 "runonce",
                 run.data(),
                 Line::Field("summary"),
-                RUN_TIMEOUT,
             )
             .await
         }
@@ -180,7 +166,6 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<u8> {
                 "last_run_summary",
                 Map::new(),
                 Line::Format(run_line),
-                quick,
             )
             .await
         }
@@ -198,15 +183,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<u8> {
                 "properties".into(),
                 Value::Object(super::rpc::parse_inputs(&properties)?),
             );
-            action::run(
-                &common,
-                "puppet",
-                "resource",
-                data,
-                Line::Field("result"),
-                RUN_TIMEOUT,
-            )
-            .await
+            action::run(&common, "puppet", "resource", data, Line::Field("result")).await
         }
         Command::Runall {
             concurrency,
@@ -230,15 +207,7 @@ fn run_line(data: &Value) -> String {
 
 /// MCollective's `mco puppet count`.
 async fn count(common: &Common) -> anyhow::Result<u8> {
-    let Some((_, outcome)) = action::call(
-        common,
-        "puppet",
-        "status",
-        Map::new(),
-        Duration::from_secs(20),
-    )
-    .await?
-    else {
+    let Some((_, outcome)) = action::call(common, "puppet", "status", Map::new()).await? else {
         return Ok(super::EXIT_NO_NODES);
     };
     let filter = common.reply_filter()?;

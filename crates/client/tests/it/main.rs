@@ -4,4 +4,5 @@
 mod batching;
 mod discovery;
 mod signed_replies;
+mod timeouts;
 mod uptime;

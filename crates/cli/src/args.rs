@@ -157,7 +157,7 @@ pub(crate) struct DiscoveryFlags {
         value_name = "METHOD"
     )]
     pub method: Option<Method>,
-    /// Identities, one per line, for --dm flatfile ('-': stdin)
+    /// Identities one per line, or mco's --json/--jsonl output, find or inventory JSON, for --dm flatfile ('-': stdin)
     #[arg(long = "nodes", value_name = "FILE")]
     pub nodes: Option<PathBuf>,
     /// Node records as `mco inventory --json` writes them, for --dm inventory

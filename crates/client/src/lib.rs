@@ -87,6 +87,7 @@
 //! fleet, is `examples/mco-uptime.rs`; `docs/applications.md` explains how
 //! `mco` finds and runs such programs.
 
+pub mod chain;
 mod config;
 pub mod ddls;
 pub mod discovery;

@@ -4,6 +4,7 @@
 mod agents;
 mod apps;
 mod batching;
+mod chaining;
 mod discovery;
 mod nats_py;
 mod output;

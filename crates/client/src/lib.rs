@@ -131,7 +131,9 @@ pub enum ClientError {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Targets {
     /// Send once to every node matching the filter; collect replies until
-    /// they go quiet. Used by ping and by discovery itself.
+    /// they go quiet. Used by ping and by discovery itself. A filter of
+    /// exact identities only (`-I name`) is sent to those nodes directly
+    /// and ends at the last one's reply, naming the silent ones.
     Broadcast,
     /// Discover the matching nodes first, then address each directly and
     /// wait for exactly those.
@@ -521,7 +523,15 @@ impl Client {
                 outcome.discovery = Some(discovery);
                 Ok(outcome)
             }
-            _ => self.send(call, &mut on_reply).await,
+            // The expected set is known: address it, and stop at its last reply.
+            Targets::Broadcast => match call.filter.exact_identities() {
+                Some(nodes) => {
+                    let directed = call.clone().with_targets(Targets::Nodes(nodes));
+                    self.send(&directed, &mut on_reply).await
+                }
+                None => self.send(call, &mut on_reply).await,
+            },
+            Targets::Nodes(_) => self.send(call, &mut on_reply).await,
         }
     }
 

@@ -47,6 +47,21 @@ fn most_overlapping(intervals: &[(f64, f64)]) -> usize {
         .unwrap_or(0)
 }
 
+/// `mco puppet runall N`, bounded generously: four Puppet runs one at a
+/// time on a loaded 2-core machine take well over `run_mco`'s 30 s.
+async fn runall(window: usize, config: &str) -> std::process::Output {
+    let child = tokio::process::Command::new(MCO)
+        .args(["puppet", "runall", &window.to_string(), "--config", config])
+        .env_remove("MCO_CONFIG")
+        .env("XDG_CONFIG_HOME", "/nonexistent-muster-test")
+        .kill_on_drop(true)
+        .output();
+    tokio::time::timeout(Duration::from_secs(300), child)
+        .await
+        .expect("runall did not finish within 300 s")
+        .expect("cannot run mco")
+}
+
 #[test]
 fn overlap_counts_runs_at_the_same_moment() {
     assert_eq!(most_overlapping(&[(0.0, 2.0), (2.0, 4.0)]), 1);
@@ -112,11 +127,7 @@ async fn runall_keeps_n_puppet_runs_going_at_once() {
     for window in [2usize, 1] {
         let _ = std::fs::remove_file(&log);
         let started = Instant::now();
-        let out = muster_testkit::run_mco(
-            MCO,
-            &["puppet", "runall", &window.to_string(), "--config", &config],
-        )
-        .await;
+        let out = runall(window, &config).await;
         walls.push((window, started.elapsed()));
         let text = stdout(&out);
         assert!(

@@ -85,7 +85,7 @@ pub(crate) struct Common {
     /// Client config file (default: $MCO_CONFIG, else ~/.config/muster/client.cfg)
     #[arg(long, short = 'c', value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
-    /// Seconds to wait for replies
+    /// Seconds to wait for replies [default: the action's DDL timeout plus 2 s]
     #[arg(short = 't', long = "timeout", value_name = "SECONDS")]
     pub timeout: Option<f64>,
     /// Upper bound, in seconds, for discovery (it ends sooner when replies stop)
@@ -157,7 +157,7 @@ pub(crate) struct DiscoveryFlags {
         value_name = "METHOD"
     )]
     pub method: Option<Method>,
-    /// Identities, one per line, for --dm flatfile ('-': stdin)
+    /// Identities one per line, or mco's --json/--jsonl output, find or inventory JSON, for --dm flatfile ('-': stdin)
     #[arg(long = "nodes", value_name = "FILE")]
     pub nodes: Option<PathBuf>,
     /// Node records as `mco inventory --json` writes them, for --dm inventory
@@ -232,6 +232,11 @@ fn input_flag(method: Method) -> &'static str {
 }
 
 impl Common {
+    /// `-t`, when given; `None` leaves the wait to the action's DDL.
+    pub(crate) fn timeout(&self) -> anyhow::Result<Option<Duration>> {
+        self.timeout.map(|t| seconds(t, "-t")).transpose()
+    }
+
     pub(crate) fn timeout_or(&self, default: Duration) -> anyhow::Result<Duration> {
         match self.timeout {
             None => Ok(default),

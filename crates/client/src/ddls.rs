@@ -4,6 +4,7 @@
 //! agents from), so inputs are checked before anything is sent.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use muster_protocol::ddl::{self, Ddl, DdlError};
 
@@ -84,4 +85,26 @@ fn read(path: &Path) -> Result<Ddl, DdlFileError> {
         path: path.to_path_buf(),
         source,
     })
+}
+
+/// Added to a DDL's timeout when waiting for replies: the DDL says how
+/// long the node may work, and the request and reply still travel.
+pub const NETWORK_MARGIN: Duration = Duration::from_secs(2);
+
+/// How long a call waits when the client has no DDL for its agent.
+pub const UNKNOWN_AGENT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The timeout a built-in agent's DDL gives its actions.
+pub fn builtin_timeout(agent: &str) -> Option<Duration> {
+    ddl::builtin(agent).map(|d| Duration::from_secs(d.metadata.timeout))
+}
+
+/// How long a call to `agent` waits for replies unless told otherwise:
+/// the DDL's timeout plus [`NETWORK_MARGIN`], or [`UNKNOWN_AGENT_TIMEOUT`]
+/// for an agent without one (or whose DDL does not read).
+pub fn call_timeout(config: &ClientConfig, agent: &str) -> Duration {
+    match ddl_for(config, agent) {
+        Ok(Some(ddl)) => Duration::from_secs(ddl.metadata.timeout) + NETWORK_MARGIN,
+        _ => UNKNOWN_AGENT_TIMEOUT,
+    }
 }

@@ -126,6 +126,9 @@ pub enum DiscoveryError {
         /// How long it was given.
         timeout: Duration,
     },
+    /// A `--nodes` list that is not identities or muster's JSON output.
+    #[error(transparent)]
+    NodeList(#[from] crate::chain::NodeListError),
 }
 
 impl Discovery {
@@ -232,7 +235,7 @@ async fn flatfile(list: &NodeList, filter: &Filter) -> Result<Vec<String>, Disco
             reason,
         })?,
     };
-    let nodes = parse_identities(&text, &list.name())?;
+    let nodes = crate::chain::parse_node_list(&text, &list.name())?;
     // Only identity selectors can be judged from a name; the nodes
     // themselves apply the rest, since the filter travels in the request.
     Ok(nodes

@@ -87,10 +87,12 @@
 //! fleet, is `examples/mco-uptime.rs`; `docs/applications.md` explains how
 //! `mco` finds and runs such programs.
 
+pub mod chain;
 mod config;
 pub mod ddls;
 pub mod discovery;
 pub mod limit;
+pub mod runall;
 mod window;
 
 use std::collections::HashSet;
@@ -140,7 +142,9 @@ pub enum ClientError {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Targets {
     /// Send once to every node matching the filter; collect replies until
-    /// they go quiet. Used by ping and by discovery itself.
+    /// they go quiet. Used by ping and by discovery itself. A filter of
+    /// exact identities only (`-I name`) is sent to those nodes directly
+    /// and ends at the last one's reply, naming the silent ones.
     Broadcast,
     /// Discover the matching nodes first, then address each directly and
     /// wait for exactly those.
@@ -164,8 +168,9 @@ pub struct Call {
     pub collective: Option<String>,
     /// How the nodes are addressed.
     pub targets: Targets,
-    /// How long to wait for replies to the action.
-    pub timeout: Duration,
+    /// How long to wait for replies to the action; `None`: the action's
+    /// DDL timeout plus [`ddls::NETWORK_MARGIN`] (see [`ddls::call_timeout`]).
+    pub timeout: Option<Duration>,
     /// The upper bound for discovery.
     pub discovery_timeout: Duration,
     /// When discovery and broadcasts stop waiting; `None`: the client config's.
@@ -210,7 +215,8 @@ impl Batch {
 
 impl Call {
     /// A call to every node, discovering them first, with MCollective's
-    /// default timeouts (the action's, and 2 s for discovery).
+    /// default timeouts (the agent's DDL says how long the action may take,
+    /// discovery gets 2 s).
     pub fn new(agent: &str, action: &str) -> Call {
         Call {
             agent: agent.to_string(),
@@ -219,7 +225,7 @@ impl Call {
             filter: Filter::default(),
             collective: None,
             targets: Targets::Discover,
-            timeout: Duration::from_secs(10),
+            timeout: None,
             discovery_timeout: Duration::from_secs(2),
             window: None,
             discovery: Discovery::Broadcast,
@@ -247,7 +253,7 @@ impl Call {
 
     /// Sets how long to wait for replies.
     pub fn with_timeout(mut self, timeout: Duration) -> Call {
-        self.timeout = timeout;
+        self.timeout = Some(timeout);
         self
     }
 
@@ -543,7 +549,15 @@ impl Client {
                 outcome.discovery = Some(discovery);
                 Ok(outcome)
             }
-            _ => self.send(call, &mut on_reply).await,
+            // The expected set is known: address it, and stop at its last reply.
+            Targets::Broadcast => match call.filter.exact_identities() {
+                Some(nodes) => {
+                    let directed = call.clone().with_targets(Targets::Nodes(nodes));
+                    self.send(&directed, &mut on_reply).await
+                }
+                None => self.send(call, &mut on_reply).await,
+            },
+            Targets::Nodes(_) => self.send(call, &mut on_reply).await,
         }
     }
 
@@ -672,7 +686,10 @@ impl Client {
             .await
             .map_err(|e| broker("sending the request")(&e))?;
 
-        let hard = sent + call.timeout;
+        let hard = sent
+            + call
+                .timeout
+                .unwrap_or_else(|| ddls::call_timeout(&self.config, &call.agent));
         let wanted: Option<HashSet<&str>> = expected
             .as_ref()
             .map(|n| n.iter().map(String::as_str).collect());

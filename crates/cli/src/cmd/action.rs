@@ -4,7 +4,6 @@
 //! the DDL's aggregate summaries and the statistics block.
 
 use std::io::Write;
-use std::time::Duration;
 
 use muster_client::{Call, Client, Outcome, Response};
 use serde_json::{Map, Value};
@@ -28,9 +27,8 @@ pub(crate) async fn run(
     action: &str,
     data: Map<String, Value>,
     line: Line<'_>,
-    default_timeout: Duration,
 ) -> anyhow::Result<u8> {
-    let Some((client, outcome)) = call(common, agent, action, data, default_timeout).await? else {
+    let Some((client, outcome)) = call(common, agent, action, data).await? else {
         let mut out = std::io::stdout();
         render::machine_output(
             &mut out,
@@ -53,7 +51,6 @@ pub(crate) async fn call(
     agent: &str,
     action: &str,
     mut data: Map<String, Value>,
-    default_timeout: Duration,
 ) -> anyhow::Result<Option<(Client, Outcome)>> {
     super::init_logging("warn");
     let (filter, _) = common.plan()?;
@@ -61,7 +58,7 @@ pub(crate) async fn call(
     super::rpc::validate(&config, agent, action, &mut data)?;
     let client = crate::args::connect(config).await?;
     let call = Call::new(agent, action).with_filter(filter).with_data(data);
-    let outcome = super::rpc::discover_and_call(&client, common, call, default_timeout).await?;
+    let outcome = super::rpc::discover_and_call(&client, common, call).await?;
     Ok(outcome.map(|outcome| (client, outcome)))
 }
 

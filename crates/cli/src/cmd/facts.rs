@@ -4,7 +4,6 @@
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::time::Duration;
 
 use muster_client::{Call, Response};
 use serde_json::{Map, Value};
@@ -37,9 +36,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<u8> {
     let call = Call::new("rpcutil", "get_fact")
         .with_filter(filter)
         .with_data(data);
-    let Some(outcome) =
-        super::rpc::discover_and_call(&client, &args.common, call, Duration::from_secs(10)).await?
-    else {
+    let Some(outcome) = super::rpc::discover_and_call(&client, &args.common, call).await? else {
         let mut out = std::io::stdout();
         render::machine_output(
             &mut out,

@@ -1,7 +1,5 @@
 //! `mco filemgr [touch|remove|status] --file PATH`: files on many nodes.
 
-use std::time::Duration;
-
 use serde_json::{Map, Value};
 
 use super::action::{self, Line};
@@ -23,13 +21,5 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<u8> {
     let mut data = Map::new();
     data.insert("file".into(), Value::String(args.file));
     let line = Line::Field("output");
-    action::run(
-        &args.common,
-        "filemgr",
-        &args.action,
-        data,
-        line,
-        Duration::from_secs(30),
-    )
-    .await
+    action::run(&args.common, "filemgr", &args.action, data, line).await
 }

@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::time::Duration;
 
 use anyhow::Context;
 use muster_client::{Call, NodeRecord, Targets};
@@ -28,9 +27,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<u8> {
     }
     let client = args.common.connect().await?;
     let call = Call::new("rpcutil", "inventory").with_filter(filter.clone());
-    let Some(outcome) =
-        super::rpc::discover_and_call(&client, &args.common, call, Duration::from_secs(10)).await?
-    else {
+    let Some(outcome) = super::rpc::discover_and_call(&client, &args.common, call).await? else {
         return Ok(super::EXIT_NO_NODES);
     };
     let reply_filter = args.common.reply_filter()?;
@@ -68,8 +65,8 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<u8> {
         if !nodes.is_empty() {
             let mut call = Call::new("rpcutil", "daemon_stats")
                 .with_filter(filter)
-                .with_targets(Targets::Nodes(nodes))
-                .with_timeout(args.common.timeout_or(Duration::from_secs(10))?);
+                .with_targets(Targets::Nodes(nodes));
+            call.timeout = args.common.timeout()?;
             call.collective = args.common.selectors.target.clone();
             let replies = client.call(&call, |_| {}).await?;
             for response in replies.responses {

@@ -1,7 +1,5 @@
 //! `mco package PACKAGE ACTION` (or `ACTION PACKAGE`): query and manage packages.
 
-use std::time::Duration;
-
 use serde_json::{Map, Value};
 
 use super::action::{self, Line};
@@ -39,7 +37,6 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<u8> {
         &action,
         data,
         Line::Field("ensure"),
-        Duration::from_secs(300),
     )
     .await
 }

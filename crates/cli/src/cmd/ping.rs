@@ -22,9 +22,10 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<u8> {
 }
 
 /// Pings with a broadcast and stops when the replies go quiet (or at
-/// `-t`, 2 s by default, like MCollective's discovery). With another
-/// discovery method, pings exactly the nodes it names, directly, and lists
-/// those that do not answer. Lines (or `--jsonl` objects) print as
+/// `-t`, 2 s by default, like MCollective's discovery). When the nodes are
+/// known (exact `-I` names, or another discovery method such as
+/// `--nodes`), pings exactly those, directly, stops at the last reply,
+/// and lists those that do not answer. Lines (or `--jsonl` objects) print as
 /// replies arrive.
 pub(crate) async fn ping(
     client: &Client,
@@ -45,10 +46,17 @@ pub(crate) async fn ping(
         }
         Targets::Nodes(nodes)
     };
+    // A broadcast is a discovery: 2 s at most, as MCollective's. A known
+    // set waits as the DDL says, and ends when the last node answers.
+    let timeout = match targets {
+        Targets::Broadcast => Some(common.timeout_or(Duration::from_secs(2))?),
+        _ => common.timeout()?,
+    };
+    let named = matches!(targets, Targets::Broadcast) && filter.exact_identities().is_some();
     let mut call = Call::new("rpcutil", "ping")
         .with_filter(filter)
-        .with_targets(targets)
-        .with_timeout(common.timeout_or(Duration::from_secs(2))?);
+        .with_targets(targets);
+    call.timeout = timeout;
     call.collective = common.selectors.target.clone();
     let text = !common.json && !common.jsonl;
     let outcome = client
@@ -79,13 +87,14 @@ pub(crate) async fn ping(
         let style = render::Style::for_stdout();
         render::ping_summary(out, &outcome, &kept, common.verbose, style)?;
     }
-    Ok(exit_code(&outcome))
+    Ok(exit_code(&outcome, named))
 }
 
-/// Ping's exit code: nobody answering means no node matched; a directed
-/// ping with silent nodes is "some did not answer".
-fn exit_code(outcome: &muster_client::Outcome) -> u8 {
-    if outcome.responses.is_empty() && outcome.expected.is_none() {
+/// Ping's exit code: nobody answering a broadcast, or any of the `-I`
+/// names, means no node matched; a ping of discovered nodes with silent
+/// ones is "some did not answer".
+fn exit_code(outcome: &muster_client::Outcome, named: bool) -> u8 {
+    if outcome.responses.is_empty() && (outcome.expected.is_none() || named) {
         super::EXIT_NO_NODES
     } else {
         super::rpc::exit_code(outcome)

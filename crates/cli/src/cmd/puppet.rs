@@ -7,10 +7,9 @@
 //! mco puppet resource file /etc/motd content="hello"
 //! ```
 
-use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use muster_client::{Call, Client, Targets};
+use muster_client::runall::{Progress, RunAll};
 use serde_json::{json, Map, Value};
 
 use super::action::{self, Line};
@@ -121,10 +120,7 @@ impl RunOptions {
     }
 }
 
-const RUN_TIMEOUT: Duration = Duration::from_secs(1800);
-
 pub(crate) async fn run(args: Args) -> anyhow::Result<u8> {
-    let quick = Duration::from_secs(20);
     match args.command {
         Command::Status(p) => {
             action::run(
@@ -133,7 +129,6 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<u8> {
                 "status",
                 Map::new(),
                 Line::Field("message"),
-                quick,
             )
             .await
         }
@@ -144,7 +139,6 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<u8> {
                 "enable",
                 Map::new(),
                 Line::Field("status"),
-                quick,
             )
             .await
         }
@@ -153,15 +147,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<u8> {
             if let Some(message) = message {
                 data.insert("message".into(), json!(message));
             }
-            action::run(
-                &common,
-                "puppet",
-                "disable",
-                data,
-                Line::Field("status"),
-                quick,
-            )
-            .await
+            action::run(&common, "puppet", "disable", data, Line::Field("status")).await
         }
         Command::Runonce { run, common } => {
             action::run(
@@ -170,7 +156,6 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<u8> {
                 "runonce",
                 run.data(),
                 Line::Field("summary"),
-                RUN_TIMEOUT,
             )
             .await
         }
@@ -181,7 +166,6 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<u8> {
                 "last_run_summary",
                 Map::new(),
                 Line::Format(run_line),
-                quick,
             )
             .await
         }
@@ -199,15 +183,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<u8> {
                 "properties".into(),
                 Value::Object(super::rpc::parse_inputs(&properties)?),
             );
-            action::run(
-                &common,
-                "puppet",
-                "resource",
-                data,
-                Line::Field("result"),
-                RUN_TIMEOUT,
-            )
-            .await
+            action::run(&common, "puppet", "resource", data, Line::Field("result")).await
         }
         Command::Runall {
             concurrency,
@@ -231,15 +207,7 @@ fn run_line(data: &Value) -> String {
 
 /// MCollective's `mco puppet count`.
 async fn count(common: &Common) -> anyhow::Result<u8> {
-    let Some((_, outcome)) = action::call(
-        common,
-        "puppet",
-        "status",
-        Map::new(),
-        Duration::from_secs(20),
-    )
-    .await?
-    else {
+    let Some((_, outcome)) = action::call(common, "puppet", "status", Map::new()).await? else {
         return Ok(super::EXIT_NO_NODES);
     };
     let filter = common.reply_filter()?;
@@ -300,8 +268,8 @@ async fn count(common: &Common) -> anyhow::Result<u8> {
 }
 
 /// Runs Puppet on every matching node with at most `concurrency` runs at
-/// once: it starts the next node as soon as one of the running ones
-/// reports it is no longer applying.
+/// once (the window lives in `muster_client::runall`); this prints a line
+/// as each node starts, finishes or fails, and the tally.
 async fn runall(common: &Common, concurrency: usize, run: &RunOptions) -> anyhow::Result<u8> {
     if concurrency == 0 {
         anyhow::bail!("runall needs a concurrency of at least 1");
@@ -312,85 +280,48 @@ async fn runall(common: &Common, concurrency: usize, run: &RunOptions) -> anyhow
     let mut data = run.data();
     super::rpc::validate(&config, "puppet", "runonce", &mut data)?;
     let client = crate::args::connect(config).await?;
-    let nodes = common.discover(&client, &filter, &discovery).await?;
+    let nodes = match filter.exact_identities() {
+        Some(nodes) if discovery.is_broadcast() => nodes,
+        _ => common.discover(&client, &filter, &discovery).await?,
+    };
     if nodes.is_empty() {
         eprintln!("No request sent, we did not discover any nodes.");
         return Ok(super::EXIT_NO_NODES);
     }
-    let per_node = common.timeout_or(RUN_TIMEOUT)?;
-    let started = Instant::now();
-    let total = nodes.len();
-    let mut queue: VecDeque<String> = nodes.into();
-    let mut running: Vec<(String, Instant)> = Vec::new();
-    let (mut succeeded, mut failed) = (0usize, 0usize);
-    println!("Running Puppet on {total} nodes, at most {concurrency} at a time");
-    while !queue.is_empty() || !running.is_empty() {
-        while running.len() < concurrency {
-            let Some(node) = queue.pop_front() else { break };
-            let outcome = one(
-                &client,
-                &node,
-                "runonce",
-                data.clone(),
-                Duration::from_secs(60),
-            )
-            .await?;
-            match outcome {
-                Ok(reply) => {
-                    let summary = reply
-                        .get("summary")
-                        .and_then(Value::as_str)
-                        .unwrap_or("started");
-                    println!("{} {node}: {summary}", clock(started));
-                    running.push((node, Instant::now()));
-                }
-                Err(why) => {
-                    println!("{} {node}: could not start: {why}", clock(started));
-                    failed += 1;
-                }
-            }
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let mut still = Vec::new();
-        for (node, since) in running {
-            match one(
-                &client,
-                &node,
-                "status",
-                Map::new(),
-                Duration::from_secs(20),
-            )
-            .await?
-            {
-                Ok(status) if status.get("applying").and_then(Value::as_bool) == Some(true) => {
-                    if since.elapsed() < per_node {
-                        still.push((node, since));
-                    } else {
-                        println!(
-                            "{} {node}: still running after {} s; no longer waiting",
-                            clock(started),
-                            per_node.as_secs()
-                        );
-                        failed += 1;
-                    }
-                }
-                Ok(_) => {
-                    println!("{} {node}: finished", clock(started));
-                    succeeded += 1;
-                }
-                Err(why) => {
-                    println!("{} {node}: status unknown: {why}", clock(started));
-                    failed += 1;
-                }
-            }
-        }
-        running = still;
+    let mut runall = RunAll::new(concurrency);
+    if let Some(splay) = run.splaylimit.filter(|_| run.splay) {
+        runall.run_timeout += Duration::from_secs(splay);
     }
+    runall.run_timeout = common.timeout_or(runall.run_timeout)?;
+    runall.data = data;
+    let total = nodes.len();
+    println!("Running Puppet on {total} nodes, at most {concurrency} at a time");
+    let started = Instant::now();
+    let report = runall
+        .run(&client, nodes, |progress| {
+            let at = clock(started);
+            match progress {
+                Progress::Started(node) => println!("{at} {node}: starting a run"),
+                Progress::Busy(node) => {
+                    println!("{at} {node}: already applying a catalog; waiting for it")
+                }
+                Progress::Finished { node, summary } => println!("{at} {node}: {summary}"),
+                Progress::Failed { node, reason } => println!("{at} {node}: failed: {reason}"),
+            }
+        })
+        .await;
     println!(
-        "\nFinished {succeeded} / {total} Puppet runs in {:.1} s",
-        started.elapsed().as_secs_f64()
+        "\nFinished {} / {total} Puppet runs in {:.1} s",
+        report.succeeded.len(),
+        report.elapsed.as_secs_f64()
     );
-    Ok(if failed == 0 {
+    if !report.failed.is_empty() {
+        println!("\nFailed runs:");
+        for (node, reason) in &report.failed {
+            println!("   {node}: {reason}");
+        }
+    }
+    Ok(if report.failed.is_empty() {
         super::EXIT_OK
     } else {
         super::EXIT_FAILED
@@ -399,24 +330,4 @@ async fn runall(common: &Common, concurrency: usize, run: &RunOptions) -> anyhow
 
 fn clock(started: Instant) -> String {
     format!("[{:>6.1} s]", started.elapsed().as_secs_f64())
-}
-
-/// One action on one node: its reply data, or why it failed.
-async fn one(
-    client: &Client,
-    node: &str,
-    action: &str,
-    data: Map<String, Value>,
-    timeout: Duration,
-) -> anyhow::Result<Result<Value, String>> {
-    let call = Call::new("puppet", action)
-        .with_data(data)
-        .with_targets(Targets::Nodes(vec![node.to_string()]))
-        .with_timeout(timeout);
-    let outcome = client.call(&call, |_| {}).await?;
-    Ok(match outcome.responses.first() {
-        None => Err("no response".into()),
-        Some(r) if !r.reply.statuscode.is_ok() => Err(r.reply.statusmsg.clone()),
-        Some(r) => Ok(r.reply.data.clone()),
-    })
 }

@@ -1,7 +1,6 @@
 //! `mco rpc AGENT ACTION key=value ...`: run one action on matching nodes.
 
 use std::io::Write;
-use std::time::Duration;
 
 use anyhow::Context;
 use muster_client::{Call, Client, Outcome, Targets};
@@ -45,9 +44,7 @@ pub(crate) async fn rpc(
     out: &mut dyn Write,
 ) -> anyhow::Result<u8> {
     let filter = common.reply_filter()?;
-    let Some(outcome) =
-        discover_and_call(client, common, call.clone(), Duration::from_secs(10)).await?
-    else {
+    let Some(outcome) = discover_and_call(client, common, call.clone()).await? else {
         render::machine_output(
             out,
             common,
@@ -123,11 +120,10 @@ pub(crate) async fn discover_and_call(
     client: &Client,
     common: &Common,
     mut call: Call,
-    default_timeout: Duration,
 ) -> anyhow::Result<Option<Outcome>> {
     let discovery = common.discovery.discovery()?;
     call.collective = common.selectors.target.clone();
-    call.timeout = common.timeout_or(default_timeout)?;
+    call.timeout = common.timeout()?;
     call.discovery_timeout = common.discovery_timeout()?;
     let started = std::time::Instant::now();
     let mut discovered = None;

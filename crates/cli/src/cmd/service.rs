@@ -1,7 +1,5 @@
 //! `mco service SERVICE ACTION` (or `ACTION SERVICE`): query and control services.
 
-use std::time::Duration;
-
 use serde_json::{Map, Value};
 
 use super::action::{self, Line};
@@ -33,7 +31,6 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<u8> {
         &action,
         data,
         Line::Field("status"),
-        Duration::from_secs(60),
     )
     .await
 }

@@ -4,6 +4,7 @@
 mod agents;
 mod apps;
 mod batching;
+mod chaining;
 mod config;
 mod discovery;
 mod lifecycle;
@@ -13,4 +14,5 @@ mod output;
 mod pipes;
 mod processes;
 mod puppet_ca;
+mod runall;
 mod terminal;

@@ -3,5 +3,7 @@
 
 mod batching;
 mod discovery;
+mod known_sets;
 mod signed_replies;
+mod timeouts;
 mod uptime;

@@ -363,14 +363,14 @@ fn caller_is(pattern: &str, caller: &str) -> bool {
 }
 
 impl Condition {
-    fn holds(&self, node: &dyn NodeView) -> Result<bool, String> {
+    fn holds(&self, node: &dyn NodeView) -> Result<bool, muster_protocol::DataError> {
         match self {
             Condition::Always => Ok(true),
             Condition::All { facts, classes } => {
                 Ok(facts.iter().all(|f| f.matches(node.fact(&f.fact).as_ref()))
                     && classes.iter().all(|p| node.has_class(&|c| p.matches(c))))
             }
-            Condition::Compound(compound) => compound.expr.eval(node).map_err(|e| e.to_string()),
+            Condition::Compound(compound) => compound.expr.eval(node),
         }
     }
 }

@@ -190,25 +190,10 @@ impl ClientConfig {
         })?;
         let (config, errors) = Config::parse_file(&text, &path);
         let verified = verify_settings(&config);
-        match ClientConfig::interpret(config, errors) {
-            Ok(mut client) => {
-                client.file = Some(path);
-                client.warnings.extend(verified.warnings);
-                let mut errors = ConfigErrors::default();
-                for error in verified.errors {
-                    errors.push(error);
-                }
-                errors.into_result(&client.warnings).map(|()| client)
-            }
-            Err(mut errors) => {
-                for error in verified.errors {
-                    errors.push(error);
-                }
-                errors.warnings.extend(verified.warnings);
-                errors.errors.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
-                Err(errors)
-            }
-        }
+        let mut client =
+            verified.joined(ClientConfig::interpret(config, errors), |c| &mut c.warnings)?;
+        client.file = Some(path);
+        Ok(client)
     }
 
     /// Checks what the settings point at without connecting: the caller's

@@ -118,6 +118,37 @@ impl ConfigErrors {
     }
 }
 
+impl Report {
+    /// `interpreted` (a file's settings, or its errors) together with this
+    /// report on what the file points at, so one pass lists every problem.
+    /// `warnings` reaches the settings' own warning list.
+    pub fn joined<T>(
+        self,
+        interpreted: Result<T, ConfigErrors>,
+        warnings: impl FnOnce(&mut T) -> &mut Vec<ConfigError>,
+    ) -> Result<T, ConfigErrors> {
+        match interpreted {
+            Ok(mut settings) => {
+                let kept = warnings(&mut settings);
+                kept.extend(self.warnings);
+                let mut errors = ConfigErrors::default();
+                for error in self.errors {
+                    errors.push(error);
+                }
+                errors.into_result(kept).map(|()| settings)
+            }
+            Err(mut errors) => {
+                for error in self.errors {
+                    errors.push(error);
+                }
+                errors.warnings.extend(self.warnings);
+                errors.errors.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
+                Err(errors)
+            }
+        }
+    }
+}
+
 impl From<ConfigError> for ConfigErrors {
     fn from(error: ConfigError) -> Self {
         ConfigErrors {

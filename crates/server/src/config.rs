@@ -305,25 +305,10 @@ impl ServerConfig {
         let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
         let (config, errors) = Config::parse_file(&text, &absolute);
         let verified = verify_settings(&config);
-        match ServerConfig::interpret(config, errors) {
-            Ok(mut server) => {
-                server.file = Some(path.to_path_buf());
-                server.warnings.extend(verified.warnings);
-                let mut errors = ConfigErrors::default();
-                for error in verified.errors {
-                    errors.push(error);
-                }
-                errors.into_result(&server.warnings).map(|()| server)
-            }
-            Err(mut errors) => {
-                for error in verified.errors {
-                    errors.push(error);
-                }
-                errors.warnings.extend(verified.warnings);
-                errors.errors.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
-                Err(errors)
-            }
-        }
+        let mut server =
+            verified.joined(ServerConfig::interpret(config, errors), |s| &mut s.warnings)?;
+        server.file = Some(path.to_path_buf());
+        Ok(server)
     }
 
     /// Checks what the settings point at without starting anything: fact

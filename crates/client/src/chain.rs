@@ -57,7 +57,8 @@ pub fn parse_node_list(text: &str, source_name: &str) -> Result<Vec<String>, Nod
     }
 }
 
-fn plain(text: &str, source_name: &str) -> Result<Vec<String>, NodeListError> {
+/// Identities one per line; blank lines and `#` comments are skipped.
+pub(crate) fn plain(text: &str, source_name: &str) -> Result<Vec<String>, NodeListError> {
     let mut nodes = Vec::new();
     for (index, line) in text.lines().enumerate() {
         let line = line

@@ -86,16 +86,6 @@ pub enum DiscoveryError {
         /// Why.
         reason: String,
     },
-    /// A line of a node list that is not an identity.
-    #[error("{source_name} line {line}: {text:?} is not a valid identity")]
-    BadIdentity {
-        /// The file, or `stdin`.
-        source_name: String,
-        /// The line number, from 1.
-        line: usize,
-        /// The line's text.
-        text: String,
-    },
     /// An inventory file that cannot be read or parsed.
     #[error("{file}: not an inventory (a JSON array of node records as `mco inventory --json` writes): {reason}")]
     Inventory {
@@ -196,25 +186,7 @@ impl Client {
 /// Identities one per line; blank lines and `#` comments are skipped.
 /// `source_name` names the input in errors, which carry the line number.
 pub fn parse_identities(text: &str, source_name: &str) -> Result<Vec<String>, DiscoveryError> {
-    let mut nodes = Vec::new();
-    for (index, line) in text.lines().enumerate() {
-        let line = line
-            .split_once('#')
-            .map_or(line, |(before, _)| before)
-            .trim();
-        if line.is_empty() {
-            continue;
-        }
-        if !subject::is_valid_name(line) {
-            return Err(DiscoveryError::BadIdentity {
-                source_name: source_name.to_string(),
-                line: index + 1,
-                text: line.to_string(),
-            });
-        }
-        nodes.push(line.to_string());
-    }
-    Ok(nodes)
+    Ok(crate::chain::plain(text, source_name)?)
 }
 
 async fn flatfile(list: &NodeList, filter: &Filter) -> Result<Vec<String>, DiscoveryError> {
@@ -461,7 +433,10 @@ mod tests {
         );
         let err = parse_identities("a\n\nb c\n", "list").unwrap_err();
         assert!(
-            matches!(err, DiscoveryError::BadIdentity { line: 3, .. }),
+            matches!(
+                err,
+                DiscoveryError::NodeList(crate::chain::NodeListError::BadIdentity { line: 3, .. })
+            ),
             "{err}"
         );
         assert!(parse_identities("a..b", "list").is_err());

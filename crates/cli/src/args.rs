@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use muster_client::{Client, ClientConfig, Discovery, NodeList};
+use muster_client::{Client, ClientConfig, Discovery, DiscoverySettings};
 use muster_protocol::Filter;
 
 /// Node selectors, as MCollective spells them.
@@ -88,14 +88,9 @@ pub(crate) struct Common {
     /// Seconds to wait for replies [default: the action's DDL timeout plus 2 s]
     #[arg(short = 't', long = "timeout", value_name = "SECONDS")]
     pub timeout: Option<f64>,
-    /// Upper bound, in seconds, for discovery (it ends sooner when replies stop)
-    #[arg(
-        long = "dt",
-        alias = "discovery-timeout",
-        value_name = "SECONDS",
-        default_value_t = 2.0
-    )]
-    pub discovery_timeout: f64,
+    /// Upper bound, in seconds, for discovery (it ends sooner when replies stop) [default: discovery_timeout in client.cfg, else 2]
+    #[arg(long = "dt", alias = "discovery-timeout", value_name = "SECONDS")]
+    pub discovery_timeout: Option<f64>,
     /// Print every reply and the statistics as one JSON document
     #[arg(long, short = 'j', conflicts_with = "jsonl")]
     pub json: bool,
@@ -149,7 +144,7 @@ pub(crate) enum Method {
 /// How to find the nodes (see docs/discovery.md).
 #[derive(clap::Args, Debug, Clone, Default)]
 pub(crate) struct DiscoveryFlags {
-    /// Discovery method (default: broadcast, or what --nodes/--inventory/--discovery-program imply)
+    /// Discovery method (default: what --nodes/--inventory/--discovery-program imply, else default_discovery_method in client.cfg, else broadcast)
     #[arg(
         long = "dm",
         visible_alias = "discovery-method",
@@ -169,9 +164,10 @@ pub(crate) struct DiscoveryFlags {
 }
 
 impl DiscoveryFlags {
-    /// The method these flags describe; a method without its input, or an
-    /// input for another method, is an error.
-    pub(crate) fn discovery(&self) -> anyhow::Result<Discovery> {
+    /// The method these flags describe, client.cfg's `settings` filling in
+    /// what they leave out; a method without its input, or an input for
+    /// another method, is an error.
+    pub(crate) fn discovery(&self, settings: &DiscoverySettings) -> anyhow::Result<Discovery> {
         let implied = match (&self.nodes, &self.inventory, &self.program) {
             (None, None, None) => None,
             (Some(_), None, None) => Some(Method::Flatfile),
@@ -187,29 +183,15 @@ impl DiscoveryFlags {
                     input_flag(implied)
                 )
             }
-            (Some(method), _) => method,
-            (None, Some(implied)) => implied,
-            (None, None) => Method::Broadcast,
+            (Some(method), _) => Some(method),
+            (None, implied) => implied,
         };
-        Ok(match method {
-            Method::Broadcast => Discovery::Broadcast,
-            Method::Flatfile => match &self.nodes {
-                Some(path) => Discovery::Flatfile(NodeList::from_arg(path)),
-                None => anyhow::bail!(
-                    "--dm flatfile needs --nodes FILE (one identity per line, '-' for stdin)"
-                ),
-            },
-            Method::Inventory => match &self.inventory {
-                Some(path) => Discovery::Inventory(path.clone()),
-                None => anyhow::bail!(
-                    "--dm inventory needs --inventory FILE (as written by mco inventory --json)"
-                ),
-            },
-            Method::External => match &self.program {
-                Some(path) => Discovery::External(path.clone()),
-                None => anyhow::bail!("--dm external needs --discovery-program PROG"),
-            },
-        })
+        let input = self
+            .nodes
+            .as_deref()
+            .or(self.inventory.as_deref())
+            .or(self.program.as_deref());
+        Ok(settings.choose(method.map(method_name), input)?)
     }
 }
 
@@ -244,14 +226,23 @@ impl Common {
         }
     }
 
+    /// `--dt`, else `discovery_timeout` in client.cfg, else 2 s.
     pub(crate) fn discovery_timeout(&self) -> anyhow::Result<Duration> {
-        seconds(self.discovery_timeout, "--dt")
+        match self.discovery_timeout {
+            Some(t) => seconds(t, "--dt"),
+            None => Ok(self.discovery_settings()?.timeout(None)),
+        }
+    }
+
+    /// client.cfg's discovery settings, which the flags override.
+    pub(crate) fn discovery_settings(&self) -> anyhow::Result<DiscoverySettings> {
+        Ok(ClientConfig::load(self.config.as_deref())?.discovery)
     }
 
     /// The filter and discovery method, checked before anything is sent.
     pub(crate) fn plan(&self) -> anyhow::Result<(Filter, Discovery)> {
         let filter = self.selectors.filter()?;
-        let discovery = self.discovery.discovery()?;
+        let discovery = self.discovery.discovery(&self.discovery_settings()?)?;
         self.discovery_timeout()?;
         self.reply_filter()?;
         if matches!(discovery, Discovery::Inventory(_)) && filter.uses_data() {

@@ -34,6 +34,8 @@ pub struct ClientConfig {
     pub agent_dirs: Vec<PathBuf>,
     /// When broadcast discovery stops waiting (`discovery_window_ms` sets its floor).
     pub window: crate::QuietWindow,
+    /// The discovery a call uses where its flags say nothing.
+    pub discovery: crate::DiscoverySettings,
     /// Keys that are ignored (server.cfg's, plugins muster lacks), each
     /// naming its line.
     pub warnings: Vec<ConfigError>,
@@ -142,6 +144,10 @@ impl ClientConfig {
             .flatten()
             .unwrap_or(100)
             .clamp(1, 60_000);
+        let discovery_timeout = errors
+            .take(config.number("discovery_timeout"))
+            .flatten()
+            .map(|s| std::time::Duration::from_secs(s.clamp(1, 86_400)));
         errors.into_result(&warnings)?;
         let (Some(security), Some(nats_auth)) = (security, nats_auth) else {
             // Each None above recorded its error, so into_result returned.
@@ -162,6 +168,14 @@ impl ClientConfig {
             window: crate::QuietWindow {
                 floor: std::time::Duration::from_millis(window_ms),
                 ..crate::QuietWindow::default()
+            },
+            discovery: crate::DiscoverySettings {
+                method: config
+                    .get("default_discovery_method")
+                    .map(str::to_ascii_lowercase),
+                timeout: discovery_timeout,
+                inventory: config.path("plugin.choria.discovery.inventory.source"),
+                program: config.path("plugin.choria.discovery.external.command"),
             },
             warnings,
             settings: config.clone(),
@@ -299,6 +313,39 @@ mod tests {
             .message
             .contains("identity is a server.cfg setting"));
         assert_eq!(config.file, Some(file));
+    }
+
+    #[test]
+    fn discovery_settings_come_from_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("client.cfg");
+        let config = ClientConfig::from_config(&Config::default()).unwrap();
+        assert_eq!(config.discovery, crate::DiscoverySettings::default());
+        std::fs::write(
+            &file,
+            "default_discovery_method = Inventory\ndiscovery_timeout = 9\nplugin.choria.discovery.inventory.source = inv.json\nplugin.choria.discovery.external.command = /bin/disco\n",
+        )
+        .unwrap();
+        let config = ClientConfig::load(Some(&file)).unwrap();
+        assert_eq!(
+            config.discovery,
+            crate::DiscoverySettings {
+                method: Some("inventory".into()),
+                timeout: Some(std::time::Duration::from_secs(9)),
+                inventory: Some(dir.path().join("inv.json")),
+                program: Some("/bin/disco".into()),
+            }
+        );
+        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+        std::fs::write(&file, "ttl = 5\ndefault_discovery_method = inventry\n").unwrap();
+        let err = ClientConfig::load(Some(&file)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{}:2: default_discovery_method must be one of broadcast, inventory, external; found \"inventry\" (did you mean inventory?)",
+                file.display()
+            )
+        );
     }
 
     #[test]

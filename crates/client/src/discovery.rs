@@ -116,9 +116,105 @@ pub enum DiscoveryError {
         /// How long it was given.
         timeout: Duration,
     },
+    /// A method chosen without the file or program it reads.
+    #[error("--dm {method} needs {flag}{}", key.map(|k| format!(" (or {k} in client.cfg)")).unwrap_or_default())]
+    NoInput {
+        /// The method.
+        method: &'static str,
+        /// The flag that names its input.
+        flag: &'static str,
+        /// The client.cfg key that names it, if there is one.
+        key: Option<&'static str>,
+    },
+    /// A method muster does not have.
+    #[error("unknown discovery method {method:?} (broadcast, flatfile, inventory or external)")]
+    UnknownMethod {
+        /// The name given.
+        method: String,
+    },
     /// A `--nodes` list that is not identities or muster's JSON output.
     #[error(transparent)]
     NodeList(#[from] crate::chain::NodeListError),
+}
+
+/// How long discovery may take when neither `--dt` nor client.cfg says.
+pub const DEFAULT_DISCOVERY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Discovery as client.cfg sets it: what a call uses where its flags say
+/// nothing, so an inventory or external shop need not spell it out every time.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DiscoverySettings {
+    /// `default_discovery_method`; unset is broadcast.
+    pub method: Option<String>,
+    /// `discovery_timeout`.
+    pub timeout: Option<Duration>,
+    /// `plugin.choria.discovery.inventory.source`.
+    pub inventory: Option<PathBuf>,
+    /// `plugin.choria.discovery.external.command`.
+    pub program: Option<PathBuf>,
+}
+
+impl DiscoverySettings {
+    /// The method to use: `method` (what the flags chose, given or implied
+    /// by their input) wins over `default_discovery_method`, which wins over
+    /// broadcast; `input` (the flag's file or program) wins over the file's
+    /// per-method setting.
+    pub fn choose(
+        &self,
+        method: Option<&str>,
+        input: Option<&Path>,
+    ) -> Result<Discovery, DiscoveryError> {
+        let method = method
+            .or(self.method.as_deref())
+            .unwrap_or("broadcast")
+            .to_ascii_lowercase();
+        let method = method.as_str();
+        let missing = |flag: &'static str, key: Option<&'static str>| DiscoveryError::NoInput {
+            method: match method {
+                "flatfile" => "flatfile",
+                "inventory" => "inventory",
+                _ => "external",
+            },
+            flag,
+            key,
+        };
+        Ok(match method {
+            "broadcast" => Discovery::Broadcast,
+            "flatfile" => match input {
+                Some(path) => Discovery::Flatfile(NodeList::from_arg(path)),
+                None => return Err(missing("--nodes FILE", None)),
+            },
+            "inventory" => match input.map(Path::to_path_buf).or(self.inventory.clone()) {
+                Some(path) => Discovery::Inventory(path),
+                None => {
+                    return Err(missing(
+                        "--inventory FILE",
+                        Some("plugin.choria.discovery.inventory.source"),
+                    ))
+                }
+            },
+            "external" => match input.map(Path::to_path_buf).or(self.program.clone()) {
+                Some(path) => Discovery::External(path),
+                None => {
+                    return Err(missing(
+                        "--discovery-program PROG",
+                        Some("plugin.choria.discovery.external.command"),
+                    ))
+                }
+            },
+            other => {
+                return Err(DiscoveryError::UnknownMethod {
+                    method: other.to_string(),
+                })
+            }
+        })
+    }
+
+    /// `--dt` when given, else `discovery_timeout`, else
+    /// [`DEFAULT_DISCOVERY_TIMEOUT`].
+    pub fn timeout(&self, flag: Option<Duration>) -> Duration {
+        flag.or(self.timeout).unwrap_or(DEFAULT_DISCOVERY_TIMEOUT)
+    }
 }
 
 impl Discovery {
@@ -468,5 +564,67 @@ mod tests {
         assert!(NodeRecord::parse_all(r#"[{"identity": "a b"}]"#, "f").is_err());
         let records = NodeRecord::parse_all(r#"[{"identity": "a", "extra": 1}]"#, "f").unwrap();
         assert_eq!(records[0].facts, json!({}));
+    }
+
+    #[test]
+    fn flags_win_over_client_cfg_which_wins_over_broadcast() {
+        let none = DiscoverySettings::default();
+        assert_eq!(none.choose(None, None).unwrap(), Discovery::Broadcast);
+        assert_eq!(none.timeout(None), DEFAULT_DISCOVERY_TIMEOUT);
+        let file = DiscoverySettings {
+            method: Some("inventory".into()),
+            timeout: Some(Duration::from_secs(7)),
+            inventory: Some("/etc/inv.json".into()),
+            program: Some("/bin/disco".into()),
+        };
+        // client.cfg over the default.
+        assert_eq!(
+            file.choose(None, None).unwrap(),
+            Discovery::Inventory("/etc/inv.json".into())
+        );
+        assert_eq!(file.timeout(None), Duration::from_secs(7));
+        // Flags over client.cfg: the method, its input, the timeout.
+        assert_eq!(
+            file.choose(Some("broadcast"), None).unwrap(),
+            Discovery::Broadcast
+        );
+        assert_eq!(
+            file.choose(Some("external"), None).unwrap(),
+            Discovery::External("/bin/disco".into())
+        );
+        assert_eq!(
+            file.choose(Some("inventory"), Some(Path::new("mine.json")))
+                .unwrap(),
+            Discovery::Inventory("mine.json".into())
+        );
+        assert_eq!(
+            file.choose(Some("flatfile"), Some(Path::new("-"))).unwrap(),
+            Discovery::Flatfile(NodeList::Stdin)
+        );
+        assert_eq!(
+            file.timeout(Some(Duration::from_secs(1))),
+            Duration::from_secs(1)
+        );
+    }
+
+    #[test]
+    fn a_method_without_its_input_says_where_to_give_it() {
+        let external = DiscoverySettings {
+            method: Some("external".into()),
+            ..DiscoverySettings::default()
+        };
+        assert_eq!(
+            external.choose(None, None).unwrap_err().to_string(),
+            "--dm external needs --discovery-program PROG \
+             (or plugin.choria.discovery.external.command in client.cfg)"
+        );
+        assert_eq!(
+            external
+                .choose(Some("flatfile"), None)
+                .unwrap_err()
+                .to_string(),
+            "--dm flatfile needs --nodes FILE"
+        );
+        assert!(external.choose(Some("mc"), None).is_err());
     }
 }

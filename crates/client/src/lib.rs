@@ -106,7 +106,7 @@ use muster_protocol::{subject, Envelope, Filter, Reply, Request, SignedReply};
 use serde_json::{Map, Value};
 
 pub use config::{default_dir, user_name, ClientConfig, CONFIG_ENV};
-pub use discovery::{Discovery, DiscoveryError, NodeList, NodeRecord};
+pub use discovery::{Discovery, DiscoveryError, DiscoverySettings, NodeList, NodeRecord};
 pub use limit::{Limit, LimitError};
 pub use window::{Arrivals, QuietWindow};
 

@@ -530,8 +530,15 @@ fn validate(key: &Key, value: &str) -> Result<(), String> {
             if words.iter().any(|w| w.eq_ignore_ascii_case(value)) {
                 Ok(())
             } else {
+                let near = words
+                    .iter()
+                    .map(|w| (edit_distance(&value.to_lowercase(), w), w))
+                    .filter(|(d, _)| *d <= 2)
+                    .min_by_key(|(d, _)| *d)
+                    .map(|(_, w)| format!(" (did you mean {w}?)"))
+                    .unwrap_or_default();
                 Err(format!(
-                    "{name} must be one of {}; found {value:?}",
+                    "{name} must be one of {}; found {value:?}{near}",
                     words.join(", ")
                 ))
             }

@@ -85,7 +85,7 @@ async fn demo(args: &Args, dir: &Path) -> anyhow::Result<u8> {
     let common = |selectors: Selectors| Common {
         config: Some(config_file.clone()),
         timeout: None,
-        discovery_timeout: 2.0,
+        discovery_timeout: Some(2.0),
         json: false,
         jsonl: false,
         display: None,

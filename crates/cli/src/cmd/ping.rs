@@ -33,7 +33,7 @@ pub(crate) async fn ping(
     filter: muster_protocol::Filter,
     out: &mut dyn Write,
 ) -> anyhow::Result<u8> {
-    let discovery = common.discovery.discovery()?;
+    let discovery = common.discovery.discovery(&client.config().discovery)?;
     let reply_filter = common.reply_filter()?;
     let targets = if discovery.is_broadcast() {
         Targets::Broadcast

@@ -121,7 +121,7 @@ pub(crate) async fn discover_and_call(
     common: &Common,
     mut call: Call,
 ) -> anyhow::Result<Option<Outcome>> {
-    let discovery = common.discovery.discovery()?;
+    let discovery = common.discovery.discovery(&client.config().discovery)?;
     call.collective = common.selectors.target.clone();
     call.timeout = common.timeout()?;
     call.discovery_timeout = common.discovery_timeout()?;

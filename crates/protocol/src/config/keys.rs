@@ -174,6 +174,10 @@ pub const KEYS: &[Key] = &[
     key("max_agent_processes", Server, Number, "8", "agent actions a node runs at once; more are answered busy", "8", Core),
     key("soft_shutdown_timeout", Server, Number, "60", "seconds running requests get to finish when the daemon stops", "60", Core),
     key("ttl", Client, Number, "60", "seconds a request stays valid after it is sent", "60", Core),
+    key("default_discovery_method", Client, OneOf(&["broadcast", "inventory", "external"]), "broadcast", "how nodes are found when no --dm, --inventory or --discovery-program is given", "inventory", Core),
+    key("discovery_timeout", Client, Number, "2", "seconds discovery may take at most when --dt is not given", "5", Core),
+    key("plugin.choria.discovery.inventory.source", Client, Path, "", "the inventory file (as mco inventory --json writes) for inventory discovery without --inventory", "/etc/muster/inventory.json", Core),
+    key("plugin.choria.discovery.external.command", Client, Path, "", "the program for external discovery without --discovery-program", "/usr/local/bin/discover-nodes", Core),
     key("discovery_window_ms", Client, Number, "100", "broadcast discovery ends once replies have been quiet this long (ms, at least)", "250", Core),
     // Connector
     key("plugin.nats.servers", Both, Urls, "tls://127.0.0.1:4222", "broker URLs, tried in turn (nats:// or tls://; TLS is always used)", "tls://nats1.example.net:4222, tls://nats2.example.net:4222", Connector),
@@ -292,10 +296,9 @@ pub const IGNORED: &[(&str, &str)] = &[
     ("fact_cache_time", "fact files are re-read when they change"),
     ("color", "colour follows the terminal and NO_COLOR"),
     (
-        "default_discovery_method",
-        "pick a method per call with --dm",
+        "plugin.choria.",
+        "muster reads no Choria settings but plugin.choria.discovery.inventory.source and .external.command",
     ),
-    ("plugin.choria.", "muster has no Choria-specific settings"),
     (
         "plugin.puppetdb.",
         "PuppetDB discovery is not configured from client.cfg",

@@ -20,3 +20,17 @@ pub(crate) fn exit_on_next() {
         }
     });
 }
+
+/// Clears the progress bar after Ctrl-C stopped the wait. The bar fills its
+/// line to the terminal's width, so the "^C" the terminal echoes wraps to
+/// the next line, and clearing "the bar" would clear only that echo: the
+/// line above, the bar's, is cleared too.
+pub(crate) fn clear_bar(bar: &indicatif::ProgressBar, interrupted: bool) {
+    let drawn = !bar.is_hidden();
+    bar.finish_and_clear();
+    if drawn && interrupted {
+        let mut err = std::io::stderr();
+        let _ = std::io::Write::write_all(&mut err, b"\x1b[1A\r\x1b[2K");
+        let _ = std::io::Write::flush(&mut err);
+    }
+}

@@ -158,7 +158,8 @@ pub(crate) async fn discover_and_call(
             super::interrupt::ctrl_c(),
         )
         .await;
-    bar.finish_and_clear();
+    let interrupted = outcome.as_ref().is_ok_and(|o| o.interrupted);
+    super::interrupt::clear_bar(&bar, interrupted);
     super::interrupt::exit_on_next();
     let mut outcome = outcome?;
     outcome.discovery = outcome.discovery.or(discovered);

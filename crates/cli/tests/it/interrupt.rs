@@ -103,17 +103,15 @@ fn signal(pid: u32, name: &str) {
 /// The two live nodes answer a ping at once; this is only generous.
 const REPLIES_ARRIVE: Duration = Duration::from_secs(5);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ctrl_c_keeps_the_json_document_complete() {
-    let fleet = Stalled::start().await;
-    let mut args = fleet.rpc_args();
-    args.push("--json".into());
+/// Runs `mco ARGS`, sends SIGINT once the live nodes have had time to
+/// answer, and returns the output and its `--json` document.
+async fn interrupted(args: &[String]) -> (std::process::Output, Value) {
     let child = Command::new(MCO)
-        .args(&args)
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("mco rpc");
+        .expect("mco");
     tokio::time::sleep(REPLIES_ARRIVE).await;
     signal(child.id(), "INT");
     let output = tokio::time::timeout(
@@ -121,10 +119,9 @@ async fn ctrl_c_keeps_the_json_document_complete() {
         tokio::task::spawn_blocking(move || child.wait_with_output()),
     )
     .await
-    .expect("mco rpc ends after SIGINT")
+    .expect("mco ends after SIGINT")
     .expect("join")
     .expect("wait");
-
     let text = stdout(&output);
     let document: Value = serde_json::from_str(&text).unwrap_or_else(|e| {
         panic!(
@@ -132,25 +129,41 @@ async fn ctrl_c_keeps_the_json_document_complete() {
             muster_testkit::stderr(&output)
         )
     });
-    let mut senders: Vec<&str> = document["replies"]
-        .as_array()
-        .expect("replies")
-        .iter()
-        .filter_map(|r| r["sender"].as_str())
-        .collect();
-    senders.sort();
-    assert_eq!(senders, ["node1", "node2"], "{text}");
-    let statistics = &document["statistics"];
-    assert_eq!(statistics["interrupted"], true, "{text}");
-    assert_eq!(
-        statistics["no_responses"],
-        serde_json::json!(["node3"]),
-        "{text}"
-    );
-    assert!(statistics["request_id"]
-        .as_str()
-        .is_some_and(|id| !id.is_empty()));
-    assert_eq!(output.status.code(), Some(130), "{text}");
+    (output, document)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_keeps_the_json_document_complete() {
+    let fleet = Stalled::start().await;
+    let mut rpc = fleet.rpc_args();
+    rpc.push("--json".into());
+    // rpc, and ping (which waits its own way) addressed to the same names.
+    let mut ping = rpc.clone();
+    ping.drain(..3);
+    ping.insert(0, "ping".into());
+    for args in [rpc, ping] {
+        let (output, document) = interrupted(&args).await;
+        let text = document.to_string();
+        let mut senders: Vec<&str> = document["replies"]
+            .as_array()
+            .expect("replies")
+            .iter()
+            .filter_map(|r| r["sender"].as_str())
+            .collect();
+        senders.sort();
+        assert_eq!(senders, ["node1", "node2"], "{args:?}: {text}");
+        let statistics = &document["statistics"];
+        assert_eq!(statistics["interrupted"], true, "{args:?}: {text}");
+        assert_eq!(
+            statistics["no_responses"],
+            serde_json::json!(["node3"]),
+            "{args:?}: {text}"
+        );
+        assert!(statistics["request_id"]
+            .as_str()
+            .is_some_and(|id| !id.is_empty()));
+        assert_eq!(output.status.code(), Some(130), "{args:?}: {text}");
+    }
 }
 
 /// A detached tmux session, killed when dropped.

@@ -99,9 +99,10 @@ pub(crate) fn ping_summary(
         )?,
         None => writeln!(out, "No responses received")?,
     }
-    if verbose {
+    if verbose || outcome.interrupted {
         writeln!(out, "Request ID: {}", outcome.request_id)?;
     }
+    interrupted(out, outcome)?;
     no_responses(out, &outcome.missing)
 }
 
@@ -290,7 +291,19 @@ pub(crate) fn rpc_stats(
         }
         line(out, "Request ID", outcome.request_id.clone())?;
     }
+    if outcome.interrupted && !verbose {
+        line(out, "Request ID", outcome.request_id.clone())?;
+    }
+    interrupted(out, outcome)?;
     no_responses(out, &outcome.missing)
+}
+
+/// Says that Ctrl-C ended the wait, so the counts are what had arrived.
+fn interrupted(out: &mut dyn Write, outcome: &Outcome) -> std::io::Result<()> {
+    if outcome.interrupted {
+        writeln!(out, "\nInterrupted: stopped waiting for replies")?;
+    }
+    Ok(())
 }
 
 /// The nodes addressed: those discovered (or named), else those that answered.
@@ -327,7 +340,7 @@ pub(crate) fn statistics_json(outcome: &Outcome, shown: usize) -> Value {
     let rtt = outcome.rtt_stats().map(|(min, max, avg)| {
         json!({"min": ms_number(min), "avg": ms_number(avg), "max": ms_number(max)})
     });
-    json!({
+    let mut statistics = json!({
         "discovered": discovered(outcome),
         "responded": outcome.responses.len(),
         "impostors": outcome.impostors.len(),
@@ -340,7 +353,11 @@ pub(crate) fn statistics_json(outcome: &Outcome, shown: usize) -> Value {
         "total_ms": ms_number(outcome.elapsed + outcome.discovery.unwrap_or_default()),
         "rtt_ms": rtt,
         "request_id": outcome.request_id,
-    })
+    });
+    if outcome.interrupted {
+        statistics["interrupted"] = json!(true);
+    }
+    statistics
 }
 
 /// The `--json` document: the kept replies and the statistics.
@@ -365,6 +382,7 @@ pub(crate) fn nothing_sent() -> Outcome {
         impostors: Vec::new(),
         discovery: None,
         elapsed: Duration::ZERO,
+        interrupted: false,
     }
 }
 
@@ -545,6 +563,7 @@ mod tests {
             impostors: Vec::new(),
             discovery: Some(Duration::from_millis(100)),
             elapsed: Duration::from_millis(35),
+            interrupted: false,
         };
         let mut out = Vec::new();
         rpc_stats(&mut out, &outcome, None, true, Style { colour: false }).unwrap();

@@ -96,8 +96,11 @@ pub mod runall;
 mod window;
 
 use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
 use std::time::{Duration, Instant};
 
+use futures::future::FusedFuture;
 use futures::FutureExt;
 use futures::StreamExt;
 use muster_pki::{Credential, Identity, Signed};
@@ -317,6 +320,9 @@ pub struct Outcome {
     /// From sending the request to the end of collection (with batches:
     /// from the first send to the end of the last batch, sleeps included).
     pub elapsed: Duration,
+    /// The stop given to [`Client::call_until`] fired before the call
+    /// ended: `responses` and `missing` are what was known at that moment.
+    pub interrupted: bool,
 }
 
 impl Outcome {
@@ -509,7 +515,8 @@ impl Client {
             .with_timeout(timeout);
         ping.collective = collective.map(str::to_string);
         ping.window = Some(window);
-        let outcome = self.send(&ping, &mut |_| {}).await?;
+        let never = std::pin::pin!(std::future::pending::<()>().fuse());
+        let outcome = self.send(&ping, &mut |_| {}, never).await?;
         let mut identities: Vec<String> = outcome
             .responses
             .into_iter()
@@ -525,27 +532,48 @@ impl Client {
     pub async fn call(
         &self,
         call: &Call,
-        mut on_reply: impl FnMut(&Response),
+        on_reply: impl FnMut(&Response),
     ) -> Result<Outcome, ClientError> {
+        self.call_until(call, on_reply, std::future::pending::<()>())
+            .await
+    }
+
+    /// [`Client::call`] that stops waiting when `stop` completes (a Ctrl-C,
+    /// a deadline of the caller's): the [`Outcome`] then holds the replies
+    /// so far, names the nodes that had not answered (and those of batches
+    /// not yet sent) and is marked [`Outcome::interrupted`].
+    pub async fn call_until<S: Future>(
+        &self,
+        call: &Call,
+        mut on_reply: impl FnMut(&Response),
+        stop: S,
+    ) -> Result<Outcome, ClientError> {
+        let stop = std::pin::pin!(stop.map(|_| ()).fuse());
+        let mut stop: Pin<&mut dyn FusedFuture<Output = ()>> = stop;
         match &call.targets {
             Targets::Discover => {
                 let started = Instant::now();
                 let nodes = match call.filter.exact_identities() {
                     Some(nodes) if call.discovery.is_broadcast() => nodes,
                     _ => {
-                        self.discover_with(
+                        let found = self.discover_with(
                             &call.discovery,
                             &call.filter,
                             call.collective.as_deref(),
                             call.discovery_timeout,
                             call.window.unwrap_or(self.config.window),
-                        )
-                        .await?
+                        );
+                        tokio::select! {
+                            found = found => found?,
+                            () = stop.as_mut() => {
+                                return Ok(Outcome::interrupted_before_sending(started.elapsed()));
+                            }
+                        }
                     }
                 };
                 let discovery = started.elapsed();
                 let directed = call.clone().with_targets(Targets::Nodes(nodes));
-                let mut outcome = self.send(&directed, &mut on_reply).await?;
+                let mut outcome = self.send(&directed, &mut on_reply, stop).await?;
                 outcome.discovery = Some(discovery);
                 Ok(outcome)
             }
@@ -553,11 +581,11 @@ impl Client {
             Targets::Broadcast => match call.filter.exact_identities() {
                 Some(nodes) => {
                     let directed = call.clone().with_targets(Targets::Nodes(nodes));
-                    self.send(&directed, &mut on_reply).await
+                    self.send(&directed, &mut on_reply, stop).await
                 }
-                None => self.send(call, &mut on_reply).await,
+                None => self.send(call, &mut on_reply, stop).await,
             },
-            Targets::Nodes(_) => self.send(call, &mut on_reply).await,
+            Targets::Nodes(_) => self.send(call, &mut on_reply, stop).await,
         }
     }
 
@@ -567,21 +595,35 @@ impl Client {
         &self,
         call: &Call,
         on_reply: &mut dyn FnMut(&Response),
+        mut stop: Pin<&mut dyn FusedFuture<Output = ()>>,
     ) -> Result<Outcome, ClientError> {
         let (batch, nodes) = match (&call.batch, &call.targets) {
             (Some(batch), Targets::Nodes(nodes)) if nodes.len() > batch.size.max(1) => {
                 (batch, nodes)
             }
-            _ => return self.send_once(call, on_reply).await,
+            _ => return self.send_once(call, on_reply, stop).await,
         };
         let started = Instant::now();
         let mut combined: Option<Outcome> = None;
-        for (i, chunk) in nodes.chunks(batch.size.max(1)).enumerate() {
-            if i > 0 {
-                tokio::time::sleep(batch.sleep).await;
+        let chunks: Vec<&[String]> = nodes.chunks(batch.size.max(1)).collect();
+        for (i, chunk) in chunks.iter().enumerate() {
+            if i > 0 && !stop.is_terminated() {
+                tokio::select! {
+                    () = tokio::time::sleep(batch.sleep) => {}
+                    () = stop.as_mut() => {}
+                }
+            }
+            if stop.is_terminated() {
+                // Batches never sent: their nodes did not answer either.
+                if let Some(all) = &mut combined {
+                    all.interrupted = true;
+                    all.missing
+                        .extend(chunks[i..].iter().flat_map(|c| c.iter().cloned()));
+                }
+                break;
             }
             let part = call.clone().with_targets(Targets::Nodes(chunk.to_vec()));
-            let outcome = self.send_once(&part, on_reply).await?;
+            let outcome = self.send_once(&part, on_reply, stop.as_mut()).await?;
             match &mut combined {
                 None => combined = Some(outcome),
                 Some(all) => {
@@ -589,6 +631,7 @@ impl Client {
                     all.missing.extend(outcome.missing);
                     all.bad_replies += outcome.bad_replies;
                     all.impostors.extend(outcome.impostors);
+                    all.interrupted |= outcome.interrupted;
                 }
             }
         }
@@ -604,6 +647,7 @@ impl Client {
         &self,
         call: &Call,
         on_reply: &mut dyn FnMut(&Response),
+        mut stop: Pin<&mut dyn FusedFuture<Output = ()>>,
     ) -> Result<Outcome, ClientError> {
         let collective = call
             .collective
@@ -699,6 +743,7 @@ impl Client {
         let mut bad_replies = 0;
         let mut impostors = Vec::new();
         let mut no_responders = 0;
+        let mut interrupted = false;
         'collect: loop {
             if let Some(wanted) = &wanted {
                 if seen.len() + no_responders >= wanted.len() {
@@ -712,9 +757,16 @@ impl Client {
                     .unwrap_or(self.config.window)
                     .deadline(&arrivals, hard),
             };
-            let first = match tokio::time::timeout_at(deadline.into(), replies.next()).await {
-                Ok(Some(message)) => message,
-                Ok(None) | Err(_) => break,
+            let next = tokio::time::timeout_at(deadline.into(), replies.next());
+            let first = tokio::select! {
+                next = next => match next {
+                    Ok(Some(message)) => message,
+                    Ok(None) | Err(_) => break,
+                },
+                () = stop.as_mut() => {
+                    interrupted = true;
+                    break;
+                }
             };
             // What has arrived meanwhile is verified together, in batches
             // spread over the cores: 10 000 replies come in a burst.
@@ -807,6 +859,24 @@ impl Client {
             impostors,
             discovery: None,
             elapsed,
+            interrupted,
         })
+    }
+}
+
+impl Outcome {
+    /// A call stopped during discovery: nothing was sent, nobody is known.
+    fn interrupted_before_sending(discovery: Duration) -> Outcome {
+        Outcome {
+            request_id: String::new(),
+            responses: Vec::new(),
+            expected: None,
+            missing: Vec::new(),
+            bad_replies: 0,
+            impostors: Vec::new(),
+            discovery: Some(discovery),
+            elapsed: Duration::ZERO,
+            interrupted: true,
+        }
     }
 }

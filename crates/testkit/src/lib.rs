@@ -567,6 +567,12 @@ impl ServerProcess {
         self.child = spawn_server(&self.mco, &self.dir.path().join("server.cfg"));
     }
 
+    /// The daemon's process id, to signal it (e.g. SIGSTOP: a node that
+    /// hangs without leaving the broker).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The daemon's resident memory, in KiB (from /proc).
     pub fn rss_kb(&self) -> u64 {
         std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))

@@ -62,7 +62,8 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<u8> {
             .map(|(record, _)| record.identity.clone())
             .collect();
         let mut stats: HashMap<String, Value> = HashMap::new();
-        if !nodes.is_empty() {
+        // After Ctrl-C, no second wait: show what the first one got.
+        if !nodes.is_empty() && !outcome.interrupted {
             let mut call = Call::new("rpcutil", "daemon_stats")
                 .with_filter(filter)
                 .with_targets(Targets::Nodes(nodes));

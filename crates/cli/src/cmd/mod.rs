@@ -12,6 +12,7 @@ pub(crate) mod filemgr;
 pub(crate) mod find;
 pub(crate) mod fleet;
 pub(crate) mod help;
+pub(crate) mod interrupt;
 pub(crate) mod inventory;
 pub(crate) mod metrics;
 pub(crate) mod package;
@@ -37,6 +38,8 @@ pub(crate) const EXIT_ERROR: u8 = 2;
 pub(crate) const EXIT_NO_REPLY: u8 = 3;
 /// No node matched: nothing was sent.
 pub(crate) const EXIT_NO_NODES: u8 = 4;
+/// Ctrl-C stopped the wait for replies (128 + SIGINT, as a shell says).
+pub(crate) const EXIT_INTERRUPTED: u8 = 130;
 
 /// Waits for SIGINT (Ctrl-C) or SIGTERM. SIGHUP (logrotate, `systemctl
 /// reload`), which would otherwise kill the process, is logged and survived:

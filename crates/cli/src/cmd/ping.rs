@@ -60,21 +60,26 @@ pub(crate) async fn ping(
     call.collective = common.selectors.target.clone();
     let text = !common.json && !common.jsonl;
     let outcome = client
-        .call(&call, |response| {
-            let reply = render::reply_json("rpcutil", "ping", response);
-            if !reply_filter
-                .as_ref()
-                .is_none_or(|f| f.keeps(&reply).unwrap_or(false))
-            {
-                return;
-            }
-            if text {
-                let _ = render::ping_line(out, response);
-            } else if common.jsonl {
-                let _ = writeln!(out, "{reply}").and_then(|_| out.flush());
-            }
-        })
+        .call_until(
+            &call,
+            |response| {
+                let reply = render::reply_json("rpcutil", "ping", response);
+                if !reply_filter
+                    .as_ref()
+                    .is_none_or(|f| f.keeps(&reply).unwrap_or(false))
+                {
+                    return;
+                }
+                if text {
+                    let _ = render::ping_line(out, response);
+                } else if common.jsonl {
+                    let _ = writeln!(out, "{reply}").and_then(|_| out.flush());
+                }
+            },
+            super::interrupt::ctrl_c(),
+        )
         .await?;
+    super::interrupt::exit_on_next();
     let kept = render::kept(&outcome, "rpcutil", "ping", reply_filter.as_ref());
     if common.json {
         render::machine_output(out, common, "rpcutil", "ping", &outcome, &kept)?;
@@ -94,7 +99,9 @@ pub(crate) async fn ping(
 /// names, means no node matched; a ping of discovered nodes with silent
 /// ones is "some did not answer".
 fn exit_code(outcome: &muster_client::Outcome, named: bool) -> u8 {
-    if outcome.responses.is_empty() && (outcome.expected.is_none() || named) {
+    if outcome.interrupted {
+        super::EXIT_INTERRUPTED
+    } else if outcome.responses.is_empty() && (outcome.expected.is_none() || named) {
         super::EXIT_NO_NODES
     } else {
         super::rpc::exit_code(outcome)

@@ -98,9 +98,11 @@ pub(crate) fn validate(
 }
 
 /// The exit code for everyone who answered (whatever `--filter-replies`
-/// kept): failures win over missing replies.
+/// kept): failures win over missing replies; Ctrl-C wins over all.
 pub(crate) fn exit_code(outcome: &Outcome) -> u8 {
-    if outcome.failed().next().is_some() {
+    if outcome.interrupted {
+        super::EXIT_INTERRUPTED
+    } else if outcome.failed().next().is_some() {
         super::EXIT_FAILED
     } else if !outcome.missing.is_empty() {
         super::EXIT_NO_REPLY
@@ -149,9 +151,18 @@ pub(crate) async fn discover_and_call(
         _ => None,
     };
     let bar = render::replies(expected, common, &call);
-    let mut outcome = client.call(&call, |response| bar.reply(response)).await?;
+    let outcome = client
+        .call_until(
+            &call,
+            |response| bar.reply(response),
+            super::interrupt::ctrl_c(),
+        )
+        .await;
+    let interrupted = outcome.as_ref().is_ok_and(|o| o.interrupted);
+    super::interrupt::clear_bar(&bar, interrupted);
+    super::interrupt::exit_on_next();
+    let mut outcome = outcome?;
     outcome.discovery = outcome.discovery.or(discovered);
-    bar.finish_and_clear();
     Ok(Some(outcome))
 }
 

@@ -8,6 +8,7 @@ mod chaining;
 mod config;
 mod discovery;
 mod discovery_config;
+mod interrupt;
 mod lifecycle;
 mod monitor;
 mod nats_py;

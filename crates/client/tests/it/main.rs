@@ -3,6 +3,7 @@
 
 mod batching;
 mod discovery;
+mod interrupt;
 mod known_sets;
 mod signed_replies;
 mod timeouts;

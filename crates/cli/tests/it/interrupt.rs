@@ -1,0 +1,253 @@
+//! Ctrl-C while `mco rpc` waits: what arrived is printed (or is the
+//! `--json` document, marked interrupted), with the nodes that had not
+//! answered and the request id, and the exit status is 130. One real
+//! `mco server` is stopped with SIGSTOP: connected, but never answering.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use muster_testkit::{stdout, BrokerKind, Caller, NodeSetup, ServerProcess, TestBroker};
+use serde_json::Value;
+
+const MCO: &str = env!("CARGO_BIN_EXE_mco");
+
+/// Long enough that only Ctrl-C ends the call.
+const PATIENT: &str = "120";
+
+/// A broker, three `mco server` processes, node3 stopped (SIGCONT on drop).
+struct Stalled {
+    _broker: TestBroker,
+    _caller: Caller,
+    config: String,
+    servers: Vec<ServerProcess>,
+}
+
+impl Stalled {
+    async fn start() -> Stalled {
+        let broker = TestBroker::start(BrokerKind::Embedded).await;
+        let caller = Caller::new("tester");
+        let config = caller.client_config(&broker.url()).display().to_string();
+        let servers: Vec<ServerProcess> = ["node1", "node2", "node3"]
+            .iter()
+            .map(|identity| {
+                ServerProcess::start(
+                    Path::new(MCO),
+                    &broker.url(),
+                    caller.pki(),
+                    &NodeSetup {
+                        identity,
+                        facts_yaml: "role: web\n",
+                        classes: &[],
+                        collectives: &[],
+                        settings: "",
+                    },
+                )
+            })
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let output = muster_testkit::run_mco(MCO, &["ping", "--config", &config]).await;
+            let seen = stdout(&output).matches(" time=").count();
+            if seen == 3 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "only {seen} of 3 nodes answer");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        signal(servers[2].pid(), "STOP");
+        Stalled {
+            _broker: broker,
+            _caller: caller,
+            config,
+            servers,
+        }
+    }
+
+    /// `mco rpc rpcutil ping` addressed to all three by name.
+    fn rpc_args(&self) -> Vec<String> {
+        [
+            "rpc",
+            "rpcutil",
+            "ping",
+            "--config",
+            &self.config,
+            "-I",
+            "node1",
+            "-I",
+            "node2",
+            "-I",
+            "node3",
+            "-t",
+            PATIENT,
+        ]
+        .map(String::from)
+        .to_vec()
+    }
+}
+
+impl Drop for Stalled {
+    fn drop(&mut self) {
+        signal(self.servers[2].pid(), "CONT");
+    }
+}
+
+fn signal(pid: u32, name: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{name}"), &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill -{name} {pid}");
+}
+
+/// The two live nodes answer a ping at once; this is only generous.
+const REPLIES_ARRIVE: Duration = Duration::from_secs(5);
+
+/// Runs `mco ARGS`, sends SIGINT once the live nodes have had time to
+/// answer, and returns the output and its `--json` document.
+async fn interrupted(args: &[String]) -> (std::process::Output, Value) {
+    let child = Command::new(MCO)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("mco");
+    tokio::time::sleep(REPLIES_ARRIVE).await;
+    signal(child.id(), "INT");
+    let output = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::task::spawn_blocking(move || child.wait_with_output()),
+    )
+    .await
+    .expect("mco ends after SIGINT")
+    .expect("join")
+    .expect("wait");
+    let text = stdout(&output);
+    let document: Value = serde_json::from_str(&text).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {text}\n{}",
+            muster_testkit::stderr(&output)
+        )
+    });
+    (output, document)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_keeps_the_json_document_complete() {
+    let fleet = Stalled::start().await;
+    let mut rpc = fleet.rpc_args();
+    rpc.push("--json".into());
+    // rpc, and ping (which waits its own way) addressed to the same names.
+    let mut ping = rpc.clone();
+    ping.drain(..3);
+    ping.insert(0, "ping".into());
+    for args in [rpc, ping] {
+        let (output, document) = interrupted(&args).await;
+        let text = document.to_string();
+        let mut senders: Vec<&str> = document["replies"]
+            .as_array()
+            .expect("replies")
+            .iter()
+            .filter_map(|r| r["sender"].as_str())
+            .collect();
+        senders.sort();
+        assert_eq!(senders, ["node1", "node2"], "{args:?}: {text}");
+        let statistics = &document["statistics"];
+        assert_eq!(statistics["interrupted"], true, "{args:?}: {text}");
+        assert_eq!(
+            statistics["no_responses"],
+            serde_json::json!(["node3"]),
+            "{args:?}: {text}"
+        );
+        assert!(statistics["request_id"]
+            .as_str()
+            .is_some_and(|id| !id.is_empty()));
+        assert_eq!(output.status.code(), Some(130), "{args:?}: {text}");
+    }
+}
+
+/// A detached tmux session, killed when dropped.
+struct Session(String);
+
+impl Session {
+    fn capture(&self) -> String {
+        let output = Command::new("tmux")
+            .args(["capture-pane", "-p", "-t", &self.0])
+            .output()
+            .expect("tmux capture-pane");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["kill-session", "-t", &self.0])
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_on_a_terminal_shows_what_arrived_and_who_did_not_answer() {
+    if Command::new("tmux").arg("-V").output().is_err() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install tmux (.ci/run does)"
+        );
+        eprintln!("skipped: tmux is not installed");
+        return;
+    }
+    let fleet = Stalled::start().await;
+    // bash continues after a child that handled SIGINT and exited.
+    let command = format!(
+        "bash -c '{MCO} {}; echo MUSTER-EXIT=$?; sleep 60'",
+        fleet.rpc_args().join(" ")
+    );
+    let session = Session(format!("muster-ctrlc-{}", std::process::id()));
+    let started = Command::new("tmux")
+        .args([
+            "new-session",
+            "-d",
+            "-s",
+            &session.0,
+            "-x",
+            "160",
+            "-y",
+            "80",
+        ])
+        .arg(&command)
+        .status()
+        .expect("tmux new-session");
+    assert!(started.success());
+    tokio::time::sleep(REPLIES_ARRIVE).await;
+    let sent = Command::new("tmux")
+        .args(["send-keys", "-t", &session.0, "C-c"])
+        .status()
+        .expect("tmux send-keys");
+    assert!(sent.success());
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let screen = loop {
+        let screen = session.capture();
+        if screen.contains("MUSTER-EXIT=") {
+            break screen;
+        }
+        assert!(Instant::now() < deadline, "mco did not end:\n{screen}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(screen.contains("MUSTER-EXIT=130"), "{screen}");
+    assert!(
+        screen.contains("Finished processing 2 / 3 hosts"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("node1") && screen.contains("node2"),
+        "{screen}"
+    );
+    assert!(screen.contains("No response from:"), "{screen}");
+    let silent = screen.split("No response from:").nth(1).unwrap_or_default();
+    assert!(silent.contains("node3"), "{screen}");
+    assert!(screen.contains("Request ID: "), "{screen}");
+    assert!(screen.contains("Interrupted"), "{screen}");
+    assert!(!screen.lines().any(|l| l.contains(" * [ ")), "{screen}");
+}

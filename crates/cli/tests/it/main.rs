@@ -7,6 +7,7 @@ mod batching;
 mod chaining;
 mod config;
 mod discovery;
+mod layout;
 mod lifecycle;
 mod monitor;
 mod nats_py;

@@ -172,8 +172,19 @@ pub(crate) fn rpc_result(
                 .map(|k| label(k).chars().count())
                 .max()
                 .unwrap_or(0);
+            let is_time = |key: &str| {
+                action
+                    .and_then(|a| a.output.get(key))
+                    .is_some_and(|o| o.kind.as_deref() == Some("time"))
+            };
             for (key, value) in map {
-                let text = value_text(value, width + 5);
+                let text = match value.as_i64() {
+                    // An output typed `time` holds Unix seconds (daemon_stats' starttime).
+                    Some(seconds) if is_time(key) => {
+                        format!("{} UTC", muster_protocol::time::utc(seconds))
+                    }
+                    _ => value_text(value, width + 5),
+                };
                 writeln!(out, "   {:>width$}: {text}", label(key))?;
             }
         }
@@ -620,6 +631,28 @@ mod tests {
             String::from_utf8(out).unwrap(),
             "node01\n   output: file { '/etc/motd':\n             ensure => file,\n           }\n\n"
         );
+    }
+
+    #[test]
+    fn time_outputs_show_as_dates() {
+        let ddl = muster_protocol::ddl::builtin("rpcutil").expect("rpcutil DDL");
+        let action = ddl.action("daemon_stats");
+        let response = Response {
+            reply: Reply::ok(
+                "r1",
+                "node01",
+                json!({"starttime": 951_782_400, "total": 3}),
+            ),
+            rtt: Duration::from_millis(1),
+        };
+        let mut out = Vec::new();
+        rpc_result(&mut out, &response, action, Style { colour: false }).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("Start Time: 2000-02-29 00:00:00 UTC\n"),
+            "{text}"
+        );
+        assert!(text.contains("Total Messages: 3\n"), "{text}");
     }
 
     #[test]

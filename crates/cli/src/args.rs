@@ -10,7 +10,7 @@ use muster_protocol::Filter;
 /// Node selectors, as MCollective spells them.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub(crate) struct Selectors {
-    /// Identity: exact name or /regex/ (repeatable; any may match)
+    /// Identity: exact name, glob (web*, node[12]?) or /regex/ (repeatable; any may match)
     #[arg(
         short = 'I',
         long = "with-identity",
@@ -104,7 +104,7 @@ pub(crate) struct Common {
     #[arg(long = "filter-replies", value_name = "EXPR")]
     pub filter_replies: Option<String>,
     /// No progress bar, even on a terminal
-    #[arg(long = "no-progress")]
+    #[arg(long = "no-progress", visible_alias = "np")]
     pub no_progress: bool,
     /// Verbose statistics: round trips and the request id
     #[arg(short = 'v', long)]

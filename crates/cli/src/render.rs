@@ -108,10 +108,15 @@ pub(crate) fn ping_summary(
 
 /// The addressed nodes that did not answer, by name, in columns.
 pub(crate) fn no_responses(out: &mut dyn Write, missing: &[String]) -> std::io::Result<()> {
+    node_columns(out, "No response from:", missing)
+}
+
+/// Node names under a heading, in columns; nothing when there are none.
+fn node_columns(out: &mut dyn Write, heading: &str, missing: &[String]) -> std::io::Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
-    writeln!(out, "\nNo response from:\n")?;
+    writeln!(out, "\n{heading}\n")?;
     let width = missing.iter().map(|n| n.chars().count()).max().unwrap_or(0) + 3;
     let columns = (76 / width).max(1);
     for row in missing.chunks(columns) {
@@ -168,8 +173,19 @@ pub(crate) fn rpc_result(
                 .map(|k| label(k).chars().count())
                 .max()
                 .unwrap_or(0);
+            let is_time = |key: &str| {
+                action
+                    .and_then(|a| a.output.get(key))
+                    .is_some_and(|o| o.kind.as_deref() == Some("time"))
+            };
             for (key, value) in map {
-                let text = value_text(value, width + 5);
+                let text = match value.as_i64() {
+                    // An output typed `time` holds Unix seconds (daemon_stats' starttime).
+                    Some(seconds) if is_time(key) => {
+                        format!("{} UTC", muster_protocol::time::utc(seconds))
+                    }
+                    _ => value_text(value, width + 5),
+                };
                 writeln!(out, "   {:>width$}: {text}", label(key))?;
             }
         }
@@ -179,10 +195,13 @@ pub(crate) fn rpc_result(
     writeln!(out)
 }
 
-/// Strings bare, short values on one line, big ones pretty and indented.
+/// Strings bare, short values on one line, big ones pretty and indented;
+/// a multi-line string's later lines are indented under its first.
 fn value_text(value: &Value, indent: usize) -> String {
     match value {
-        Value::String(s) => s.clone(),
+        Value::String(s) => s
+            .trim_end_matches('\n')
+            .replace('\n', &format!("\n{}", " ".repeat(indent))),
         other => {
             let compact = other.to_string();
             if compact.len() <= 70 {
@@ -226,9 +245,10 @@ pub(crate) fn kept<'a>(
         .collect()
 }
 
-/// `Finished processing`, then MCollective's `rpc stats` block, then the
-/// nodes that did not answer. `kept` is how many replies `--filter-replies`
-/// kept, when there is one.
+/// `Finished processing`, then (with `-v`, as in MCollective) the
+/// `rpc stats` block, then the nodes that failed and those that did not
+/// answer, so neither scrolls away in a big fleet. `kept` is how many
+/// replies `--filter-replies` kept, when there is one.
 pub(crate) fn rpc_stats(
     out: &mut dyn Write,
     outcome: &Outcome,
@@ -237,7 +257,6 @@ pub(crate) fn rpc_stats(
     style: Style,
 ) -> std::io::Result<()> {
     let responded = outcome.responses.len();
-    let failed = outcome.failed().count();
     let total = outcome.elapsed + outcome.discovery.unwrap_or_default();
     writeln!(
         out,
@@ -245,6 +264,31 @@ pub(crate) fn rpc_stats(
         discovered(outcome),
         ms(total)
     )?;
+    if verbose {
+        stats_block(out, outcome, kept, style)?;
+    } else if outcome.interrupted {
+        // The id to look the request up by in the nodes' audit logs.
+        writeln!(out, "{:>16}: {}", "Request ID", outcome.request_id)?;
+    }
+    interrupted(out, outcome)?;
+    let mut failed_nodes: Vec<String> =
+        outcome.failed().map(|r| r.identity().to_string()).collect();
+    failed_nodes.sort();
+    failed_nodes.dedup();
+    node_columns(out, "Failed:", &failed_nodes)?;
+    no_responses(out, &outcome.missing)
+}
+
+/// MCollective's `---- rpc stats ----` block, shown with `-v`.
+fn stats_block(
+    out: &mut dyn Write,
+    outcome: &Outcome,
+    kept: Option<usize>,
+    style: Style,
+) -> std::io::Result<()> {
+    let responded = outcome.responses.len();
+    let failed = outcome.failed().count();
+    let total = outcome.elapsed + outcome.discovery.unwrap_or_default();
     writeln!(out, "{}", style.heading("---- rpc stats ----"))?;
     let line =
         |out: &mut dyn Write, label: &str, value: String| writeln!(out, "{label:>16}: {value}");
@@ -281,21 +325,14 @@ pub(crate) fn rpc_stats(
     }
     line(out, "Agent Time", format!("{} ms", ms(outcome.elapsed)))?;
     line(out, "Total Time", format!("{} ms", ms(total)))?;
-    if verbose {
-        if let Some((min, max, avg)) = outcome.rtt_stats() {
-            line(
-                out,
-                "Round Trips",
-                format!("min {} / avg {} / max {} ms", ms(min), ms(avg), ms(max)),
-            )?;
-        }
-        line(out, "Request ID", outcome.request_id.clone())?;
+    if let Some((min, max, avg)) = outcome.rtt_stats() {
+        line(
+            out,
+            "Round Trips",
+            format!("min {} / avg {} / max {} ms", ms(min), ms(avg), ms(max)),
+        )?;
     }
-    if outcome.interrupted && !verbose {
-        line(out, "Request ID", outcome.request_id.clone())?;
-    }
-    interrupted(out, outcome)?;
-    no_responses(out, &outcome.missing)
+    line(out, "Request ID", outcome.request_id.clone())
 }
 
 /// Says that Ctrl-C ended the wait, so the counts are what had arrived.
@@ -578,13 +615,63 @@ mod tests {
                         \x20     Total Time: 135.00 ms\n\
                         \x20    Round Trips: min 2.00 / avg 3.00 / max 4.00 ms\n\
                         \x20     Request ID: abc\n\
+                        \nFailed:\n\n    node02\n\n\
                         \nNo response from:\n\n    node03\n\n";
         assert_eq!(text, expected);
+        let mut out = Vec::new();
+        rpc_stats(&mut out, &outcome, None, false, Style { colour: false }).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            text,
+            "Finished processing 2 / 3 hosts in 135.00 ms\n\n\
+             \nFailed:\n\n    node02\n\n\
+             \nNo response from:\n\n    node03\n\n"
+        );
         let stats = statistics_json(&outcome, 1);
         assert_eq!(stats["succeeded"], 1);
         assert_eq!(stats["failed"], 1);
         assert_eq!(stats["no_responses"], json!(["node03"]));
         assert_eq!(stats["total_ms"], 135.0);
+    }
+
+    #[test]
+    fn multi_line_output_is_indented_under_its_node() {
+        let response = Response {
+            reply: Reply::ok(
+                "r1",
+                "node01",
+                json!({"output": "file { '/etc/motd':\n  ensure => file,\n}\n"}),
+            ),
+            rtt: Duration::from_millis(1),
+        };
+        let mut out = Vec::new();
+        rpc_result(&mut out, &response, None, Style { colour: false }).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "node01\n   output: file { '/etc/motd':\n             ensure => file,\n           }\n\n"
+        );
+    }
+
+    #[test]
+    fn time_outputs_show_as_dates() {
+        let ddl = muster_protocol::ddl::builtin("rpcutil").expect("rpcutil DDL");
+        let action = ddl.action("daemon_stats");
+        let response = Response {
+            reply: Reply::ok(
+                "r1",
+                "node01",
+                json!({"starttime": 951_782_400, "total": 3}),
+            ),
+            rtt: Duration::from_millis(1),
+        };
+        let mut out = Vec::new();
+        rpc_result(&mut out, &response, action, Style { colour: false }).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("Start Time: 2000-02-29 00:00:00 UTC\n"),
+            "{text}"
+        );
+        assert!(text.contains("Total Messages: 3\n"), "{text}");
     }
 
     #[test]

@@ -78,7 +78,8 @@ fn summarise(action: &Action, aggregate: &Aggregate, replies: &[&Value]) -> Opti
                     Value::Array(items) => items.iter().collect(),
                     other => vec![other],
                 };
-                for item in items {
+                // An empty value (an absent package's arch) says nothing.
+                for item in items.into_iter().filter(|i| i.as_str() != Some("")) {
                     *counts.entry(text(item)).or_insert(0) += 1;
                 }
             }
@@ -180,12 +181,17 @@ impl Summary {
     }
 }
 
-/// Whole numbers without a fraction; others to at most two decimals.
+/// Whole numbers without a fraction; others to at most two decimals, or
+/// two significant digits when two decimals would show a small number as 0.
 fn format_number(n: f64) -> String {
     if n.fract() == 0.0 && n.abs() < 1e15 {
-        format!("{n:.0}")
-    } else {
-        let text = format!("{n:.2}");
-        text.trim_end_matches('0').trim_end_matches('.').to_string()
+        return format!("{n:.0}");
     }
+    let mut decimals = 2;
+    if n != 0.0 && n.abs() < 0.005 {
+        // 0.0048: log10 is -2.3, so four decimals keep two digits.
+        decimals = (1 - n.abs().log10().floor() as i64).clamp(2, 20) as usize;
+    }
+    let text = format!("{n:.decimals$}");
+    text.trim_end_matches('0').trim_end_matches('.').to_string()
 }

@@ -628,11 +628,7 @@ fn unknown(key: &str, file: ConfigFile) -> String {
 fn suggestion(key: &str, file: ConfigFile) -> Option<&'static str> {
     let candidates = || KEYS.iter().filter(|k| k.files.includes(file));
     let budget = (key.chars().count() / 4).clamp(1, 3);
-    let near = candidates()
-        .map(|k| (edit_distance(&key.to_lowercase(), k.name), k.name))
-        .filter(|(d, _)| *d <= budget)
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, name)| name);
+    let near = crate::suggest::closest(key, candidates().map(|k| k.name), budget);
     near.or_else(|| {
         let last = key.rsplit('.').next()?;
         candidates()
@@ -641,32 +637,8 @@ fn suggestion(key: &str, file: ConfigFile) -> Option<&'static str> {
     })
 }
 
-/// Levenshtein distance with adjacent swaps (optimal string alignment),
-/// counted in characters. Keys are short, so the plain two-row table is
-/// enough; a dependency (strsim) would bring nothing more for 20 lines.
-pub fn edit_distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    let mut before: Vec<usize> = vec![0; b.len() + 1];
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    let mut current = vec![0; b.len() + 1];
-    for i in 1..=a.len() {
-        current[0] = i;
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut best = (previous[j] + 1)
-                .min(current[j - 1] + 1)
-                .min(previous[j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                best = best.min(before[j - 2] + 1);
-            }
-            current[j] = best;
-        }
-        std::mem::swap(&mut before, &mut previous);
-        std::mem::swap(&mut previous, &mut current);
-    }
-    previous[b.len()]
-}
+/// Kept here for callers that found it first; [`crate::suggest`] owns it.
+pub use crate::suggest::edit_distance;
 
 fn truncate(text: &str) -> String {
     text.chars().take(60).collect()
@@ -843,15 +815,6 @@ mod tests {
         );
         assert_eq!(redacted(key("plugin.nats.password"), "pw"), REDACTED);
         assert_eq!(redacted(key("identity"), "web1"), "web1");
-    }
-
-    #[test]
-    fn edit_distance_counts_edits_and_swaps() {
-        assert_eq!(edit_distance("identiy", "identity"), 1);
-        assert_eq!(edit_distance("identtiy", "identity"), 1);
-        assert_eq!(edit_distance("", "abc"), 3);
-        assert_eq!(edit_distance("kitten", "sitting"), 3);
-        assert_eq!(edit_distance("same", "same"), 0);
     }
 
     #[test]

@@ -273,11 +273,18 @@ impl Ddl {
             None => Err(InputError {
                 input: String::new(),
                 code: StatusCode::UnknownAction,
-                message: format!(
-                    "unknown action {action:?} for agent {:?} (known: {})",
-                    self.metadata.name,
-                    self.action_names().join(", ")
-                ),
+                message: {
+                    let known = self.action_names();
+                    let guess =
+                        crate::suggest::closest(action, known.iter().map(String::as_str), 2)
+                            .map(|near| format!(": did you mean {near}?"))
+                            .unwrap_or_default();
+                    format!(
+                        "unknown action {action:?} for agent {:?}{guess} (known: {})",
+                        self.metadata.name,
+                        known.join(", ")
+                    )
+                },
             }),
         }
     }

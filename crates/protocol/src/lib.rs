@@ -28,6 +28,7 @@ mod filter;
 pub mod identity;
 mod message;
 pub mod subject;
+pub mod suggest;
 pub mod time;
 
 pub use envelope::{

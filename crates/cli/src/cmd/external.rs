@@ -124,27 +124,17 @@ pub(crate) fn similar(name: &str, names: &[String]) -> Vec<String> {
     let limit = (name.chars().count() / 3).max(2);
     let mut close: Vec<(usize, &String)> = names
         .iter()
-        .map(|candidate| (distance(name, candidate), candidate))
+        .map(|candidate| {
+            (
+                muster_protocol::suggest::edit_distance(name, candidate),
+                candidate,
+            )
+        })
         .filter(|(d, candidate)| *d <= limit || (name.len() >= 2 && candidate.starts_with(name)))
         .collect();
     close.sort();
     close.dedup_by(|a, b| a.1 == b.1);
     close.into_iter().map(|(_, n)| n.clone()).collect()
-}
-
-/// Levenshtein distance over characters.
-fn distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut current = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let substitute = previous[j] + usize::from(ca != *cb);
-            current[j + 1] = substitute.min(previous[j + 1] + 1).min(current[j] + 1);
-        }
-        previous = current;
-    }
-    previous[b.len()]
 }
 
 /// A name `mco NAME` can run: no path separators, nothing hidden.
@@ -172,15 +162,6 @@ fn is_executable(path: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn distance_counts_edits() {
-        assert_eq!(distance("ping", "ping"), 0);
-        assert_eq!(distance("pnig", "ping"), 2);
-        assert_eq!(distance("pin", "ping"), 1);
-        assert_eq!(distance("", "rpc"), 3);
-        assert_eq!(distance("inventroy", "inventory"), 2);
-    }
 
     #[test]
     fn similar_names_closest_first() {

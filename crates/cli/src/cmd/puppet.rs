@@ -235,20 +235,18 @@ async fn count(common: &Common) -> anyhow::Result<u8> {
         });
         println!("{}", serde_json::to_string_pretty(&counts)?);
     } else {
-        println!("Total Puppet nodes: {}\n", ok.len());
-        println!(
-            "          Nodes currently enabled: {}",
-            with("enabled", true)
+        print!(
+            "{}",
+            count_text(
+                ok.len(),
+                [
+                    with("enabled", true),
+                    with("enabled", false),
+                    with("applying", true),
+                    with("idling", true),
+                ]
+            )
         );
-        println!(
-            "         Nodes currently disabled: {}\n",
-            with("enabled", false)
-        );
-        println!(
-            "Nodes currently doing puppet runs: {}",
-            with("applying", true)
-        );
-        println!("       Nodes currently idling: {}", with("idling", true));
         let failed = kept.len() - ok.len();
         if failed > 0 {
             println!("\n{failed} nodes could not report their Puppet status");
@@ -265,6 +263,19 @@ async fn count(common: &Common) -> anyhow::Result<u8> {
         )?;
     }
     Ok(super::rpc::exit_code(&outcome))
+}
+
+/// `mco puppet count`'s table, every colon in one column: the total,
+/// then enabled, disabled, applying and idling nodes.
+fn count_text(total: usize, [enabled, disabled, applying, idling]: [usize; 4]) -> String {
+    let row = |label: &str, n: usize| format!("{label:>33}: {n}\n");
+    format!(
+        "Total Puppet nodes: {total}\n\n{}{}\n{}{}",
+        row("Nodes currently enabled", enabled),
+        row("Nodes currently disabled", disabled),
+        row("Nodes currently doing puppet runs", applying),
+        row("Nodes currently idling", idling),
+    )
 }
 
 /// Runs Puppet on every matching node with at most `concurrency` runs at
@@ -330,4 +341,24 @@ async fn runall(common: &Common, concurrency: usize, run: &RunOptions) -> anyhow
 
 fn clock(started: Instant) -> String {
     format!("[{:>6.1} s]", started.elapsed().as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn count_rows_line_up_on_the_colon() {
+        let text = count_text(5, [4, 1, 2, 3]);
+        assert!(text.starts_with("Total Puppet nodes: 5\n\n"), "{text}");
+        let columns: Vec<usize> = text
+            .lines()
+            .skip(2)
+            .filter(|l| !l.is_empty())
+            .map(|l| l.find(':').expect("a colon"))
+            .collect();
+        assert_eq!(columns.len(), 4, "{text}");
+        assert!(columns.iter().all(|c| *c == 33), "{text}");
+        assert!(text.contains("Nodes currently idling: 3\n"), "{text}");
+    }
 }

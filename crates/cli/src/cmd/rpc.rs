@@ -55,6 +55,7 @@ pub(crate) async fn rpc(
         )?;
         return Ok(super::EXIT_NO_NODES);
     };
+    trust_hint(client.config(), &outcome);
     let kept = render::kept(&outcome, &call.agent, &call.action, filter.as_ref());
     if render::machine_output(out, common, &call.agent, &call.action, &outcome, &kept)? {
         return Ok(exit_code(&outcome));
@@ -79,6 +80,23 @@ pub(crate) async fn rpc(
     Ok(exit_code(&outcome))
 }
 
+/// When every addressed node is silent, the likeliest cause is that they
+/// do not trust this caller: say so on stderr, naming its certificate and CA.
+fn trust_hint(config: &muster_client::ClientConfig, outcome: &Outcome) {
+    if !outcome.responses.is_empty() || outcome.missing.is_empty() {
+        return;
+    }
+    let security = &config.security;
+    eprintln!(
+        "mco: none of the {} addressed nodes answered; they may not trust this caller: \
+         certificate {} ({}), CA {}",
+        outcome.missing.len(),
+        security.ssldir.cert_file(&security.certname).display(),
+        security.certname,
+        security.ssldir.ca_file().display()
+    );
+}
+
 /// Checks and converts inputs against the agent's DDL, when the client has
 /// one, so a mistake is an error before anything is sent.
 pub(crate) fn validate(
@@ -88,6 +106,15 @@ pub(crate) fn validate(
     data: &mut Map<String, Value>,
 ) -> anyhow::Result<()> {
     let ddl = muster_client::ddls::ddl_for(config, agent).map_err(anyhow::Error::msg)?;
+    if ddl.is_none() {
+        // A near miss of a known agent is a typo; a name far from all of
+        // them may be an agent only the nodes have, so it goes out.
+        let known = muster_client::ddls::all_ddls(config);
+        let names = known.iter().map(|d| d.metadata.name.as_str());
+        if let Some(near) = muster_protocol::suggest::closest(agent, names, 2) {
+            anyhow::bail!("unknown agent {agent:?}: did you mean {near}?");
+        }
+    }
     if let Some(ddl) = ddl {
         ddl.validate(action, data).map_err(|e| match e.code {
             muster_protocol::StatusCode::UnknownAction => anyhow::anyhow!("{e}"),

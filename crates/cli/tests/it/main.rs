@@ -9,6 +9,7 @@ mod config;
 mod discovery;
 mod discovery_config;
 mod interrupt;
+mod layout;
 mod lifecycle;
 mod monitor;
 mod nats_py;

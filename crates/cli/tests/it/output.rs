@@ -105,21 +105,36 @@ async fn every_rpc_application_prints_results_statistics_and_exit_codes() {
     let fleet = Fleet::start().await;
     let c = fleet.config.as_str();
 
-    // Text: results, summary, the statistics block; no bar in a pipe.
+    // Text: results, summary, `Finished processing`; the statistics block
+    // only with -v, as in MCollective; no bar in a pipe.
     let text = fleet
         .run(&["rpc", "rpcutil", "get_fact", "fact=os.family"])
         .await;
     assert_eq!(code(&text), Some(0), "{}", stderr(&text));
     let out = stdout(&text);
+    for expected in ["Summary of Value:", "Finished processing 20 / 20 hosts in "] {
+        assert!(out.contains(expected), "{expected:?} not in\n{out}");
+    }
+    assert!(
+        !out.contains("rpc stats") && !out.contains("Request ID") && !out.contains("Failed:"),
+        "{out}"
+    );
+    let inventory = fleet.run(&["inventory", "node01"]).await;
+    let out = stdout(&inventory);
+    assert!(
+        out.contains("Finished processing 1 / 1 hosts in ") && !out.contains("rpc stats"),
+        "{out}"
+    );
+    let block = fleet
+        .run(&["rpc", "rpcutil", "get_fact", "fact=os.family", "-v"])
+        .await;
+    let out = stdout(&block);
     for expected in [
-        "Summary of Value:",
-        "Finished processing 20 / 20 hosts in ",
         "---- rpc stats ----\n           Nodes: 20 / 20\n     Pass / Fail: 20 / 0\n      No Replies: 0\n  Discovery Time: ",
         "      Total Time: ",
     ] {
         assert!(out.contains(expected), "{expected:?} not in\n{out}");
     }
-    assert!(!out.contains("Request ID"), "{out}");
     let err = stderr(&text);
     assert!(
         !err.contains('\r') && !err.contains("=>") && !err.contains(" * ["),
@@ -217,7 +232,7 @@ async fn every_rpc_application_prints_results_statistics_and_exit_codes() {
         stdout(&streamed)
     );
     let text = fleet
-        .run(&["facts", "os.family", "--filter-replies", filter])
+        .run(&["facts", "os.family", "--filter-replies", filter, "-v"])
         .await;
     let out = stdout(&text);
     assert!(out.contains("RedHat") && !out.contains("Debian"), "{out}");
@@ -263,7 +278,7 @@ async fn every_rpc_application_prints_results_statistics_and_exit_codes() {
         !out.contains("node0") && !out.contains("\n   Value: "),
         "{out}"
     );
-    assert!(out.contains("Pass / Fail: 20 / 0"), "{out}");
+    assert!(out.contains("Finished processing 20 / 20"), "{out}");
     let failing = [
         "rpc",
         "rpcutil",
@@ -283,6 +298,13 @@ async fn every_rpc_application_prints_results_statistics_and_exit_codes() {
         .run(&[&failing[..], &["--display", "failed"]].concat())
         .await;
     assert_eq!(stdout(&shown).matches("no such sysctl").count(), 20);
+    // After the results, the failed nodes by name, so they do not scroll away.
+    let out = stdout(&all_failed);
+    let listed = out
+        .split_once("\nFailed:\n\n")
+        .map(|(_, names)| names.to_string())
+        .unwrap_or_else(|| panic!("no Failed: list in\n{out}"));
+    assert_eq!(listed.matches("node").count(), 20, "{out}");
 
     // Exit codes: 1 some failed, 3 some did not answer, 4 none matched,
     // 2 bad input; the same for the other applications.
@@ -322,7 +344,7 @@ async fn every_rpc_application_prints_results_statistics_and_exit_codes() {
 
     // On a terminal: failed lines in red, unless NO_COLOR says otherwise.
     if Path::new("/usr/bin/script").exists() {
-        let command = format!("{MCO} {} --config {c} --no-progress", failing.join(" "));
+        let command = format!("{MCO} {} --config {c} --no-progress -v", failing.join(" "));
         let coloured = on_a_terminal(&command, None);
         assert!(coloured.contains("\x1b[31m"), "{coloured:?}");
         assert!(

@@ -898,6 +898,16 @@ fn aggregate_rules() {
             ])],
         ),
         (
+            "summary skips empty values (an absent package's arch)",
+            json!([{"function": "summary", "args": ["arch"]}]),
+            vec![
+                json!({"arch": ""}),
+                json!({"arch": ""}),
+                json!({"arch": "x86_64"}),
+            ],
+            vec![SummaryResult::Counts(vec![("x86_64".into(), 1)])],
+        ),
+        (
             "boolean_summary skips non-booleans",
             json!([{"function": "boolean_summary", "args": ["ok", {"true": "Up", "false": "Down"}]}]),
             vec![json!({"ok": 7}), json!({"ok": "no"}), json!({})],
@@ -1000,6 +1010,18 @@ fn render_layouts() {
         (
             summary(SummaryResult::Number(1.0 / 3.0)),
             "Summary of Version: 0.33",
+        ),
+        (
+            summary(SummaryResult::Number(0.0048)),
+            "Summary of Version: 0.0048",
+        ),
+        (
+            summary(SummaryResult::Number(0.000123456)),
+            "Summary of Version: 0.00012",
+        ),
+        (
+            summary(SummaryResult::Number(-0.004)),
+            "Summary of Version: -0.004",
         ),
     ];
     for (summary, want) in cases {

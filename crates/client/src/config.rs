@@ -83,17 +83,7 @@ impl ClientConfig {
         config: Config,
         parse_errors: Vec<ConfigError>,
     ) -> Result<ClientConfig, ConfigErrors> {
-        let mut errors = ConfigErrors::default();
-        for error in parse_errors {
-            errors.push(error);
-        }
-        let Report {
-            errors: key_errors,
-            warnings,
-        } = config.check(ConfigFile::Client);
-        for error in key_errors {
-            errors.push(error);
-        }
+        let (mut errors, warnings) = config.start_checking(ConfigFile::Client, parse_errors);
         let config = &config;
         let main_collective = config
             .get("main_collective")

@@ -118,6 +118,25 @@ impl ConfigErrors {
     }
 }
 
+impl Config {
+    /// The first step of reading a file's settings: the errors its parse
+    /// found and those of checking every key against [`KEYS`] for `file`,
+    /// so the reader adds its own and reports them all at once; and the
+    /// warnings (ignored keys).
+    pub fn start_checking(
+        &self,
+        file: ConfigFile,
+        parse_errors: Vec<ConfigError>,
+    ) -> (ConfigErrors, Vec<ConfigError>) {
+        let mut errors = ConfigErrors::default();
+        let report = self.check(file);
+        for error in parse_errors.into_iter().chain(report.errors) {
+            errors.push(error);
+        }
+        (errors, report.warnings)
+    }
+}
+
 impl Report {
     /// `interpreted` (a file's settings, or its errors) together with this
     /// report on what the file points at, so one pass lists every problem.

@@ -115,17 +115,7 @@ impl ServerConfig {
         config: Config,
         parse_errors: Vec<ConfigError>,
     ) -> Result<ServerConfig, ConfigErrors> {
-        let mut errors = ConfigErrors::default();
-        for error in parse_errors {
-            errors.push(error);
-        }
-        let Report {
-            errors: key_errors,
-            warnings,
-        } = config.check(ConfigFile::Server);
-        for error in key_errors {
-            errors.push(error);
-        }
+        let (mut errors, warnings) = config.start_checking(ConfigFile::Server, parse_errors);
         let config = &config;
 
         let identity = match config.get("identity") {

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use muster_testkit::{stdout, BrokerKind, Caller, NodeSetup, ServerProcess, TestBroker};
 use serde_json::Value;
 
+use crate::terminal::Session;
+
 const MCO: &str = env!("CARGO_BIN_EXE_mco");
 
 /// Long enough that only Ctrl-C ends the call.
@@ -163,27 +165,6 @@ async fn ctrl_c_keeps_the_json_document_complete() {
             .as_str()
             .is_some_and(|id| !id.is_empty()));
         assert_eq!(output.status.code(), Some(130), "{args:?}: {text}");
-    }
-}
-
-/// A detached tmux session, killed when dropped.
-struct Session(String);
-
-impl Session {
-    fn capture(&self) -> String {
-        let output = Command::new("tmux")
-            .args(["capture-pane", "-p", "-t", &self.0])
-            .output()
-            .expect("tmux capture-pane");
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    }
-}
-
-impl Drop for Session {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .args(["kill-session", "-t", &self.0])
-            .status();
     }
 }
 

@@ -10,10 +10,10 @@ use muster_testkit::{BrokerKind, Caller, FleetProcess, TestBroker};
 const MCO: &str = env!("CARGO_BIN_EXE_mco");
 
 /// A detached tmux session, killed when dropped.
-struct Session(String);
+pub(crate) struct Session(pub(crate) String);
 
 impl Session {
-    fn capture(&self) -> String {
+    pub(crate) fn capture(&self) -> String {
         let output = Command::new("tmux")
             .args(["capture-pane", "-p", "-t", &self.0])
             .output()

@@ -269,17 +269,19 @@ impl Common {
         filter: &Filter,
         discovery: &Discovery,
     ) -> anyhow::Result<Vec<String>> {
-        let nodes = client
-            .discover_with(
-                discovery,
-                filter,
-                self.selectors.target.as_deref(),
-                self.discovery_timeout()?,
-                client.config().window,
-            )
-            .await
-            .with_context(|| format!("{} discovery failed", discovery.name()))?;
-        Ok(nodes)
+        let discover = async {
+            client
+                .discover_with(
+                    discovery,
+                    filter,
+                    self.selectors.target.as_deref(),
+                    self.discovery_timeout()?,
+                    client.config().window,
+                )
+                .await
+                .with_context(|| format!("{} discovery failed", discovery.name()))
+        };
+        crate::cmd::interrupt::unless_interrupted("discovery", discover).await
     }
 
     /// Reads the config, creating and announcing the key on first use, and connects.

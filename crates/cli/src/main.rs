@@ -175,7 +175,12 @@ fn main() -> ExitCode {
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("mco: {}", error_chain(&e));
-            ExitCode::from(cmd::EXIT_ERROR)
+            let interrupted = e.downcast_ref::<cmd::interrupt::Interrupted>().is_some();
+            ExitCode::from(if interrupted {
+                cmd::EXIT_INTERRUPTED
+            } else {
+                cmd::EXIT_ERROR
+            })
         }
     }
 }

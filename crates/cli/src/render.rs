@@ -123,7 +123,7 @@ fn node_columns(out: &mut dyn Write, heading: &str, missing: &[String]) -> std::
         let cells: Vec<String> = row.iter().map(|n| format!("{n:<width$}")).collect();
         writeln!(out, "    {}", cells.concat().trim_end())?;
     }
-    writeln!(out)
+    Ok(())
 }
 
 /// Whether a reply's result prints. By default failures always do, and
@@ -260,11 +260,12 @@ pub(crate) fn rpc_stats(
     let total = outcome.elapsed + outcome.discovery.unwrap_or_default();
     writeln!(
         out,
-        "Finished processing {responded} / {} hosts in {} ms\n",
+        "Finished processing {responded} / {} hosts in {} ms",
         discovered(outcome),
         ms(total)
     )?;
     if verbose {
+        writeln!(out)?;
         stats_block(out, outcome, kept, style)?;
     } else if outcome.interrupted {
         // The id to look the request up by in the nodes' audit logs.
@@ -615,17 +616,17 @@ mod tests {
                         \x20     Total Time: 135.00 ms\n\
                         \x20    Round Trips: min 2.00 / avg 3.00 / max 4.00 ms\n\
                         \x20     Request ID: abc\n\
-                        \nFailed:\n\n    node02\n\n\
-                        \nNo response from:\n\n    node03\n\n";
+                        \nFailed:\n\n    node02\n\
+                        \nNo response from:\n\n    node03\n";
         assert_eq!(text, expected);
         let mut out = Vec::new();
         rpc_stats(&mut out, &outcome, None, false, Style { colour: false }).unwrap();
         let text = String::from_utf8(out).unwrap();
         assert_eq!(
             text,
-            "Finished processing 2 / 3 hosts in 135.00 ms\n\n\
-             \nFailed:\n\n    node02\n\n\
-             \nNo response from:\n\n    node03\n\n"
+            "Finished processing 2 / 3 hosts in 135.00 ms\n\
+             \nFailed:\n\n    node02\n\
+             \nNo response from:\n\n    node03\n"
         );
         let stats = statistics_json(&outcome, 1);
         assert_eq!(stats["succeeded"], 1);

@@ -82,8 +82,8 @@ pub(crate) fn list(
         // A built-in shadows a program of the same name.
         if !is_builtin(cli, &app.name) {
             lines.push((
-                format!("{} (external)", app.name),
-                app.path.display().to_string(),
+                app.name.clone(),
+                format!("external application ({}{})", external::PREFIX, app.name),
             ));
         }
     }

@@ -30,6 +30,8 @@ impl Stalled {
         let broker = TestBroker::start(BrokerKind::Embedded).await;
         let caller = Caller::new("tester");
         let config = caller.client_config(&broker.url()).display().to_string();
+        // `big`: a reply larger than a pipe holds, for a reader that stalls.
+        let facts = format!("role: web\nbig: {}\n", "x".repeat(BIG_FACT));
         let servers: Vec<ServerProcess> = ["node1", "node2", "node3"]
             .iter()
             .map(|identity| {
@@ -39,7 +41,7 @@ impl Stalled {
                     caller.pki(),
                     &NodeSetup {
                         identity,
-                        facts_yaml: "role: web\n",
+                        facts_yaml: &facts,
                         classes: &[],
                         collectives: &[],
                         settings: "",
@@ -101,6 +103,9 @@ fn signal(pid: u32, name: &str) {
         .expect("kill");
     assert!(status.success(), "kill -{name} {pid}");
 }
+
+/// Bytes of the `big` fact: two replies overfill a 64 KiB pipe.
+const BIG_FACT: usize = 100_000;
 
 /// The two live nodes answer a ping at once; this is only generous.
 const REPLIES_ARRIVE: Duration = Duration::from_secs(5);
@@ -231,4 +236,135 @@ async fn ctrl_c_on_a_terminal_shows_what_arrived_and_who_did_not_answer() {
     assert!(screen.contains("Request ID: "), "{screen}");
     assert!(screen.contains("Interrupted"), "{screen}");
     assert!(!screen.lines().any(|l| l.contains(" * [ ")), "{screen}");
+}
+
+/// Waits (bounded) for `child` to end, reading neither of its pipes.
+async fn ends(child: std::process::Child, what: &str) -> std::process::Output {
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::task::spawn_blocking(move || child.wait_with_output()),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("mco did not end after {what}"))
+    .expect("join")
+    .expect("wait")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_between_batches_keeps_the_sent_batch_and_names_the_rest() {
+    let fleet = Stalled::start().await;
+    let args: Vec<String> = [
+        "rpc",
+        "rpcutil",
+        "ping",
+        "--config",
+        &fleet.config,
+        "-I",
+        "node1",
+        "-I",
+        "node2",
+        "--batch",
+        "1",
+        "--batch-sleep",
+        PATIENT,
+        "--json",
+    ]
+    .map(String::from)
+    .to_vec();
+    // node1 answers at once; then mco sleeps before node2's batch.
+    let (output, document) = interrupted(&args).await;
+    let text = document.to_string();
+    let senders: Vec<&str> = document["replies"]
+        .as_array()
+        .expect("replies")
+        .iter()
+        .filter_map(|r| r["sender"].as_str())
+        .collect();
+    assert_eq!(senders, ["node1"], "{text}");
+    assert_eq!(document["statistics"]["interrupted"], true, "{text}");
+    assert_eq!(
+        document["statistics"]["no_responses"],
+        serde_json::json!(["node2"]),
+        "{text}"
+    );
+    assert_eq!(output.status.code(), Some(130), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_during_discovery_says_nothing_was_sent() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let program = dir.path().join("slow-discovery");
+    std::fs::write(&program, "#!/bin/sh\nexec sleep 20\n").expect("write");
+    std::fs::set_permissions(
+        &program,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    let broker = TestBroker::start(BrokerKind::Embedded).await;
+    let caller = Caller::new("tester");
+    let config = caller.client_config(&broker.url()).display().to_string();
+    let child = Command::new(MCO)
+        .args([
+            "rpc",
+            "rpcutil",
+            "ping",
+            "--config",
+            &config,
+            "--dt",
+            "60",
+            "--discovery-program",
+        ])
+        .arg(&program)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("mco");
+    // Generous: the program has started by then; mco is waiting on it.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    signal(child.id(), "INT");
+    let output = ends(child, "SIGINT during discovery").await;
+    let err = muster_testkit::stderr(&output);
+    assert_eq!(output.status.code(), Some(130), "{err}");
+    assert!(
+        err.contains("interrupted during discovery; no request was sent"),
+        "{err}"
+    );
+    assert!(stdout(&output).is_empty(), "{}", stdout(&output));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_ctrl_c_exits_at_once_while_output_is_stuck() {
+    let fleet = Stalled::start().await;
+    let mut args = fleet.rpc_args();
+    args[1] = "rpcutil".into();
+    args[2] = "get_fact".into();
+    args.insert(3, "fact=big".into());
+    args.push("--json".into());
+    // Nobody reads stdout: the document (two big replies) fills the pipe
+    // and writing it blocks after the first Ctrl-C stopped the wait.
+    let mut child = Command::new(MCO)
+        .args(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("mco");
+    tokio::time::sleep(REPLIES_ARRIVE).await;
+    signal(child.id(), "INT");
+    // Generous: by then mco is stuck writing.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        child.try_wait().expect("try_wait").is_none(),
+        "mco ended without a reader: the test proves nothing"
+    );
+    signal(child.id(), "INT");
+    // Still nobody reads: only the second Ctrl-C can end it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "a second Ctrl-C did not end mco");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(status.code(), Some(130));
 }

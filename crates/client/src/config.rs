@@ -134,10 +134,7 @@ impl ClientConfig {
             .flatten()
             .unwrap_or(100)
             .clamp(1, 60_000);
-        let discovery_timeout = errors
-            .take(config.number("discovery_timeout"))
-            .flatten()
-            .map(|s| std::time::Duration::from_secs(s.clamp(1, 86_400)));
+        let discovery_timeout = errors.take(config.seconds("discovery_timeout")).flatten();
         errors.into_result(&warnings)?;
         let (Some(security), Some(nats_auth)) = (security, nats_auth) else {
             // Each None above recorded its error, so into_result returned.
@@ -166,6 +163,7 @@ impl ClientConfig {
                 timeout: discovery_timeout,
                 inventory: config.path("plugin.choria.discovery.inventory.source"),
                 program: config.path("plugin.choria.discovery.external.command"),
+                options: config.get("default_discovery_options").map(str::to_string),
             },
             warnings,
             settings: config.clone(),
@@ -313,7 +311,7 @@ mod tests {
         assert_eq!(config.discovery, crate::DiscoverySettings::default());
         std::fs::write(
             &file,
-            "default_discovery_method = Inventory\ndiscovery_timeout = 9\nplugin.choria.discovery.inventory.source = inv.json\nplugin.choria.discovery.external.command = /bin/disco\n",
+            "default_discovery_method = Inventory\ndiscovery_timeout = 0.25\ndefault_discovery_options = other.json\nplugin.choria.discovery.inventory.source = inv.json\nplugin.choria.discovery.external.command = /bin/disco\n",
         )
         .unwrap();
         let config = ClientConfig::load(Some(&file)).unwrap();
@@ -321,18 +319,26 @@ mod tests {
             config.discovery,
             crate::DiscoverySettings {
                 method: Some("inventory".into()),
-                timeout: Some(std::time::Duration::from_secs(9)),
+                timeout: Some(std::time::Duration::from_millis(250)),
                 inventory: Some(dir.path().join("inv.json")),
                 program: Some("/bin/disco".into()),
+                options: Some("other.json".into()),
             }
         );
         assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+        std::fs::write(&file, "discovery_timeout = 0\n").unwrap();
+        let err = ClientConfig::load(Some(&file)).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("discovery_timeout must be seconds above 0"),
+            "{err}"
+        );
         std::fs::write(&file, "ttl = 5\ndefault_discovery_method = inventry\n").unwrap();
         let err = ClientConfig::load(Some(&file)).unwrap_err();
         assert_eq!(
             err.to_string(),
             format!(
-                "{}:2: default_discovery_method must be one of broadcast, inventory, external; found \"inventry\" (did you mean inventory?)",
+                "{}:2: default_discovery_method must be one of broadcast, flatfile, inventory, external; found \"inventry\" (did you mean inventory?)",
                 file.display()
             )
         );

@@ -152,6 +152,9 @@ pub struct DiscoverySettings {
     pub inventory: Option<PathBuf>,
     /// `plugin.choria.discovery.external.command`.
     pub program: Option<PathBuf>,
+    /// `default_discovery_options`: MCollective's one option for the
+    /// default method (its file or program), below the per-method keys.
+    pub options: Option<String>,
 }
 
 impl DiscoverySettings {
@@ -180,11 +183,15 @@ impl DiscoverySettings {
         };
         Ok(match method {
             "broadcast" => Discovery::Broadcast,
-            "flatfile" => match input {
+            "flatfile" => match input.or(self.default_option(method)) {
                 Some(path) => Discovery::Flatfile(NodeList::from_arg(path)),
-                None => return Err(missing("--nodes FILE", None)),
+                None => return Err(missing("--nodes FILE", Some("default_discovery_options"))),
             },
-            "inventory" => match input.map(Path::to_path_buf).or(self.inventory.clone()) {
+            "inventory" => match input
+                .map(Path::to_path_buf)
+                .or(self.inventory.clone())
+                .or(self.default_option(method).map(Path::to_path_buf))
+            {
                 Some(path) => Discovery::Inventory(path),
                 None => {
                     return Err(missing(
@@ -193,7 +200,11 @@ impl DiscoverySettings {
                     ))
                 }
             },
-            "external" => match input.map(Path::to_path_buf).or(self.program.clone()) {
+            "external" => match input
+                .map(Path::to_path_buf)
+                .or(self.program.clone())
+                .or(self.default_option(method).map(Path::to_path_buf))
+            {
                 Some(path) => Discovery::External(path),
                 None => {
                     return Err(missing(
@@ -208,6 +219,16 @@ impl DiscoverySettings {
                 })
             }
         })
+    }
+
+    /// `default_discovery_options`, for `method` only when it is the
+    /// default method (MCollective passes the options to that one).
+    fn default_option(&self, method: &str) -> Option<&Path> {
+        let default = self.method.as_deref()?;
+        (default.eq_ignore_ascii_case(method))
+            .then_some(self.options.as_deref())
+            .flatten()
+            .map(Path::new)
     }
 
     /// `--dt` when given, else `discovery_timeout`, else
@@ -576,6 +597,7 @@ mod tests {
             timeout: Some(Duration::from_secs(7)),
             inventory: Some("/etc/inv.json".into()),
             program: Some("/bin/disco".into()),
+            options: None,
         };
         // client.cfg over the default.
         assert_eq!(
@@ -623,7 +645,7 @@ mod tests {
                 .choose(Some("flatfile"), None)
                 .unwrap_err()
                 .to_string(),
-            "--dm flatfile needs --nodes FILE"
+            "--dm flatfile needs --nodes FILE (or default_discovery_options in client.cfg)"
         );
         assert!(external.choose(Some("mc"), None).is_err());
     }

@@ -425,6 +425,11 @@ impl Config {
         self.typed(key, parse_number)
     }
 
+    /// A duration in seconds, decimals allowed.
+    pub fn seconds(&self, key: &str) -> Result<Option<std::time::Duration>, ConfigError> {
+        self.typed(key, parse_seconds)
+    }
+
     /// `true/false`, `yes/no`, `1/0`, `on/off` — as MCollective accepts.
     pub fn flag(&self, key: &str) -> Result<Option<bool>, ConfigError> {
         self.typed(key, parse_flag)
@@ -531,6 +536,17 @@ fn parse_number(key: &str, value: &str) -> Result<u64, String> {
         .map_err(|_| format!("{key} must be a whole number, found {value:?}"))
 }
 
+fn parse_seconds(key: &str, value: &str) -> Result<std::time::Duration, String> {
+    value
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s > 0.0 && *s <= 86_400.0)
+        .map(std::time::Duration::from_secs_f64)
+        .ok_or_else(|| {
+            format!("{key} must be seconds above 0 and at most 86400 (e.g. 1.5), found {value:?}")
+        })
+}
+
 fn parse_flag(key: &str, value: &str) -> Result<bool, String> {
     match value.to_ascii_lowercase().as_str() {
         "true" | "yes" | "1" | "on" | "y" => Ok(true),
@@ -544,6 +560,7 @@ fn validate(key: &Key, value: &str) -> Result<(), String> {
     let name = key.name;
     match key.kind {
         Kind::Number => parse_number(name, value).map(drop),
+        Kind::Seconds => parse_seconds(name, value).map(drop),
         Kind::Flag => parse_flag(name, value).map(drop),
         Kind::OneOf(words) => {
             if words.iter().any(|w| w.eq_ignore_ascii_case(value)) {

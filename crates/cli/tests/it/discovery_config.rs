@@ -80,6 +80,33 @@ async fn client_cfg_picks_the_discovery_method_and_its_source() {
     assert_eq!(stdout(&found), "node01\nnode02\n");
     assert!(connections(&broker) > before, "broadcast never connected");
 
+    // MCollective's default_discovery_options: the default method's file.
+    let nodes = dir.path().join("nodes.txt");
+    std::fs::write(&nodes, "flat-2\nflat-1\n").expect("write nodes");
+    let flat = dir.path().join("flat.cfg");
+    std::fs::write(
+        &flat,
+        format!(
+            "{base}default_discovery_method = flatfile\n\
+             default_discovery_options = {}\n\
+             discovery_timeout = 1.5\n",
+            nodes.display()
+        ),
+    )
+    .expect("write cfg");
+    let flat = flat.to_str().expect("utf-8 path");
+    let found = mco(&["find", "--config", flat]).await;
+    assert!(found.status.success(), "{}", stderr(&found));
+    assert_eq!(stdout(&found), "flat-1\nflat-2\n");
+    // The options belong to the default method only.
+    let out = mco(&["find", "--config", flat, "--dm", "inventory"]).await;
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("--dm inventory needs --inventory FILE"),
+        "{}",
+        stderr(&out)
+    );
+
     // A typo is an error naming the file and line, with a did-you-mean.
     let bad = dir.path().join("bad.cfg");
     std::fs::write(&bad, format!("{base}default_discovery_method = inventry\n"))
@@ -90,7 +117,7 @@ async fn client_cfg_picks_the_discovery_method_and_its_source() {
     let err = stderr(&out);
     assert!(
         err.contains(&format!(
-            "{}:{line}: default_discovery_method must be one of broadcast, inventory, external; \
+            "{}:{line}: default_discovery_method must be one of broadcast, flatfile, inventory, external; \
              found \"inventry\" (did you mean inventory?)",
             bad.display()
         )),

@@ -69,6 +69,8 @@ pub enum Kind {
     List,
     /// A whole number (`u64`).
     Number,
+    /// A duration in seconds, decimals allowed (`0.5`).
+    Seconds,
     /// `true/false`, `yes/no`, `1/0`, `on/off`, `y/n`.
     Flag,
     /// One of these words, compared ignoring case.
@@ -174,8 +176,9 @@ pub const KEYS: &[Key] = &[
     key("max_agent_processes", Server, Number, "8", "agent actions a node runs at once; more are answered busy", "8", Core),
     key("soft_shutdown_timeout", Server, Number, "60", "seconds running requests get to finish when the daemon stops", "60", Core),
     key("ttl", Client, Number, "60", "seconds a request stays valid after it is sent", "60", Core),
-    key("default_discovery_method", Client, OneOf(&["broadcast", "inventory", "external"]), "broadcast", "how nodes are found when no --dm, --inventory or --discovery-program is given", "inventory", Core),
-    key("discovery_timeout", Client, Number, "2", "seconds discovery may take at most when --dt is not given", "5", Core),
+    key("default_discovery_method", Client, OneOf(&["broadcast", "flatfile", "inventory", "external"]), "broadcast", "how nodes are found when no --dm, --nodes, --inventory or --discovery-program is given", "inventory", Core),
+    key("default_discovery_options", Client, Text, "", "MCollective's option for the default method: the node file (flatfile), inventory file (inventory) or program (external); the plugin.choria.discovery.* keys win", "/etc/muster/nodes.txt", Core),
+    key("discovery_timeout", Client, Seconds, "2", "seconds discovery may take at most when --dt is not given (decimals allowed)", "1.5", Core),
     key("plugin.choria.discovery.inventory.source", Client, Path, "", "the inventory file (as mco inventory --json writes) for inventory discovery without --inventory", "/etc/muster/inventory.json", Core),
     key("plugin.choria.discovery.external.command", Client, Path, "", "the program for external discovery without --discovery-program", "/usr/local/bin/discover-nodes", Core),
     key("discovery_window_ms", Client, Number, "100", "broadcast discovery ends once replies have been quiet this long (ms, at least)", "250", Core),

@@ -53,9 +53,6 @@ pub trait PuppetFleet {
     ) -> impl Future<Output = Result<HashMap<String, bool>, ClientError>>;
 }
 
-/// The text the puppet agent answers a runonce with while a run holds the lock.
-const BUSY: &str = "applying a catalog already";
-
 impl PuppetFleet for Client {
     async fn runonce(&self, node: &str, data: &Map<String, Value>, timeout: Duration) -> RunResult {
         let call = Call::new("puppet", "runonce")
@@ -69,8 +66,17 @@ impl PuppetFleet for Client {
         match outcome.responses.into_iter().next() {
             None => RunResult::Failed(format!("no reply within {:.0} s", timeout.as_secs_f64())),
             Some(r) if r.reply.statuscode.is_ok() => RunResult::Finished(r.reply.data),
-            Some(r) if r.reply.statusmsg.contains(BUSY) => RunResult::Busy,
-            Some(r) => RunResult::Failed(r.reply.statusmsg),
+            // A refused run while the node's status says it is applying is
+            // a run already going (a daemon's, another operator's): that
+            // is how any puppet agent says so, whatever its message.
+            Some(r) => {
+                let ask = timeout.min(Duration::from_secs(10));
+                let status = self.applying(&[node.to_string()], ask).await;
+                match status.ok().and_then(|s| s.get(node).copied()) {
+                    Some(true) => RunResult::Busy,
+                    _ => RunResult::Failed(r.reply.statusmsg),
+                }
+            }
         }
     }
 

@@ -767,6 +767,32 @@ async fn replays_misaddressing_and_floods_fail(kind: BrokerKind) {
         setup.servers[2].log()
     );
 
+    // 2b. Replay after a reload (SIGHUP): the node keeps what it ran.
+    let for_node2 = ping().with_targets(vec!["node2".into()]);
+    let bytes = seal(&for_node2);
+    let got = setup
+        .raw_request(bytes.clone(), &for_node2, "node2", Duration::from_secs(2))
+        .await;
+    assert_eq!(got.len(), 1);
+    let reloads = setup.servers[1].log().matches("reloaded:").count();
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &setup.servers[1].pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while setup.servers[1].log().matches("reloaded:").count() == reloads {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node2 did not reload: {}",
+            setup.servers[1].log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let got = setup.raw_request(bytes, &for_node2, "node2", short).await;
+    assert!(got.is_empty(), "replayed after a reload: {got:?}");
+    assert_eq!(setup.daemon_stats("node2").await["rejected"]["replay"], 1);
+
     // 3. Huge ids from an allowed caller cost nothing to remember.
     let before = setup.servers[0].rss_kb();
     let nats = setup.connect_as(&tester).await;

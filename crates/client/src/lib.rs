@@ -487,7 +487,7 @@ impl Client {
 
     /// Flushes and closes the connection.
     pub async fn close(self) {
-        let _ = self.nats.drain().await;
+        muster_connector::close(&self.nats).await;
     }
 
     /// The configuration this client was made with.

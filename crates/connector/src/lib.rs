@@ -20,7 +20,7 @@
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -235,6 +235,9 @@ async fn options(
     let for_events = name.clone();
     let broker = Arc::new(redact_all(urls));
     let failures = Arc::new(AtomicU64::new(0));
+    // Set once we drain: a broker that goes away after that (a demo or a
+    // test shutting both down) is the end we asked for, not a loss.
+    let draining = Arc::new(AtomicBool::new(false));
     let mut options = ConnectOptions::new()
         .name(name)
         // Replies to a broadcast can outnumber the default buffer on big fleets.
@@ -243,8 +246,17 @@ async fn options(
             let name = for_events.clone();
             let broker = broker.clone();
             let failures = failures.clone();
+            let draining = draining.clone();
             async move {
                 match event {
+                    Event::Draining => {
+                        draining.store(true, Ordering::Relaxed);
+                        tracing::debug!(client = %name, %broker, "draining")
+                    }
+                    // Whatever happens to a connection we are closing.
+                    other if draining.load(Ordering::Relaxed) => {
+                        tracing::debug!(client = %name, %broker, event = %other, "broker event while draining")
+                    }
                     Event::Connected => {
                         failures.store(0, Ordering::Relaxed);
                         tracing::info!(client = %name, %broker, "connected to the broker")
@@ -374,6 +386,18 @@ pub async fn connect_client(
         Ok(Ok(client)) => Ok(client),
         Ok(Err(e)) => Err(unreachable(e.to_string(), Some(e))),
         Err(_) => Err(unreachable("timed out".into(), None)),
+    }
+}
+
+/// Drains `client` (its subscriptions end, what it published is flushed,
+/// then it closes) and returns once its connection has taken the drain in
+/// hand, so a broker that goes away afterwards is not logged as lost.
+/// async-nats's own `drain` returns before that.
+pub async fn close(client: &Client) {
+    if client.drain().await.is_ok() {
+        // Commands are handled in order: once this flush is answered (or
+        // fails because the connection closed), the drain has begun.
+        let _ = tokio::time::timeout(Duration::from_secs(5), client.flush()).await;
     }
 }
 

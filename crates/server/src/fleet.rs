@@ -136,7 +136,7 @@ impl Fleet {
             task.abort();
         }
         for client in std::mem::take(&mut self.clients) {
-            let _ = client.drain().await;
+            muster_connector::close(&client).await;
         }
     }
 }

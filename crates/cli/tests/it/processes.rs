@@ -1273,4 +1273,7 @@ async fn demo_runs_its_tour_and_exits() {
         out.contains("Value: Debian") || out.contains("Value: RedHat"),
         "{out}"
     );
+    // Shutting its own broker down is not a lost broker.
+    let err = stderr(&output);
+    assert!(!err.contains("WARN"), "{err}");
 }

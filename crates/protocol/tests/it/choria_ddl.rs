@@ -59,12 +59,15 @@ enum Choria {
 }
 use Choria::{Accepts, Refuses};
 
+/// A fixture's agent, an action, its `key=value` inputs and what Choria does.
+type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], Choria);
+
 #[test]
 fn inputs_are_accepted_and_refused_as_choria_does() {
     let long = "s".repeat(91);
     let too_long = [("service", long.as_str())];
     // (fixture, action, key=value inputs, what Choria does)
-    let cases: Vec<(&str, &str, &[(&str, &str)], Choria)> = vec![
+    let cases: Vec<Case> = vec![
         // Named plugin validators are validators, not regexes.
         (
             "service",
@@ -488,7 +491,7 @@ fn printf_formats_as_ruby_and_go_do() {
         ("%.2f", &[json!(1.005_f64 + 1.0)], "2.00"),
         ("%0.2f", &[json!(3)], "3.00"),
         ("%f", &[json!(1.5)], "1.500000"),
-        ("%8.3f", &[json!(3.14159)], "   3.142"),
+        ("%8.3f", &[json!(12.34567)], "  12.346"),
         ("%e", &[json!(12345.678)], "1.234568e+04"),
         ("%g", &[json!(0.0001)], "0.0001"),
         ("%g", &[json!(1234567.0)], "1.23457e+06"),

@@ -193,6 +193,16 @@ async fn mco_rpc_types_and_validates_inputs_as_choria_does() {
         .await;
     assert_eq!(seen["service"], "nginx");
     assert_eq!(seen["site"], "whatever; it is");
+    // A validator muster does not have passes, with a warning naming it.
+    let out = setup
+        .run(&["rpc", "typed", "check", "site=x", "--jsonl"])
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("unknown DDL validator \"site_specific\""),
+        "{}",
+        stderr(&out)
+    );
     setup
         .refused("echo", &["format=yaml"], "must be one of ddl, json")
         .await;

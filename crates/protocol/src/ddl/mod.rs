@@ -6,6 +6,12 @@
 //! computes across replies. Clients validate inputs before sending and
 //! nodes validate again, both with [`Ddl::validate`].
 //!
+//! Types and validators are Choria's (docs/ddl.md): `list` is an enum,
+//! `hash` and `array` take JSON, command-line text is typed by the DDL
+//! (Choria's `ValToDDLType`), named validators live in `validators`, and
+//! Go and Ruby regexes are translated for the `regex` crate in `pattern`,
+//! which keeps matching linear-time on nodes.
+//!
 //! ```
 //! use muster_protocol::ddl::Ddl;
 //! let ddl: Ddl = serde_json::from_str(r#"{

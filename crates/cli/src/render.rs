@@ -523,13 +523,18 @@ pub(crate) fn progress(total: Option<usize>, quiet: bool) -> indicatif::Progress
 }
 
 /// The DDL's aggregate summaries over the kept OK replies, each followed
-/// by a blank line, headings in bold.
+/// by a blank line, headings in bold. An aggregate function muster does
+/// not compute is named on stderr rather than dropped without a word.
 pub(crate) fn summaries(
     out: &mut dyn Write,
+    agent: &str,
     action: &Action,
     kept: &[&Response],
     style: Style,
 ) -> std::io::Result<()> {
+    for function in muster_protocol::aggregate::unknown_functions(action) {
+        eprintln!("{}", unknown_aggregate(agent, &action.action, function));
+    }
     let data: Vec<&Value> = kept
         .iter()
         .filter(|r| r.reply.statuscode.is_ok())
@@ -544,6 +549,15 @@ pub(crate) fn summaries(
         writeln!(out, "{}{rest}\n", style.heading(heading))?;
     }
     Ok(())
+}
+
+/// The warning for a DDL aggregate function muster does not compute.
+fn unknown_aggregate(agent: &str, action: &str, function: &str) -> String {
+    format!(
+        "mco: warning: the DDL of agent {agent:?} asks for aggregate function {function:?} \
+         in action {action:?}, which muster does not compute (it knows {}); that summary is not shown",
+        muster_protocol::aggregate::FUNCTIONS.join(", ")
+    )
 }
 
 #[cfg(test)]

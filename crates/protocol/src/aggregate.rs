@@ -4,9 +4,11 @@
 //! MCollective's functions: `summary` (how many nodes gave each value),
 //! `boolean_summary` (true/false counts under labels the DDL chooses),
 //! `sum` and `average`. They run over the `data` of each successful reply,
-//! so a node that failed does not skew a count. A function this build
-//! does not know is skipped, so a newer DDL still works with an older
-//! client.
+//! so a node that failed does not skew a count. A second argument
+//! `{"format": "..."}` formats each line printf-style, as MCollective and
+//! Choria do (`"Average: %0.2f"`, `"%10s: %d"`). A function this build does
+//! not know (a plugin such as `nettest_mma`) is skipped, and
+//! [`unknown_functions`] names it so the client can say so.
 //!
 //! ```
 //! use muster_protocol::{aggregate, ddl::Action};
@@ -39,6 +41,8 @@ pub struct Summary {
     pub display_as: String,
     /// The summary itself.
     pub result: SummaryResult,
+    /// The DDL's printf-style format for each line, if it gives one.
+    pub format: Option<String>,
 }
 
 /// What an aggregate function came to.
@@ -51,9 +55,27 @@ pub enum SummaryResult {
     Number(f64),
 }
 
+/// The aggregate functions this build computes.
+pub const FUNCTIONS: &[&str] = &["summary", "boolean_summary", "sum", "average"];
+
+/// The aggregate functions `action` asks for that this build does not
+/// compute, in DDL order without repeats, so a client can warn about the
+/// summaries it cannot show.
+pub fn unknown_functions(action: &Action) -> Vec<&str> {
+    let mut unknown: Vec<&str> = Vec::new();
+    for aggregate in &action.aggregate {
+        let function = aggregate.function.as_str();
+        if !FUNCTIONS.contains(&function) && !unknown.contains(&function) {
+            unknown.push(function);
+        }
+    }
+    unknown
+}
+
 /// Computes every aggregate `action` declares over the data of its
-/// successful replies. Aggregates with an unknown function or without an
-/// output name are skipped, as is an `average` of no numbers.
+/// successful replies. Aggregates with an unknown function (see
+/// [`unknown_functions`]) or without an output name are skipped, as is an
+/// `average` of no numbers.
 pub fn compute(action: &Action, replies: &[&Value]) -> Vec<Summary> {
     action
         .aggregate
@@ -124,11 +146,19 @@ fn summarise(action: &Action, aggregate: &Aggregate, replies: &[&Value]) -> Opti
         .map(|o| o.display_as.clone())
         .filter(|d| !d.is_empty())
         .unwrap_or_else(|| output.clone());
+    let format = aggregate
+        .args
+        .get(1)
+        .and_then(|options| options.get("format"))
+        .and_then(Value::as_str)
+        .filter(|f| !f.is_empty())
+        .map(str::to_string);
     Some(Summary {
         function: aggregate.function.clone(),
         output,
         display_as,
         result,
+        format,
     })
 }
 
@@ -154,9 +184,26 @@ fn sorted(counts: BTreeMap<String, usize>) -> Vec<(String, usize)> {
 
 impl Summary {
     /// The summary as MCollective prints it after the results: counts
-    /// right-aligned under a heading, a number on the heading's line.
+    /// right-aligned under a heading, a number on the heading's line; with
+    /// the DDL's format, each line formatted by it (a count line gets the
+    /// value and its count, a number line the number) under the heading.
     /// No trailing newline.
     pub fn render(&self) -> String {
+        if let Some(format) = &self.format {
+            let lines: Vec<String> = match &self.result {
+                SummaryResult::Number(n) => vec![printf(format, &[Value::from(*n)])],
+                SummaryResult::Counts(counts) => counts
+                    .iter()
+                    .map(|(value, count)| {
+                        printf(format, &[Value::from(value.as_str()), Value::from(*count)])
+                    })
+                    .collect(),
+            };
+            if !lines.is_empty() {
+                let lines: Vec<String> = lines.iter().map(|l| format!("   {l}")).collect();
+                return format!("Summary of {}:\n\n{}", self.display_as, lines.join("\n"));
+            }
+        }
         match &self.result {
             SummaryResult::Number(n) => {
                 format!("Summary of {}: {}", self.display_as, format_number(*n))
@@ -194,4 +241,241 @@ fn format_number(n: f64) -> String {
     }
     let text = format!("{n:.decimals$}");
     text.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+/// Formats `args` by a printf-style `format`, as Ruby's `String#%` and Go's
+/// `fmt.Sprintf` do for the directives DDL formats use: `%s` (and `%v`),
+/// `%d` and `%i`, `%f`, `%e`, `%g`, `%x`, `%o`, `%b`, `%c` and `%%`, with
+/// the flags `-`, `+`, space, `0` and `#`, a width and a precision. A
+/// directive without an argument shows as `%!d(MISSING)`, Go's way; an
+/// unknown one is copied as written.
+///
+/// ```
+/// use muster_protocol::aggregate::printf;
+/// use serde_json::json;
+/// assert_eq!(printf("Average: %0.2f", &[json!(1.005_f64 + 2.0)]), "Average: 3.00");
+/// assert_eq!(printf("%-6s|%3d", &[json!("ok"), json!(7)]), "ok    |  7");
+/// ```
+pub fn printf(format: &str, args: &[Value]) -> String {
+    let chars: Vec<char> = format.chars().collect();
+    let mut out = String::new();
+    let mut next = args.iter();
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i] != '%' {
+            out.push(chars[i]);
+            i += 1;
+            continue;
+        }
+        let start = i;
+        i += 1;
+        let mut spec = Spec::default();
+        while let Some(&flag) = chars.get(i).filter(|c| "-+ 0#".contains(**c)) {
+            match flag {
+                '-' => spec.left = true,
+                '+' => spec.plus = true,
+                ' ' => spec.space = true,
+                '0' => spec.zero = true,
+                _ => spec.alternate = true,
+            }
+            i += 1;
+        }
+        let mut width = String::new();
+        while let Some(&d) = chars.get(i).filter(|c| c.is_ascii_digit()) {
+            width.push(d);
+            i += 1;
+        }
+        spec.width = width.parse().unwrap_or(0).min(1000);
+        if chars.get(i) == Some(&'.') {
+            i += 1;
+            let mut precision = String::new();
+            while let Some(&d) = chars.get(i).filter(|c| c.is_ascii_digit()) {
+                precision.push(d);
+                i += 1;
+            }
+            spec.precision = Some(precision.parse().unwrap_or(0).min(100));
+        }
+        let Some(&verb) = chars.get(i) else {
+            out.extend(&chars[start..]);
+            break;
+        };
+        i += 1;
+        if verb == '%' {
+            out.push('%');
+            continue;
+        }
+        if !"svdiufeEgGxXobc".contains(verb) {
+            out.extend(&chars[start..i]);
+            continue;
+        }
+        match next.next() {
+            Some(arg) => out.push_str(&spec.apply(verb, arg)),
+            None => out.push_str(&format!("%!{verb}(MISSING)")),
+        }
+    }
+    out
+}
+
+/// One printf directive's flags, width and precision.
+#[derive(Default)]
+struct Spec {
+    left: bool,
+    plus: bool,
+    space: bool,
+    zero: bool,
+    alternate: bool,
+    width: usize,
+    precision: Option<usize>,
+}
+
+impl Spec {
+    fn apply(&self, verb: char, arg: &Value) -> String {
+        let numeric = !matches!(verb, 's' | 'v' | 'c');
+        let body = match verb {
+            's' | 'v' => {
+                let text = text(arg);
+                match self.precision {
+                    Some(p) => text.chars().take(p).collect(),
+                    None => text,
+                }
+            }
+            'c' => match arg {
+                Value::Number(n) => n
+                    .as_u64()
+                    .and_then(|c| char::from_u32(c as u32))
+                    .map(String::from)
+                    .unwrap_or_default(),
+                other => text(other).chars().take(1).collect(),
+            },
+            'd' | 'i' | 'u' => self.signed(integer(arg).to_string()),
+            'x' | 'X' | 'o' | 'b' => {
+                let n = integer(arg);
+                let magnitude = n.unsigned_abs();
+                let (digits, prefix) = match verb {
+                    'x' => (format!("{magnitude:x}"), "0x"),
+                    'X' => (format!("{magnitude:X}"), "0X"),
+                    'o' => (format!("{magnitude:o}"), "0"),
+                    _ => (format!("{magnitude:b}"), "0b"),
+                };
+                let digits = if self.alternate {
+                    format!("{prefix}{digits}")
+                } else {
+                    digits
+                };
+                self.signed(if n < 0 { format!("-{digits}") } else { digits })
+            }
+            'f' => self.signed(format!("{:.*}", self.precision.unwrap_or(6), float(arg))),
+            'e' | 'E' => {
+                let text = exponent(float(arg), self.precision.unwrap_or(6));
+                self.signed(if verb == 'E' {
+                    text.to_uppercase()
+                } else {
+                    text
+                })
+            }
+            _ => {
+                let text = general(float(arg), self.precision.unwrap_or(6), self.alternate);
+                self.signed(if verb == 'G' {
+                    text.to_uppercase()
+                } else {
+                    text
+                })
+            }
+        };
+        self.pad(body, numeric)
+    }
+
+    /// `+` or space before a non-negative number when asked.
+    fn signed(&self, text: String) -> String {
+        if text.starts_with('-') {
+            text
+        } else if self.plus {
+            format!("+{text}")
+        } else if self.space {
+            format!(" {text}")
+        } else {
+            text
+        }
+    }
+
+    fn pad(&self, body: String, numeric: bool) -> String {
+        let len = body.chars().count();
+        if len >= self.width {
+            return body;
+        }
+        let fill = self.width - len;
+        if self.left {
+            format!("{body}{}", " ".repeat(fill))
+        } else if self.zero && numeric {
+            let sign_len = usize::from(body.starts_with(['-', '+', ' ']));
+            let (sign, digits) = body.split_at(sign_len);
+            format!("{sign}{}{digits}", "0".repeat(fill))
+        } else {
+            format!("{}{body}", " ".repeat(fill))
+        }
+    }
+}
+
+/// A value as a whole number for `%d`: floats are cut towards zero.
+fn integer(value: &Value) -> i64 {
+    match value {
+        Value::Number(n) => n
+            .as_i64()
+            .or_else(|| n.as_f64().map(|f| f.trunc() as i64))
+            .unwrap_or_default(),
+        Value::String(s) => s
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .or_else(|| parse_float(s).map(|f| f.trunc() as i64))
+            .unwrap_or_default(),
+        Value::Bool(b) => i64::from(*b),
+        _ => 0,
+    }
+}
+
+fn float(value: &Value) -> f64 {
+    number(value).unwrap_or_default()
+}
+
+/// `%e`: one digit, the fraction, `e`, a sign and at least two digits.
+fn exponent(n: f64, precision: usize) -> String {
+    let text = format!("{n:.precision$e}");
+    match text.split_once('e') {
+        Some((mantissa, exp)) => {
+            let (sign, digits) = match exp.strip_prefix('-') {
+                Some(digits) => ('-', digits),
+                None => ('+', exp),
+            };
+            format!("{mantissa}e{sign}{digits:0>2}")
+        }
+        None => text,
+    }
+}
+
+/// `%g`: `%e` for very small or large numbers, else `%f`, trailing zeros
+/// cut unless `#`.
+fn general(n: f64, precision: usize, keep_zeros: bool) -> String {
+    let precision = precision.max(1);
+    if n == 0.0 || !n.is_finite() {
+        return format!("{n}");
+    }
+    let exp = n.abs().log10().floor() as i64;
+    let trim = |text: String| {
+        if keep_zeros || !text.contains('.') {
+            text
+        } else {
+            text.trim_end_matches('0').trim_end_matches('.').to_string()
+        }
+    };
+    if exp < -4 || exp >= precision as i64 {
+        let text = exponent(n, precision - 1);
+        match text.split_once('e') {
+            Some((mantissa, rest)) => format!("{}e{rest}", trim(mantissa.to_string())),
+            None => text,
+        }
+    } else {
+        let decimals = (precision as i64 - 1 - exp).max(0) as usize;
+        trim(format!("{n:.decimals$}"))
+    }
 }

@@ -115,7 +115,7 @@ pub(crate) fn print(
     }
     writeln!(out)?;
     if let Some(ddl_action) = ddl_action {
-        render::summaries(&mut out, ddl_action, &kept, style)?;
+        render::summaries(&mut out, agent, ddl_action, &kept, style)?;
     }
     let matched = filter.is_some().then_some(kept.len());
     render::rpc_stats(&mut out, outcome, matched, common.verbose, style)?;

@@ -73,7 +73,7 @@ pub(crate) async fn rpc(
         render::rpc_result(out, response, action, style)?;
     }
     if let Some(action) = action {
-        render::summaries(out, action, &kept, style)?;
+        render::summaries(out, &call.agent, action, &kept, style)?;
     }
     let matched = filter.is_some().then_some(kept.len());
     render::rpc_stats(out, &outcome, matched, common.verbose, style)?;
@@ -193,8 +193,10 @@ pub(crate) async fn discover_and_call(
     Ok(Some(outcome))
 }
 
-/// `key=value` inputs. Values that read as JSON numbers, booleans, arrays
-/// or objects are sent typed; anything else is a string.
+/// `key=value` inputs, each value kept as its literal text: the DDL types
+/// it (as Choria's client does), so `config={"a":"b"}` stays a string for
+/// a string input and becomes an object for a hash input. Without a DDL on
+/// the client, the node's DDL types it.
 pub(crate) fn parse_inputs(inputs: &[String]) -> anyhow::Result<Map<String, Value>> {
     let mut data = Map::new();
     for input in inputs {
@@ -205,11 +207,7 @@ pub(crate) fn parse_inputs(inputs: &[String]) -> anyhow::Result<Map<String, Valu
         if key.is_empty() {
             anyhow::bail!("input {input:?} has an empty key");
         }
-        let typed = match serde_json::from_str::<Value>(value) {
-            Ok(v @ (Value::Number(_) | Value::Bool(_) | Value::Array(_) | Value::Object(_))) => v,
-            _ => Value::String(value.to_string()),
-        };
-        data.insert(key.to_string(), typed);
+        data.insert(key.to_string(), Value::String(value.to_string()));
     }
     Ok(data)
 }
@@ -219,18 +217,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn inputs_are_typed_where_they_look_typed() {
+    fn inputs_keep_their_literal_text() {
         let data = parse_inputs(&[
             "fact=os.family".into(),
             "n=3".into(),
             "flag=true".into(),
             "s=a=b".into(),
+            r#"config={"a":"b"}"#.into(),
         ])
         .unwrap();
         assert_eq!(data["fact"], "os.family");
-        assert_eq!(data["n"], 3);
-        assert_eq!(data["flag"], true);
+        assert_eq!(data["n"], "3");
+        assert_eq!(data["flag"], "true");
         assert_eq!(data["s"], "a=b");
+        assert_eq!(data["config"], r#"{"a":"b"}"#);
         assert!(parse_inputs(&["novalue".into()]).is_err());
         assert!(parse_inputs(&["=x".into()]).is_err());
     }

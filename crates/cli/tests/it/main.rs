@@ -6,6 +6,7 @@ mod apps;
 mod batching;
 mod chaining;
 mod config;
+mod ddl_types;
 mod discovery;
 mod discovery_config;
 mod interrupt;

@@ -73,7 +73,8 @@ fn types_convert_command_line_strings_and_refuse_wrong_values() {
     let float = json!({"type": "float"});
     let number = json!({"type": "number"});
     let boolean = json!({"type": "boolean"});
-    let list = json!({"type": "list"});
+    let list = json!({"type": "list", "list": ["ddl", "json"]});
+    let array = json!({"type": "array"});
     let hash = json!({"type": "hash"});
     let cases: Vec<(&str, &Value, Value, Expect)> = vec![
         ("string as is", &string, json!("vim"), K(json!("vim"))),
@@ -196,38 +197,64 @@ fn types_convert_command_line_strings_and_refuse_wrong_values() {
             json!(2),
             E(INVALID, &["must be a boolean"]),
         ),
-        ("list as is", &list, json!(["a", 1]), K(json!(["a", 1]))),
+        ("array as is", &array, json!(["a", 1]), K(json!(["a", 1]))),
         (
-            "list comma separated",
-            &list,
-            json!("a, b,c"),
-            K(json!(["a", "b", "c"])),
-        ),
-        ("list single", &list, json!("a"), K(json!(["a"]))),
-        (
-            "list empty parts dropped",
-            &list,
-            json!("a,,b,"),
-            K(json!(["a", "b"])),
-        ),
-        (
-            "list JSON text",
-            &list,
+            "array JSON text",
+            &array,
             json!("[\"a\", 2]"),
             K(json!(["a", 2])),
         ),
         (
-            "list bad JSON text",
-            &list,
-            json!("[a"),
-            E(INVALID, &["must be a list", "\"[a\""]),
+            "array not comma separated",
+            &array,
+            json!("a,b"),
+            E(INVALID, &["must be an array", "\"a,b\""]),
         ),
         (
-            "list not number",
-            &list,
-            json!(3),
-            E(INVALID, &["must be a list"]),
+            "array bad JSON text",
+            &array,
+            json!("[a"),
+            E(INVALID, &["must be an array", "\"[a\""]),
         ),
+        (
+            "array not number",
+            &array,
+            json!(3),
+            E(INVALID, &["must be an array"]),
+        ),
+        ("list is an enum", &list, json!("json"), K(json!("json"))),
+        (
+            "list not a member",
+            &list,
+            json!("yaml"),
+            E(INVALID, &["must be one of ddl, json", "\"yaml\""]),
+        ),
+        (
+            "list not an array",
+            &list,
+            json!(["json"]),
+            E(INVALID, &["must be one of ddl, json"]),
+        ),
+        (
+            "list not comma separated",
+            &list,
+            json!("ddl,json"),
+            E(INVALID, &["must be one of"]),
+        ),
+        (
+            "string keeps JSON text",
+            &string,
+            json!("{\"a\":\"b\"}"),
+            K(json!("{\"a\":\"b\"}")),
+        ),
+        (
+            "string keeps number text",
+            &string,
+            json!("007"),
+            K(json!("007")),
+        ),
+        ("boolean Go t", &boolean, json!("t"), K(json!(true))),
+        ("boolean Go F", &boolean, json!("F"), K(json!(false))),
         ("hash as is", &hash, json!({"a": 1}), K(json!({"a": 1}))),
         (
             "hash JSON text",
@@ -267,6 +294,7 @@ fn presence_defaults_length_and_allowed_values() {
     let required_default = json!({"type": "string", "optional": false, "default": "x"});
     let string_default = json!({"type": "integer", "optional": true, "default": "7"});
     let bad_default = json!({"type": "integer", "optional": true, "default": "seven"});
+    let invalid_default = json!({"type": "string", "optional": true, "default": "", "validation": "^[a-z]+$", "maxlength": 10});
     let short = json!({"type": "string", "maxlength": 5});
     let unlimited = json!({"type": "string", "maxlength": 0});
     let choice = json!({"type": "string", "list": ["present", "absent"]});
@@ -301,11 +329,36 @@ fn presence_defaults_length_and_allowed_values() {
             Value::Null,
             K(json!(7)),
         ),
+        // Choria's client inserts defaults unchecked; so does muster.
         (
-            "bad default named",
+            "bad default inserted as written",
             &bad_default,
             Value::Null,
-            E(INVALID, &["default", "\"x\"", "\"seven\""]),
+            K(json!("seven")),
+        ),
+        (
+            "bad default given back is accepted",
+            &bad_default,
+            json!("seven"),
+            K(json!("seven")),
+        ),
+        (
+            "default failing its validation",
+            &invalid_default,
+            Value::Null,
+            K(json!("")),
+        ),
+        (
+            "default failing its validation given back",
+            &invalid_default,
+            json!(""),
+            K(json!("")),
+        ),
+        (
+            "other values still validated",
+            &invalid_default,
+            json!("A"),
+            E(INVALID, &["failed validation"]),
         ),
         (
             "maxlength at limit",
@@ -398,7 +451,8 @@ fn null_counts_as_missing() {
 #[test]
 fn named_validators_and_regexes() {
     let with = |validation: &str| json!({"type": "string", "validation": validation});
-    let list_with = |validation: &str| json!({"type": "list", "validation": validation});
+    let list_with =
+        |validation: &str| json!({"type": "list", "list": ["a", "B"], "validation": validation});
     let int_with = |validation: &str| json!({"type": "integer", "validation": validation});
     let good: &[(&str, Value, &str)] = &[
         ("shellsafe", with("shellsafe"), "vim-enhanced_9.0+1 (x)"),
@@ -426,13 +480,46 @@ fn named_validators_and_regexes() {
         ("hostname trailing dot", with("hostname"), "example.net."),
         ("regex", with("^[a-z]+$"), "abc"),
         ("regex unanchored as written", with("[0-9]"), "abc1def"),
-        ("regex on each list item", list_with("^[a-z]+$"), "a,b,c"),
-        ("regex on integer text", int_with("^[0-9]{2}$"), "42"),
+        // As in Choria and MCollective, validation guards strings only.
+        ("regex not on a list", list_with("^[a-z]+$"), "B"),
+        ("regex not on an integer", int_with("^[0-9]{2}$"), "420"),
+        ("shellsafe lone &", with("shellsafe"), "a&b"),
+        ("shellsafe newline", with("shellsafe"), "a\nb"),
+        ("ipv4 (go-choria)", with("ipv4"), "10.1.2.3"),
+        ("ipv6 (go-choria)", with("ipv6"), "::2"),
+        ("duration", with("duration"), "1h2m"),
+        ("maxlength=N", with("maxlength=3"), "abc"),
+        ("enum=a,b", with("enum=a,b"), "b"),
+        ("regex=PATTERN", with("regex=^[a-z]+$"), "abc"),
+        ("service_name", with("service_name"), "nginx"),
+        ("package_name", with("package_name"), "nginx-full"),
+        ("puppet_variable", with("puppet_variable"), "production"),
+        ("puppet_tags", with("puppet_tags"), "apache,mysql::server"),
+        (
+            "puppet_server_address",
+            with("puppet_server_address"),
+            "puppet.example.net:8140",
+        ),
+        (
+            "puppet_resource",
+            with("puppet_resource"),
+            "file[/etc/motd]",
+        ),
+        ("nettest_fqdn", with("nettest_fqdn"), "www.example.net"),
+        (
+            "nettest_server_address",
+            with("nettest_server_address"),
+            "www.example.net:80",
+        ),
+        ("bool", with("bool"), "false"),
+        ("unknown name accepted", with("no_such_check"), "a;b"),
     ];
     for named in ddl::NAMED_VALIDATORS {
+        let prefix = named.split('=').next().unwrap_or(named);
         assert!(
-            good.iter()
-                .any(|(_, input, _)| input["validation"] == *named),
+            good.iter().any(|(_, input, _)| input["validation"]
+                .as_str()
+                .is_some_and(|v| v.split('=').next() == Some(prefix))),
             "no case for validator {named}"
         );
     }
@@ -453,10 +540,14 @@ fn named_validators_and_regexes() {
         ("shellsafe `", with("shellsafe"), "a`id`", "shellsafe"),
         ("shellsafe $", with("shellsafe"), "$(id)", "shellsafe"),
         ("shellsafe |", with("shellsafe"), "a|b", "shellsafe"),
-        ("shellsafe &", with("shellsafe"), "a&b", "shellsafe"),
+        (
+            "shellsafe &&",
+            with("shellsafe"),
+            "a&&b",
+            "may not contain '&&'",
+        ),
         ("shellsafe >", with("shellsafe"), "a>b", "shellsafe"),
         ("shellsafe <", with("shellsafe"), "a<b", "shellsafe"),
-        ("shellsafe newline", with("shellsafe"), "a\nb", "shellsafe"),
         (
             "ipv4address",
             with("ipv4address"),
@@ -523,12 +614,20 @@ fn named_validators_and_regexes() {
             "ABC",
             "failed validation ^[a-z]+$: \"ABC\"",
         ),
-        ("regex on list item", list_with("^[a-z]+$"), "a,B", "\"B\""),
         (
-            "regex on integer text",
-            int_with("^[0-9]{2}$"),
-            "420",
-            "\"420\"",
+            "service_name",
+            with("service_name"),
+            "nginx; id",
+            "is not a valid service name",
+        ),
+        ("duration", with("duration"), "10", "duration"),
+        ("maxlength=N", with("maxlength=3"), "abcd", "longer than 3"),
+        ("enum=a,b", with("enum=a,b"), "c", "allowed list: a, b"),
+        (
+            "puppet_server_address",
+            with("puppet_server_address"),
+            "a_box",
+            "not a valid hostname",
         ),
     ];
     for (rule, input, given, fragment) in bad {
@@ -750,8 +849,13 @@ fn choria_package_ddl_parses_and_validates() {
         ),
         (
             "count",
-            json!({"limit": "3", "all": "yes", "mode": "fast,slow"}),
-            Ok(json!({"limit": 3, "all": true, "mode": ["fast", "slow"]})),
+            json!({"limit": "3", "all": "yes", "mode": "fast"}),
+            Ok(json!({"limit": 3, "all": true, "mode": "fast"})),
+        ),
+        (
+            "count",
+            json!({"mode": "fast,slow"}),
+            Err((StatusCode::InvalidData, "must be one of fast, slow")),
         ),
         ("count", json!({}), Ok(json!({"limit": 10}))),
         (
@@ -979,6 +1083,7 @@ fn render_layouts() {
         output: "version".into(),
         display_as: "Version".into(),
         result,
+        format: None,
     };
     let cases = [
         (
@@ -1060,7 +1165,7 @@ fn hostile_ddls_give_errors_not_panics() {
             "bad_regex": {"type": "string", "optional": true, "validation": "([a-z"},
             "huge_regex": {"type": "string", "optional": true, "validation": "(\\w{1000}){1000}"},
             "huge_max": {"type": "string", "optional": true, "maxlength": 18446744073709551615},
-            "list_regex": {"type": "list", "optional": true, "validation": "*"},
+            "star_regex": {"type": "string", "optional": true, "validation": "*"},
             "safe": {"type": "string", "optional": true, "validation": "shellsafe"}
         }}]}"#,
     )
@@ -1076,7 +1181,7 @@ fn hostile_ddls_give_errors_not_panics() {
         ),
         (json!({"huge_max": "a".repeat(10_000)}), None),
         (
-            json!({"list_regex": "a,b"}),
+            json!({"star_regex": "a,b"}),
             Some("invalid validation regex"),
         ),
         (

@@ -293,3 +293,115 @@ async fn every_builtin_agent_implements_exactly_its_ddl() {
         );
     }
 }
+
+/// Answers with the inputs the node let through, under the DDL of the
+/// `typed` fixture (Choria's layout, every input type and validator).
+struct Echo {
+    ddl: muster_protocol::ddl::Ddl,
+}
+
+impl Agent for Echo {
+    fn ddl(&self) -> &muster_protocol::ddl::Ddl {
+        &self.ddl
+    }
+
+    fn call(
+        &self,
+        _node: &Node,
+        _action: &str,
+        request: &Request,
+    ) -> muster_server::agent::ActionFuture {
+        let data = Value::Object(request.data.clone());
+        Box::pin(async move { Ok(json!({ "status": "ok", "request": data })) })
+    }
+}
+
+#[tokio::test]
+async fn a_choria_ddl_is_enforced_by_the_node_as_choria_does() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../protocol/tests/fixtures/choria-ddl/typed.json");
+    let text = std::fs::read_to_string(&path).expect("the typed fixture");
+    let ddl = muster_protocol::ddl::Ddl::from_json(&text).expect("it parses");
+    let (mut node, caller) = node();
+    node.add_agent(std::sync::Arc::new(Echo { ddl }));
+    let ask = |action: &'static str, inputs: Value| {
+        let (node, caller) = (&node, &caller);
+        async move { muster_testkit::ask(node, caller, "typed", action, inputs).await }
+    };
+
+    // What a Choria client sends: typed values, defaults it added itself
+    // (one failing its own validation), JSON text in a string input.
+    let reply = ask(
+        "echo",
+        json!({"config": "{\"a\":\"b\"}", "format": "json", "count": 3, "label": "",
+               "options": {"k": 1}, "names": ["x"]}),
+    )
+    .await;
+    assert_eq!(reply.statuscode, StatusCode::Ok, "{reply:?}");
+    assert_eq!(
+        reply.data["request"],
+        json!({"config": "{\"a\":\"b\"}", "format": "json", "count": 3, "label": "",
+               "options": {"k": 1}, "names": ["x"], "force": false})
+    );
+    // What a client without the DDL sends: text, typed by the node.
+    let reply = ask(
+        "echo",
+        json!({"count": "3", "options": "{\"k\":1}", "names": "[\"x\"]", "force": "yes"}),
+    )
+    .await;
+    assert_eq!(reply.statuscode, StatusCode::Ok, "{reply:?}");
+    assert_eq!(reply.data["request"]["count"], 3);
+    assert_eq!(reply.data["request"]["options"], json!({"k": 1}));
+    assert_eq!(reply.data["request"]["names"], json!(["x"]));
+    assert_eq!(reply.data["request"]["force"], true);
+
+    // (action, inputs, words the refusal must contain)
+    let refused: &[(&str, Value, &[&str])] = &[
+        (
+            "echo",
+            json!({"format": "yaml"}),
+            &["must be one of ddl, json"],
+        ),
+        (
+            "echo",
+            json!({"format": ["json"]}),
+            &["must be one of ddl, json"],
+        ),
+        ("echo", json!({"config": {"a": "b"}}), &["must be a string"]),
+        (
+            "echo",
+            json!({"label": "Upper"}),
+            &["failed validation ^[a-z]+$"],
+        ),
+        (
+            "check",
+            json!({"service": "a b"}),
+            &["not a valid service name"],
+        ),
+        (
+            "check",
+            json!({"command": "a && b"}),
+            &["may not contain '&&'"],
+        ),
+        ("check", json!({"interval": "soon"}), &["not a duration"]),
+    ];
+    for (action, inputs, words) in refused {
+        let reply = ask(action, inputs.clone()).await;
+        assert_eq!(
+            reply.statuscode,
+            StatusCode::InvalidData,
+            "{inputs}: {reply:?}"
+        );
+        for word in *words {
+            assert!(
+                reply.statusmsg.contains(word),
+                "{inputs}: {:?}",
+                reply.statusmsg
+            );
+        }
+    }
+    let accepted = json!({"service": "nginx", "site": "x; y", "ipv4": "::ffff:10.0.0.1",
+                          "version": "1.2", "tags": "a,b::c", "server": "[::1]:8140"});
+    let reply = ask("check", accepted.clone()).await;
+    assert_eq!(reply.statuscode, StatusCode::Ok, "{reply:?}");
+}

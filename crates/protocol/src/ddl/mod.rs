@@ -6,6 +6,12 @@
 //! computes across replies. Clients validate inputs before sending and
 //! nodes validate again, both with [`Ddl::validate`].
 //!
+//! Types and validators are Choria's (docs/ddl.md): `list` is an enum,
+//! `hash` and `array` take JSON, command-line text is typed by the DDL
+//! (Choria's `ValToDDLType`), named validators live in `validators`, and
+//! Go and Ruby regexes are translated for the `regex` crate in `pattern`,
+//! which keeps matching linear-time on nodes.
+//!
 //! ```
 //! use muster_protocol::ddl::Ddl;
 //! let ddl: Ddl = serde_json::from_str(r#"{
@@ -19,15 +25,15 @@
 //! assert_eq!(ddl.action("say").unwrap().input["text"].maxlength, Some(20));
 //! ```
 
-use std::collections::{BTreeMap, HashMap};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::sync::{Mutex, OnceLock};
+use std::collections::BTreeMap;
 
-use regex::Regex;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Number, Value};
 
 use crate::StatusCode;
+
+mod pattern;
+mod validators;
 
 /// A whole agent DDL.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -106,11 +112,13 @@ pub struct Action {
     pub aggregate: Vec<Aggregate>,
 }
 
-/// The type of an input.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+/// The type of an input, as Choria's DDL schema names them.
+///
+/// Names are read case-insensitively (`Hash` and `Array` as MCollective
+/// writes them); `int`, `bool` and muster's older `enum` are read too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InputType {
-    /// Text.
+    /// Text, kept literally.
     String,
     /// A whole number.
     Integer,
@@ -120,12 +128,55 @@ pub enum InputType {
     Number,
     /// `true` or `false`.
     Boolean,
-    /// A list of values.
+    /// One of the values in `list`, sent as that value (an enum).
     List,
-    /// A JSON object.
+    /// A JSON object; on the command line, its JSON text.
     Hash,
-    /// A choice from `list`.
-    Enum,
+    /// A JSON array; on the command line, its JSON text.
+    Array,
+}
+
+impl InputType {
+    /// The name a DDL uses for the type.
+    pub fn name(self) -> &'static str {
+        match self {
+            InputType::String => "string",
+            InputType::Integer => "integer",
+            InputType::Float => "float",
+            InputType::Number => "number",
+            InputType::Boolean => "boolean",
+            InputType::List => "list",
+            InputType::Hash => "hash",
+            InputType::Array => "array",
+        }
+    }
+}
+
+impl Serialize for InputType {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for InputType {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        Ok(match name.to_ascii_lowercase().as_str() {
+            "string" => InputType::String,
+            "integer" | "int" => InputType::Integer,
+            "float" => InputType::Float,
+            "number" => InputType::Number,
+            "boolean" | "bool" => InputType::Boolean,
+            "list" | "enum" => InputType::List,
+            "hash" => InputType::Hash,
+            "array" => InputType::Array,
+            _ => {
+                return Err(serde::de::Error::custom(format!(
+                    "unknown input type {name:?} (known: string, integer, float, number, boolean, list, hash, array)"
+                )))
+            }
+        })
+    }
 }
 
 /// One input of an action.
@@ -146,14 +197,15 @@ pub struct Input {
     /// The value used when a request leaves it out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default: Option<Value>,
-    /// A regular expression, or a named validator (shellsafe,
-    /// ipv4address, ipv6address, ...).
+    /// A regular expression (Go or Ruby syntax), or a named validator
+    /// such as `shellsafe`, `ipv4address` or `service_name`: see
+    /// [`NAMED_VALIDATORS`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub validation: Option<String>,
     /// The longest text accepted, in characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub maxlength: Option<usize>,
-    /// Allowed values (for `enum`, and optionally for strings).
+    /// The allowed values of a `list` input (and, optionally, of a string).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub list: Vec<Value>,
 }
@@ -242,18 +294,10 @@ impl InputError {
     }
 }
 
-/// The validators a DDL may name in `validation` instead of a regex.
-pub const NAMED_VALIDATORS: &[&str] = &[
-    "shellsafe",
-    "ipv4address",
-    "ipv6address",
-    "ipaddress",
-    "boolean",
-    "integer",
-    "float",
-    "number",
-    "hostname",
-];
+/// The validators a DDL may name in `validation` instead of a regex
+/// (a `validation` starting with a lowercase letter is a name, as in
+/// Choria). A name not listed here is accepted with a warning.
+pub const NAMED_VALIDATORS: &[&str] = validators::NAMES;
 
 impl Ddl {
     /// Validates and converts the inputs of a request for `action`, as
@@ -293,13 +337,16 @@ impl Ddl {
 impl Action {
     /// Checks a request's inputs against this action and converts them in
     /// place to the types the DDL declares, so an agent sees `3` where the
-    /// command line gave `"3"`.
+    /// command line gave `"3"`, and `"{\"a\":1}"` stays that text for a
+    /// string input.
     ///
-    /// Inputs the DDL does not list are refused; a missing input gets its
-    /// default; a missing required input is [`StatusCode::MissingData`];
-    /// a wrong type, an over-long string, a value outside `list` or a
-    /// failed `validation` is [`StatusCode::InvalidData`]. A JSON `null`
-    /// counts as missing.
+    /// Inputs the DDL does not list are refused. A missing input gets its
+    /// default, unchecked, as Choria's client inserts it; a given value
+    /// equal to the default is accepted as it is, so a default that fails
+    /// its own validation never refuses a request. A missing required input
+    /// without a default is [`StatusCode::MissingData`]; a wrong type, an
+    /// over-long string, a value outside `list` or a failed `validation` is
+    /// [`StatusCode::InvalidData`]. A JSON `null` counts as missing.
     ///
     /// ```
     /// use muster_protocol::ddl::Action;
@@ -331,18 +378,16 @@ impl Action {
                 None | Some(Value::Null) => None,
                 Some(value) => Some(value),
             };
-            let value = match (given, &input.default) {
+            let default = input.default.as_ref().filter(|d| !d.is_null());
+            let value = match (given, default) {
+                // The DDL's own default, as a Choria client sends it.
+                (Some(value), Some(default)) if value == *default => value,
                 (Some(value), _) => input.check(name, value)?,
-                (None, Some(default)) if !default.is_null() => {
-                    input.check(name, default.clone()).map_err(|e| {
-                        InputError::invalid(
-                            name,
-                            format!("the DDL's default for input {name:?} is invalid: {e}"),
-                        )
-                    })?
-                }
-                (None, _) if input.optional => continue,
-                (None, _) => return Err(InputError::missing(name)),
+                (None, Some(default)) => input
+                    .convert(name, default.clone())
+                    .unwrap_or_else(|_| default.clone()),
+                (None, None) if input.optional => continue,
+                (None, None) => return Err(InputError::missing(name)),
             };
             data.insert(name.clone(), value);
         }
@@ -354,7 +399,15 @@ impl Input {
     /// Converts one given value to this input's type and checks it.
     fn check(&self, name: &str, value: Value) -> Result<Value, InputError> {
         let value = self.convert(name, value)?;
-        if let (Value::String(text), Some(max)) = (&value, self.maxlength) {
+        // As in Choria and MCollective, length, list and validation apply
+        // to strings; a list input was checked against its list already.
+        let Value::String(text) = &value else {
+            return Ok(value);
+        };
+        if self.kind != InputType::String {
+            return Ok(value);
+        }
+        if let Some(max) = self.maxlength {
             // MCollective treats a maxlength of 0 as no limit.
             let length = text.chars().count();
             if max > 0 && length > max {
@@ -367,24 +420,16 @@ impl Input {
                 ));
             }
         }
-        if self.kind == InputType::String && !self.list.is_empty() {
-            let text = scalar_text(&value).unwrap_or_default();
-            if !self
+        if !self.list.is_empty()
+            && !self
                 .list
                 .iter()
-                .any(|allowed| scalar_text(allowed).as_deref() == Some(&text))
-            {
-                return Err(self.not_in_list(name, &value));
-            }
+                .any(|allowed| scalar_text(allowed).as_deref() == Some(text.as_str()))
+        {
+            return Err(self.not_in_list(name, &value));
         }
-        if let Some(validation) = &self.validation {
-            let texts: Vec<String> = match &value {
-                Value::Array(items) => items.iter().filter_map(scalar_text).collect(),
-                other => scalar_text(other).into_iter().collect(),
-            };
-            for text in texts {
-                validate_text(name, validation, &text)?;
-            }
+        if let Some(validation) = self.validation.as_deref().filter(|v| !v.is_empty()) {
+            validate_text(name, validation, text)?;
         }
         Ok(value)
     }
@@ -443,40 +488,17 @@ impl Input {
                 };
                 parsed
                     .map(Value::Bool)
-                    .ok_or_else(|| wrong("a boolean (true/false/yes/no/1/0)", &value))
+                    .ok_or_else(|| wrong("a boolean (true/false/yes/no/t/f/1/0)", &value))
             }
-            InputType::List => match value {
-                Value::Array(_) => Ok(value),
-                Value::String(s) if s.trim_start().starts_with('[') => {
-                    match serde_json::from_str::<Value>(&s) {
-                        Ok(list @ Value::Array(_)) => Ok(list),
-                        _ => Err(wrong(
-                            "a list (a JSON array or comma-separated values)",
-                            &Value::String(s),
-                        )),
-                    }
+            InputType::List => {
+                if self.list.is_empty() {
+                    return Err(InputError::invalid(
+                        name,
+                        format!(
+                            "input {name:?} is a list but the DDL lists no values to choose from"
+                        ),
+                    ));
                 }
-                Value::String(s) => Ok(Value::Array(
-                    s.split(',')
-                        .map(str::trim)
-                        .filter(|item| !item.is_empty())
-                        .map(|item| Value::String(item.to_string()))
-                        .collect(),
-                )),
-                other => Err(wrong(
-                    "a list (a JSON array or comma-separated values)",
-                    &other,
-                )),
-            },
-            InputType::Hash => match value {
-                Value::Object(_) => Ok(value),
-                Value::String(s) => match serde_json::from_str::<Value>(&s) {
-                    Ok(hash @ Value::Object(_)) => Ok(hash),
-                    _ => Err(wrong("a hash (a JSON object)", &Value::String(s))),
-                },
-                other => Err(wrong("a hash (a JSON object)", &other)),
-            },
-            InputType::Enum => {
                 let text = scalar_text(&value);
                 self.list
                     .iter()
@@ -486,6 +508,28 @@ impl Input {
                     .cloned()
                     .ok_or_else(|| self.not_in_list(name, &value))
             }
+            InputType::Hash => match value {
+                Value::Object(_) => Ok(value),
+                Value::String(s) => match serde_json::from_str::<Value>(&s) {
+                    Ok(hash @ Value::Object(_)) => Ok(hash),
+                    _ => Err(wrong(
+                        "a hash (JSON object text such as {\"key\":\"value\"})",
+                        &Value::String(s),
+                    )),
+                },
+                other => Err(wrong("a hash (a JSON object)", &other)),
+            },
+            InputType::Array => match value {
+                Value::Array(_) => Ok(value),
+                Value::String(s) => match serde_json::from_str::<Value>(&s) {
+                    Ok(array @ Value::Array(_)) => Ok(array),
+                    _ => Err(wrong(
+                        "an array (JSON array text such as [\"a\",\"b\"])",
+                        &Value::String(s),
+                    )),
+                },
+                other => Err(wrong("an array (a JSON array)", &other)),
+            },
         }
     }
 
@@ -510,76 +554,32 @@ impl Input {
     }
 }
 
-/// Runs a named validator or a regex over one value's text.
+/// Runs a named validator or a regex over one string input.
 fn validate_text(name: &str, validation: &str, text: &str) -> Result<(), InputError> {
-    let valid = match validation {
-        // MCollective's shellsafe, plus `&` on its own and line breaks.
-        "shellsafe" => !text.contains(['`', '$', ';', '|', '&', '>', '<', '\n', '\r']),
-        "ipv4address" => text.parse::<Ipv4Addr>().is_ok(),
-        "ipv6address" => text.parse::<Ipv6Addr>().is_ok(),
-        "ipaddress" => text.parse::<IpAddr>().is_ok(),
-        "boolean" => parse_bool(text).is_some(),
-        "integer" => parse_integer(text).is_some(),
-        "float" | "number" => parse_float(text).is_some(),
-        "hostname" => is_hostname(text),
-        pattern => match cached_regex(pattern) {
-            Ok(regex) => regex.is_match(text),
-            Err(e) => {
-                let e = regex_reason(&e);
-                return Err(InputError::invalid(
-                    name,
-                    format!(
-                    "input {name:?} has an invalid validation regex {pattern:?} in the DDL: {e}"
-                ),
-                ));
-            }
-        },
-    };
-    if valid {
-        Ok(())
-    } else {
-        Err(InputError::invalid(
+    match validators::check(validation, text) {
+        validators::Verdict::Pass => Ok(()),
+        validators::Verdict::Fail(why) => Err(InputError::invalid(
             name,
             format!(
-                "input {name:?} failed validation {validation}: {}",
+                "input {name:?} failed validation {validation}: {} {why}",
                 shown(&Value::String(text.to_string()))
             ),
-        ))
+        )),
+        validators::Verdict::BadRegex(why) => Err(InputError::invalid(
+            name,
+            format!(
+                "input {name:?} has an invalid validation regex {validation:?} in the DDL: {why}"
+            ),
+        )),
     }
 }
 
-/// The syntax error's last line says what is wrong; the lines above
-/// draw the pattern with a caret, which does not fit a status message.
-fn regex_reason(e: &regex::Error) -> String {
-    let text = e.to_string();
-    let last = text.lines().last().unwrap_or_default().trim();
-    last.strip_prefix("error: ").unwrap_or(last).to_string()
-}
-
-/// Compiled DDL regexes: every request to an action checks the same few.
-fn cached_regex(pattern: &str) -> Result<Regex, regex::Error> {
-    static CACHE: OnceLock<Mutex<HashMap<String, Result<Regex, regex::Error>>>> = OnceLock::new();
-    let mut cache = CACHE
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    if let Some(found) = cache.get(pattern) {
-        return found.clone();
-    }
-    // A bound on memory when DDLs (or hostile ones) bring many patterns.
-    if cache.len() >= 256 {
-        cache.clear();
-    }
-    let compiled = Regex::new(pattern);
-    cache.insert(pattern.to_string(), compiled.clone());
-    compiled
-}
-
-/// `true`/`false`, `yes`/`no` and `1`/`0`, in any case.
+/// `true`/`false`, `yes`/`no`, `t`/`f` and `1`/`0`, in any case: Go's
+/// `strconv.ParseBool` (Choria) and MCollective's words.
 pub(crate) fn parse_bool(text: &str) -> Option<bool> {
     match text.trim().to_ascii_lowercase().as_str() {
-        "true" | "yes" | "1" => Some(true),
-        "false" | "no" | "0" => Some(false),
+        "true" | "yes" | "t" | "1" => Some(true),
+        "false" | "no" | "f" | "0" => Some(false),
         _ => None,
     }
 }
@@ -600,23 +600,6 @@ pub(crate) fn parse_float(text: &str) -> Option<f64> {
 fn whole_number(f: f64) -> Option<Value> {
     // The bounds keep the cast exact; `as` would saturate silently.
     (f.fract() == 0.0 && f >= i64::MIN as f64 && f < i64::MAX as f64).then(|| Value::from(f as i64))
-}
-
-/// An RFC 1123 host name: dot-separated labels of letters, digits and
-/// inner hyphens, each at most 63 characters, 253 in all.
-fn is_hostname(text: &str) -> bool {
-    let name = text.strip_suffix('.').unwrap_or(text);
-    !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        })
 }
 
 /// A value's text as a validator or list sees it; `None` for lists, hashes
@@ -644,11 +627,11 @@ fn shown(value: &Value) -> String {
 /// The DDLs of the agents built into every node, so clients know them
 /// without asking and nodes serve exactly what they describe.
 const BUILTIN: &[(&str, &str)] = &[
-    ("filemgr", include_str!("../ddl/filemgr.json")),
-    ("package", include_str!("../ddl/package.json")),
-    ("puppet", include_str!("../ddl/puppet.json")),
-    ("rpcutil", include_str!("../ddl/rpcutil.json")),
-    ("service", include_str!("../ddl/service.json")),
+    ("filemgr", include_str!("../../ddl/filemgr.json")),
+    ("package", include_str!("../../ddl/package.json")),
+    ("puppet", include_str!("../../ddl/puppet.json")),
+    ("rpcutil", include_str!("../../ddl/rpcutil.json")),
+    ("service", include_str!("../../ddl/service.json")),
 ];
 
 /// The DDL of a built-in agent.

@@ -1257,7 +1257,7 @@ mod tests {
             // Bad conditions.
             ("allow\talice\t*\t(role=web", 1, "expression"),
             ("#\nallow\t*\t*\t=web\t*", 2, "fact"),
-            ("allow\t*\t*\t*\t/(/", 1, "class"),
+            ("allow\t*\t*\t*\t/(/", 1, "invalid regular expression /(/"),
         ];
         for (text, line, message) in cases {
             let err = Policy::parse(text, "x.policy").unwrap_err();
@@ -1292,6 +1292,120 @@ mod tests {
             assert_eq!(err.line, line, "{err}");
             let err = Policy::parse(&format!("{bad}{good}"), "t.policy").unwrap_err();
             assert_eq!(err.line, 1, "{err}");
+        }
+    }
+
+    #[test]
+    fn upstream_forms() {
+        let cases = [
+            // `/regex/` callers, unanchored as in Choria; one with an `=`
+            // is also matched against Choria's `choria=<name>`.
+            ("allow\t/^ops\\./\t*\t*\t*", "ops.alice", "x", true),
+            ("allow\t/^ops\\./\t*\t*\t*", "alice.ops", "x", false),
+            ("allow\tbob /ali/\t*\t*\t*", "alice", "x", true),
+            ("allow\t/^choria=al/\t*\t*\t*", "alice", "x", true),
+            ("allow\t/^al=/\t*\t*\t*", "alice", "x", false),
+            // A compound expression in either of the 5-field form's fields.
+            ("allow\t*\t*\trole=web and cores>4\tbase", "a", "b", true),
+            ("allow\t*\t*\trole=web and cores>8\tbase", "a", "b", false),
+            (
+                "allow\t*\t*\t*\tbase and nosuch or role::web",
+                "a",
+                "b",
+                true,
+            ),
+            ("allow\t*\t*\t*\tnosuch and base or other", "a", "b", false),
+            ("allow\t*\t*\trole=web\tnot nosuch", "a", "b", true),
+            ("allow\t*\t*\trole=web\t/^role::/ and base", "a", "b", true),
+            // An unknown data plugin: that rule never matches, the others apply.
+            (
+                "deny\t*\t*\tnosuch('x').y=1\nallow\t*\t*\t*\t*",
+                "a",
+                "b",
+                true,
+            ),
+            ("allow\t*\t*\tnosuch().y=1\t*", "a", "b", false),
+            ("allow\t*\t*\t*\tbase and nosuch().y=1", "a", "b", false),
+        ];
+        for (text, caller, action, expected) in cases {
+            assert_eq!(
+                allowed(text, caller, action),
+                expected,
+                "{text:?} {caller} {action}"
+            );
+        }
+        let policy =
+            Policy::parse("allow\t*\t*\t*\n\ndeny\t*\t*\tx and nosuch().y=1", "t").unwrap();
+        assert_eq!(policy.unknown_plugins(), vec![(3, "nosuch".to_string())]);
+    }
+
+    #[test]
+    fn upstream_form_mistakes() {
+        let cases = [
+            ("allow\t//\t*\t*\t*", "write `*`"),
+            ("allow\t/ops\t*\t*\t*", "ends with `/`"),
+            ("allow\t/\t*\t*\t*", "ends with `/`"),
+            ("allow\t/(/\t*\t*\t*", "caller \"/(/\""),
+            (
+                "allow\t*\t*\t*\trole=web",
+                "a fact comparison where a class belongs",
+            ),
+            ("allow\t*\t*\t*\tbase and (", "expression"),
+            (
+                "allow\t*\t*\t*\tfstat('/x').nosuch=1",
+                "a property of fstat",
+            ),
+        ];
+        for (text, message) in cases {
+            let err = Policy::parse(text, "x.policy").unwrap_err();
+            assert!(err.problem.to_string().contains(message), "{text:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn groups_files() {
+        let groups = Groups::parse(
+            "# admins\r\nsysadmin cert=sa1 sa2\tuid=sa3\r\n\n  app_admin aa1\nnobody\n",
+            "groups",
+        )
+        .unwrap();
+        assert_eq!(groups.len(), 3);
+        for (group, caller, expected) in [
+            ("sysadmin", "sa1", true),
+            ("sysadmin", "sa2", true),
+            ("sysadmin", "sa3", true),
+            ("sysadmin", "aa1", false),
+            ("app_admin", "aa1", true),
+            ("nobody", "nobody", false),
+            ("nosuch", "sa1", false),
+        ] {
+            assert_eq!(groups.contains(group, caller), expected, "{group} {caller}");
+        }
+        let policy = Policy::parse("allow\tsysadmin carol\t*\t*\t*", "t")
+            .unwrap()
+            .with_groups(Arc::new(groups));
+        for (caller, expected) in [("sa1", true), ("carol", true), ("aa1", false)] {
+            assert_eq!(
+                policy.decide(caller, "x", &View).allowed,
+                expected,
+                "{caller}"
+            );
+        }
+        for (text, line, message) in [
+            ("ops:1 alice", 1, "expected `<group> <caller>"),
+            ("# x\nops alice\nops bob", 3, "again (line 2 has it first)"),
+            ("ops *", 1, "member \"*\""),
+            ("ops /^a/", 1, "member \"/^a/\""),
+            (
+                "ops alice # on call",
+                1,
+                "comments must be on their own line",
+            ),
+        ] {
+            let err = Groups::parse(text, "groups").unwrap_err();
+            assert_eq!(err.line, line, "{text:?}: {err}");
+            assert!(err.to_string().contains(message), "{text:?}: {err}");
+            assert!(err.to_string().starts_with(&format!("groups:{line}: ")));
         }
     }
 

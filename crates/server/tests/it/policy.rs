@@ -1033,3 +1033,93 @@ fn upstream_choria_fixtures() {
     ];
     decide_upstream("choria", cases);
 }
+
+/// `/regex/` callers and the groups file decide signed requests (the
+/// caller is the certificate name); a groups file that changes applies
+/// after the watch interval, and one that breaks denies every agent with
+/// a policy file, naming its line.
+#[tokio::test]
+async fn regex_callers_and_the_groups_file() {
+    let s = Setup::new();
+    let groups = s.policies().join("groups");
+    std::fs::write(&groups, "# on call\nops alice.mcollective\n").unwrap();
+    s.write_policy(
+        "rpcutil",
+        "policy default deny\nallow\tops\tping\t*\t*\nallow\t/^b.b\\.mcollective$/\tinventory\t*\t*\n",
+    );
+    let logs = Logs::default();
+    let _logs = tracing::subscriber::set_default(logs.clone());
+    let node = s.node("").unwrap();
+    assert_eq!(status(&node, &s.alice, "ping").await, OK);
+    assert_eq!(status(&node, &s.alice, "inventory").await, DENY);
+    assert_eq!(status(&node, &s.bob, "ping").await, DENY);
+    assert_eq!(status(&node, &s.bob, "inventory").await, OK);
+
+    // bob joins ops (the file grows, so the watch sees the change).
+    std::fs::write(
+        &groups,
+        "# on call\nops alice.mcollective cert=bob.mcollective\n",
+    )
+    .unwrap();
+    wait_for_next_check();
+    assert_eq!(status(&node, &s.bob, "ping").await, OK);
+
+    // A broken groups file: every request to an agent with a policy file
+    // is denied, and the error names the groups file's line.
+    logs.take();
+    std::fs::write(&groups, "# on call\nops alice.mcollective\non:call bob\n").unwrap();
+    wait_for_next_check();
+    assert_eq!(status(&node, &s.alice, "ping").await, DENY);
+    assert_eq!(status(&node, &s.bob, "inventory").await, DENY);
+    let errors: Vec<String> = logs
+        .take()
+        .into_iter()
+        .filter(|l| l.starts_with("ERROR"))
+        .collect();
+    assert!(
+        errors
+            .iter()
+            .any(|l| l.contains(&format!("{}:3: ", groups.display())) && l.contains("on:call")),
+        "{errors:#?}"
+    );
+}
+
+/// A rule naming a data plugin the node does not have never matches, with
+/// a warning naming the plugin, the file and the line; the file's other
+/// rules still apply (it used to deny the whole file). The issue's
+/// `puppet().enabled=false` now parses: puppet is a data plugin.
+#[tokio::test]
+async fn an_unknown_data_plugin_fails_only_its_rule() {
+    let s = Setup::new();
+    s.write_policy(
+        "rpcutil",
+        "policy default deny\ndeny\t*\t*\tnosuch('x').state=1\n\
+         allow\tbob.mcollective\tinventory\t*\tpuppet().enabled=false\n\
+         allow\talice.mcollective\t*\t*\t*\n",
+    );
+    let logs = Logs::default();
+    let node = {
+        let _logs = tracing::subscriber::set_default(logs.clone());
+        s.node("").unwrap()
+    };
+    let file = s.policies().join("rpcutil.policy");
+    let warnings: Vec<String> = logs
+        .take()
+        .into_iter()
+        .filter(|l| l.starts_with("WARN"))
+        .collect();
+    assert!(
+        warnings
+            .iter()
+            .any(|l| l.contains(&format!("{}:2: ", file.display()))
+                && l.contains("unknown data plugin \"nosuch\"")),
+        "{warnings:#?}"
+    );
+    assert!(
+        !warnings.iter().any(|l| l.contains(":3: ")),
+        "puppet is known: {warnings:#?}"
+    );
+    assert_eq!(status(&node, &s.alice, "ping").await, OK);
+    assert_eq!(status(&node, &s.alice, "inventory").await, OK);
+    assert_eq!(status(&node, &s.bob, "ping").await, DENY);
+}

@@ -21,10 +21,17 @@
 //! The first rule whose fields all hold decides; when none does, the
 //! policy default does (deny when the file does not say). Callers are
 //! matched against the name of the certificate that signed the request,
-//! never against the caller the request claims to be. A file with a line
-//! that does not parse denies every request to its agent (fail closed)
-//! until it is fixed, and the error (file and line) is logged when the
-//! file is read: at start-up and after every change ([`Watched`]).
+//! never against the caller the request claims to be: by name, by
+//! Choria's `/regex/`, or by a group of MCollective's `<dir>/groups` file
+//! ([`Groups`]). The facts and classes fields, and the 4-field form's
+//! condition, are `-S` compound expressions when they look like one
+//! (MCollective's test), data plugins included; a rule naming a data
+//! plugin the node does not have never matches, and is warned about.
+//!
+//! A policy file (or the groups file) with a line that does not parse
+//! denies every request to its agent (fail closed) until it is fixed, and
+//! the error (file and line) is logged when the file is read: at start-up
+//! and after every change ([`Watched`]).
 //!
 //! ```
 //! use muster_server::policy::Policy;

@@ -7,6 +7,7 @@ use muster_protocol::ddl::Ddl;
 use muster_protocol::{Request, StatusCode};
 use serde_json::Value;
 
+use crate::data::{DataError, Properties};
 use crate::Node;
 
 /// What an action returns: its output data, or a status and message.
@@ -76,6 +77,14 @@ pub trait Agent: Send + Sync + 'static {
     /// Runs one action. Quick actions answer from `node` directly; slow
     /// ones move what they need into the returned future.
     fn call(&self, node: &Node, action: &str, request: &Request) -> ActionFuture;
+
+    /// The data plugin of the agent's name, for `-S` filters and action
+    /// policies, as MCollective agents ship one (the puppet agent's
+    /// `puppet()`); `None` when the agent has none. It runs off the async
+    /// workers, and may read files.
+    fn data(&self, _argument: &str) -> Option<Result<Properties, DataError>> {
+        None
+    }
 }
 
 /// An already-finished action.

@@ -2,7 +2,11 @@
 //!
 //! Each plugin takes its one argument and answers a map of properties that
 //! the filter compares against. `fstat` keeps the property names and values
-//! of MCollective 2.12's plugin; `process` and `sysctl` are muster's own.
+//! of MCollective 2.12's plugin; `process` and `sysctl` are muster's own;
+//! `puppet()` is the puppet agent's (MCollective's `puppet_data.rb`), which
+//! the agent answers from the files its `status` action reads
+//! ([`crate::Agent::data`], [`PUPPET_PROPERTIES`]). The same plugins serve
+//! `-S` filters, `rpcutil get_data` and action policies.
 //! An `Err` means the plugin could not answer on this node (permission
 //! denied, a malformed argument, a bound below exceeded): the node does not
 //! match, and the caller counts it. Nothing here panics on odd files or a
@@ -96,6 +100,22 @@ pub enum DataError {
         name: String,
         /// What is wrong with it.
         reason: &'static str,
+    },
+    /// The plugin's subject is not on this node (`puppet()` without Puppet).
+    #[error("{plugin}(): {reason}")]
+    Unavailable {
+        /// The plugin.
+        plugin: &'static str,
+        /// Why it cannot answer.
+        reason: String,
+    },
+    /// A plugin that takes no argument was given one.
+    #[error("{plugin}('{argument}'): {plugin}() takes no argument")]
+    NoArgument {
+        /// The plugin.
+        plugin: &'static str,
+        /// The argument given (at most 80 characters of it).
+        argument: String,
     },
     /// The sysctl's file could not be opened or read.
     #[error("sysctl('{name}'): {source}")]
@@ -560,6 +580,36 @@ fn process_matches(dir: &Path, name: &str) -> bool {
     }
     let base = argv0.rsplit(|&b| b == b'/').next().unwrap_or(argv0);
     !base.is_empty() && base == name.as_bytes()
+}
+
+/// The properties of MCollective's `puppet` data plugin (the puppet
+/// agent's `puppet_data.rb`), which the puppet agent answers from its
+/// `status`: `puppet().enabled=false`, `puppet().since_lastrun>3600`.
+pub const PUPPET_PROPERTIES: &[&str] = &[
+    "applying",
+    "daemon_present",
+    "disable_message",
+    "enabled",
+    "idling",
+    "lastrun",
+    "since_lastrun",
+    "status",
+];
+
+/// `puppet()`'s answer from the puppet agent's `status` output: the
+/// [`PUPPET_PROPERTIES`] of it. Like MCollective's, the plugin takes no
+/// argument (`puppet()`).
+pub(crate) fn puppet(argument: &str, status: &Value) -> Result<Properties, DataError> {
+    if !argument.trim().is_empty() {
+        return Err(DataError::NoArgument {
+            plugin: "puppet",
+            argument: argument.chars().take(80).collect(),
+        });
+    }
+    Ok(PUPPET_PROPERTIES
+        .iter()
+        .filter_map(|name| Some((name.to_string(), status.get(*name)?.clone())))
+        .collect())
 }
 
 /// A kernel parameter, `net.ipv4.ip_forward` read from

@@ -570,7 +570,11 @@ impl Node {
             "fstat" => crate::data::fstat(argument),
             "process" => crate::data::process(argument),
             "sysctl" => crate::data::sysctl(argument),
-            other => Err(DataError::UnknownPlugin(other.to_string())),
+            // Data plugins that come with an agent (`puppet`).
+            other => match self.agents.get(other).and_then(|a| a.data(argument)) {
+                Some(result) => result,
+                None => Err(DataError::UnknownPlugin(other.to_string())),
+            },
         };
         if result.is_err() {
             Stats::count(&self.stats.data_errors);

@@ -21,10 +21,17 @@
 //! The first rule whose fields all hold decides; when none does, the
 //! policy default does (deny when the file does not say). Callers are
 //! matched against the name of the certificate that signed the request,
-//! never against the caller the request claims to be. A file with a line
-//! that does not parse denies every request to its agent (fail closed)
-//! until it is fixed, and the error (file and line) is logged when the
-//! file is read: at start-up and after every change ([`Watched`]).
+//! never against the caller the request claims to be: by name, by
+//! Choria's `/regex/`, or by a group of MCollective's `<dir>/groups` file
+//! ([`Groups`]). The facts and classes fields, and the 4-field form's
+//! condition, are `-S` compound expressions when they look like one
+//! (MCollective's test), data plugins included; a rule naming a data
+//! plugin the node does not have never matches, and is warned about.
+//!
+//! A policy file (or the groups file) with a line that does not parse
+//! denies every request to its agent (fail closed) until it is fixed, and
+//! the error (file and line) is logged when the file is read: at start-up
+//! and after every change ([`Watched`]).
 //!
 //! ```
 //! use muster_server::policy::Policy;
@@ -48,6 +55,9 @@ use muster_protocol::config::{Config, ConfigError};
 use muster_protocol::{Compound, FactFilter, FilterError, NodeView, Pattern};
 
 use crate::watched::{Source, Watched};
+
+mod groups;
+pub use groups::Groups;
 
 /// The reply status message of a denied request (MCollective's).
 pub const DENIED: &str = "You are not authorized to call this agent or action";
@@ -179,12 +189,53 @@ pub enum LineError {
         /// The field.
         field: String,
     },
-    /// A compound expression in the facts field of a 5-field rule.
+    /// A caller word that starts with `/` but is not a usable `/regex/`.
+    #[error("caller {caller:?}: {problem}")]
+    CallerRegex {
+        /// The word.
+        caller: String,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
+    /// A caller `/regex/` that does not compile.
+    #[error("caller {caller:?}: {source}")]
+    CallerRegexSyntax {
+        /// The word.
+        caller: String,
+        /// What the regex compiler said.
+        source: FilterError,
+    },
+    /// A fact comparison in the classes field of a 5-field rule.
     #[error(
-        "facts {0:?}: a compound expression goes in the 4-field form \
-         `allow|deny <callers> <actions> <expression>`"
+        "classes {0:?}: a fact comparison where a class belongs; facts go in the \
+         fourth field (or write a compound expression such as `role=web and base`)"
     )]
-    CompoundInFacts(String),
+    FactInClasses(String),
+    /// A groups file line whose first word is not a group name.
+    #[error(
+        "expected `<group> <caller> <caller> ...` with a group name of letters, digits, \
+         `_`, `.` or `-`, found {0:?}"
+    )]
+    GroupName(String),
+    /// A group named on two lines.
+    #[error("group {name:?} again (line {first} has it first): a group is one line")]
+    GroupTwice {
+        /// The group.
+        name: String,
+        /// The line of the first one.
+        first: usize,
+    },
+    /// A group member that is not a caller name.
+    #[error(
+        "group {group:?}: member {member:?} is not a caller name \
+         (`*` and `/regex/` belong in a policy's caller field)"
+    )]
+    GroupMember {
+        /// The group.
+        group: String,
+        /// The member.
+        member: String,
+    },
     /// A fact comparison that does not parse.
     #[error("fact {fact:?}: {source}")]
     Fact {
@@ -217,6 +268,7 @@ pub struct Policy {
     file: String,
     default_allow: bool,
     rules: Vec<Rule>,
+    groups: Arc<Groups>,
 }
 
 #[derive(Debug)]
@@ -224,9 +276,20 @@ struct Rule {
     line: usize,
     allow: bool,
     /// `None` is `*`.
-    callers: Option<Vec<String>>,
+    callers: Option<Vec<Caller>>,
     actions: Option<Vec<String>>,
     condition: Condition,
+}
+
+/// One word of a rule's caller field.
+#[derive(Debug)]
+enum Caller {
+    /// A caller name (`alice.mcollective`, `cert=alice.mcollective`) or a
+    /// group of the groups file.
+    Name(String),
+    /// `/regex/`, matched against the certificate name; `choria_form`:
+    /// also against Choria's caller id `choria=<name>` (the regex has an `=`).
+    Regex { regex: Pattern, choria_form: bool },
 }
 
 #[derive(Debug)]
@@ -238,6 +301,12 @@ enum Condition {
         classes: Vec<Pattern>,
     },
     Compound(Compound),
+    /// The 5-field form: the facts field and the classes field must both
+    /// hold; either may be a compound expression.
+    Both(Box<Condition>, Box<Condition>),
+    /// The rule names a data plugin this node does not have: it never
+    /// matches (MCollective's "could not call Data function").
+    UnknownPlugin(String),
 }
 
 /// The verdict on one request, and which line (or default) gave it.
@@ -265,29 +334,18 @@ impl Policy {
     /// character is `#` is a comment; blank lines are ignored. Every other
     /// line is `policy default allow|deny` (at most once) or a rule, and
     /// must parse completely: the first line that does not is the error,
-    /// and the caller denies everything the file governs.
+    /// and the caller denies everything the file governs. A rule that
+    /// names an unknown data plugin parses (see [`Policy::unknown_plugins`]).
     pub fn parse(text: &str, file: &str) -> Result<Policy, PolicyError> {
         // (the verdict, the line that gave it)
         let mut default: Option<(bool, usize)> = None;
         let mut rules = Vec::new();
-        for (index, raw) in text.split('\n').enumerate() {
-            let line = index + 1;
+        for (line, trimmed) in lines(text, file)? {
             let error = |problem: LineError| PolicyError {
                 file: file.to_string(),
                 line,
                 problem,
             };
-            let raw = raw.strip_suffix('\r').unwrap_or(raw);
-            if raw.contains('\r') {
-                return Err(error(LineError::CarriageReturn));
-            }
-            let trimmed = raw.trim();
-            if trimmed.is_empty() || trimmed.starts_with('#') {
-                continue;
-            }
-            if trimmed.contains('#') {
-                return Err(error(LineError::TrailingComment(trimmed.to_string())));
-            }
             let first = trimmed.split_whitespace().next().unwrap_or("");
             match first {
                 "policy" => {
@@ -310,7 +368,15 @@ impl Policy {
             file: file.to_string(),
             default_allow: default.is_some_and(|(allow, _)| allow),
             rules,
+            groups: Arc::new(Groups::default()),
         })
+    }
+
+    /// The same policy, with caller words that name a group of `groups`
+    /// matching the group's members (MCollective's `policies/groups`).
+    pub fn with_groups(mut self, groups: Arc<Groups>) -> Policy {
+        self.groups = groups;
+        self
     }
 
     /// How many rules the file has.
@@ -318,12 +384,18 @@ impl Policy {
         self.rules.len()
     }
 
+    /// The rules that name a data plugin the node does not have, as (line,
+    /// plugin): they never match, and the node warns about each at load.
+    pub fn unknown_plugins(&self) -> Vec<(usize, String)> {
+        self.rules
+            .iter()
+            .filter_map(|rule| rule.condition.unknown_plugin().map(|p| (rule.line, p)))
+            .collect()
+    }
+
     /// Whether any rule needs a data plugin (which reads files and /proc).
     pub fn uses_data(&self) -> bool {
-        self.rules.iter().any(|rule| match &rule.condition {
-            Condition::Compound(compound) => compound.expr.uses_data(),
-            _ => false,
-        })
+        self.rules.iter().any(|rule| rule.condition.uses_data())
     }
 
     /// Whether `caller` (the verified certificate name) may run `action` on `node`.
@@ -332,7 +404,7 @@ impl Policy {
             let caller_matches = rule
                 .callers
                 .as_ref()
-                .is_none_or(|callers| callers.iter().any(|c| caller_is(c, caller)));
+                .is_none_or(|callers| callers.iter().any(|c| c.matches(caller, &self.groups)));
             let action_matches = rule
                 .actions
                 .as_ref()
@@ -350,6 +422,71 @@ impl Policy {
             }
         }
         Decision::new(self.default_allow, format!("{}: policy default", self.file))
+    }
+}
+
+/// The non-blank, non-comment lines of a policy or groups file, trimmed,
+/// with their numbers; a stray `\r` or a `#` after the start is an error.
+fn lines<'a>(text: &'a str, file: &str) -> Result<Vec<(usize, &'a str)>, PolicyError> {
+    let mut lines = Vec::new();
+    for (index, raw) in text.split('\n').enumerate() {
+        let line = index + 1;
+        let error = |problem: LineError| PolicyError {
+            file: file.to_string(),
+            line,
+            problem,
+        };
+        let raw = raw.strip_suffix('\r').unwrap_or(raw);
+        if raw.contains('\r') {
+            return Err(error(LineError::CarriageReturn));
+        }
+        let trimmed = raw.trim();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        if trimmed.contains('#') {
+            return Err(error(LineError::TrailingComment(trimmed.to_string())));
+        }
+        lines.push((line, trimmed));
+    }
+    Ok(lines)
+}
+
+impl Caller {
+    fn parse(word: &str) -> Result<Caller, LineError> {
+        if !word.starts_with('/') {
+            return Ok(Caller::Name(word.to_string()));
+        }
+        let problem = |problem| LineError::CallerRegex {
+            caller: word.to_string(),
+            problem,
+        };
+        if word.len() < 2 || !word.ends_with('/') {
+            return Err(problem(
+                "a caller starting with `/` is a /regex/ and ends with `/`",
+            ));
+        }
+        if word == "//" {
+            return Err(problem("an empty /regex/ matches every caller; write `*`"));
+        }
+        let regex = Pattern::parse(word).map_err(|source| LineError::CallerRegexSyntax {
+            caller: word.to_string(),
+            source,
+        })?;
+        Ok(Caller::Regex {
+            regex,
+            choria_form: word.contains('='),
+        })
+    }
+
+    fn matches(&self, caller: &str, groups: &Groups) -> bool {
+        match self {
+            Caller::Name(word) => caller_is(word, caller) || groups.contains(word, caller),
+            Caller::Regex { regex, choria_form } => {
+                regex.matches(caller)
+                    || (*choria_form && regex.matches(&format!("choria={caller}")))
+            }
+        }
     }
 }
 
@@ -371,6 +508,24 @@ impl Condition {
                     && classes.iter().all(|p| node.has_class(&|c| p.matches(c))))
             }
             Condition::Compound(compound) => compound.expr.eval(node),
+            Condition::Both(facts, classes) => Ok(facts.holds(node)? && classes.holds(node)?),
+            Condition::UnknownPlugin(_) => Ok(false),
+        }
+    }
+
+    fn uses_data(&self) -> bool {
+        match self {
+            Condition::Compound(compound) => compound.expr.uses_data(),
+            Condition::Both(a, b) => a.uses_data() || b.uses_data(),
+            _ => false,
+        }
+    }
+
+    fn unknown_plugin(&self) -> Option<String> {
+        match self {
+            Condition::UnknownPlugin(plugin) => Some(plugin.clone()),
+            Condition::Both(a, b) => a.unknown_plugin().or_else(|| b.unknown_plugin()),
+            _ => None,
         }
     }
 }
@@ -427,42 +582,55 @@ fn parse_rule(line: &str, number: usize) -> Result<Rule, LineError> {
             hint,
         });
     }
-    let callers = words(fields[1], "callers")?.map(|w| w.into_iter().map(String::from).collect());
+    let callers = match words(fields[1], "callers")? {
+        None => None,
+        Some(words) => Some(
+            words
+                .into_iter()
+                .map(Caller::parse)
+                .collect::<Result<_, _>>()?,
+        ),
+    };
     let actions = words(fields[2], "actions")?.map(|w| w.into_iter().map(String::from).collect());
     let condition = if fields.len() == 5 {
+        // MCollective reads each of the two fields as a compound
+        // expression when it looks like one, else as a list.
         let facts = match words(fields[3], "facts")? {
-            None => Vec::new(),
-            Some(_) if is_compound(fields[3]) => {
-                return Err(LineError::CompoundInFacts(fields[3].to_string()))
-            }
-            Some(facts) => facts
-                .into_iter()
-                .map(|f| FactFilter::parse(f).map_err(|e| fact_error(f, e)))
-                .collect::<Result<_, _>>()?,
+            None => Condition::Always,
+            Some(_) if is_compound(fields[3]) => compound(fields[3])?,
+            Some(facts) => Condition::All {
+                facts: facts
+                    .into_iter()
+                    .map(|f| FactFilter::parse(f).map_err(|e| fact_error(f, e)))
+                    .collect::<Result<_, _>>()?,
+                classes: Vec::new(),
+            },
         };
         let classes = match words(fields[4], "classes")? {
-            None => Vec::new(),
-            Some(classes) => classes
-                .into_iter()
-                .map(|c| Pattern::parse(c).map_err(|e| class_error(c, e)))
-                .collect::<Result<_, _>>()?,
+            None => Condition::Always,
+            Some(_) if is_compound(fields[4]) => compound(fields[4])?,
+            Some(classes) => Condition::All {
+                facts: Vec::new(),
+                classes: classes
+                    .into_iter()
+                    .map(|c| {
+                        if c.contains(['=', '<', '>']) && !c.starts_with('/') {
+                            return Err(LineError::FactInClasses(fields[4].to_string()));
+                        }
+                        Pattern::parse(c).map_err(|e| class_error(c, e))
+                    })
+                    .collect::<Result<_, _>>()?,
+            },
         };
-        if facts.is_empty() && classes.is_empty() {
-            Condition::Always
-        } else {
-            Condition::All { facts, classes }
+        match (facts, classes) {
+            (Condition::Always, Condition::Always) => Condition::Always,
+            (only, Condition::Always) | (Condition::Always, only) => only,
+            (facts, classes) => Condition::Both(Box::new(facts), Box::new(classes)),
         }
     } else {
         match words(fields[3], "condition")? {
             None => Condition::Always,
-            Some(_) if is_compound(fields[3]) => {
-                Condition::Compound(Compound::parse(fields[3]).map_err(|source| {
-                    LineError::Expression {
-                        expression: fields[3].to_string(),
-                        source,
-                    }
-                })?)
-            }
+            Some(_) if is_compound(fields[3]) => compound(fields[3])?,
             Some(words) => {
                 // Words without an operator: facts (with one) and classes,
                 // all of which must hold, as an `-S` expression joined by
@@ -489,9 +657,38 @@ fn parse_rule(line: &str, number: usize) -> Result<Rule, LineError> {
     })
 }
 
-/// `*` (`None`), or the field's blank-separated words. `*` stands alone:
-/// `* *` or `role=web *` is a field separator typed as a space, not a
-/// list, and would otherwise make a class or caller of `*`.
+/// An `-S` expression. One that calls a data plugin this node does not
+/// know makes a rule that never matches (as in MCollective, where the
+/// failed call is false) rather than an error that would deny the whole
+/// file; everything else that does not parse is an error.
+fn compound(field: &str) -> Result<Condition, LineError> {
+    match Compound::parse(field) {
+        Ok(compound) => Ok(Condition::Compound(compound)),
+        Err(source) => match unknown_plugin_at(&source) {
+            Some(plugin) => Ok(Condition::UnknownPlugin(plugin)),
+            None => Err(LineError::Expression {
+                expression: field.to_string(),
+                source,
+            }),
+        },
+    }
+}
+
+/// The plugin name where the parser stopped, when it stopped at
+/// `name(` and `name` is not a data plugin it knows.
+fn unknown_plugin_at(error: &FilterError) -> Option<String> {
+    let FilterError::Parse(parse) = error else {
+        return None;
+    };
+    let rest = parse.input.get(parse.position..)?;
+    let name_len = rest.find(|c: char| !(c.is_alphanumeric() || c == '_'))?;
+    let (name, after) = rest.split_at(name_len);
+    let known = muster_protocol::DATA_PLUGINS
+        .iter()
+        .any(|(p, _)| *p == name);
+    (!name.is_empty() && after.starts_with('(') && !known).then(|| name.to_string())
+}
+
 fn fact_error(fact: &str, source: FilterError) -> LineError {
     LineError::Fact {
         fact: fact.to_string(),
@@ -506,6 +703,9 @@ fn class_error(class: &str, source: FilterError) -> LineError {
     }
 }
 
+/// `*` (`None`), or the field's blank-separated words. `*` stands alone:
+/// `* *` or `role=web *` is a field separator typed as a space, not a
+/// list, and would otherwise make a class or caller of `*`.
 fn words<'a>(field: &'a str, what: &'static str) -> Result<Option<Vec<&'a str>>, LineError> {
     if field == "*" {
         return Ok(None);
@@ -538,19 +738,52 @@ enum Loaded {
     Broken(String),
 }
 
-fn load(path: &Path, agent: &str) -> Loaded {
-    let shown = path.display().to_string();
-    let text = match std::fs::read(path) {
-        Ok(bytes) => match String::from_utf8(bytes) {
-            Ok(text) => text,
-            Err(_) => return broken(agent, format!("{shown}: not UTF-8 text")),
-        },
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Loaded::Missing,
-        Err(e) => return broken(agent, format!("{shown}: {e}")),
+/// The groups file, beside the policies (MCollective's `policies/groups`).
+pub const GROUPS_FILE: &str = "groups";
+
+/// Reads `path` and the groups file: a policy that cannot be read or
+/// parsed, or a groups file that cannot (the policy may name its groups),
+/// denies everything. A missing groups file is no groups.
+fn load(path: &Path, groups_path: &Path, agent: &str) -> Loaded {
+    let text = match read_text(path) {
+        Ok(Some(text)) => text,
+        Ok(None) => return Loaded::Missing,
+        Err(e) => return broken(agent, e),
     };
-    match Policy::parse(&text, &shown) {
-        Ok(policy) => Loaded::Ready(policy),
-        Err(e) => broken(agent, e.to_string()),
+    let shown = path.display().to_string();
+    let policy = match Policy::parse(&text, &shown) {
+        Ok(policy) => policy,
+        Err(e) => return broken(agent, e.to_string()),
+    };
+    let groups = match read_text(groups_path) {
+        Ok(None) => Groups::default(),
+        Ok(Some(text)) => match Groups::parse(&text, &groups_path.display().to_string()) {
+            Ok(groups) => groups,
+            Err(e) => return broken(agent, e.to_string()),
+        },
+        Err(e) => return broken(agent, e),
+    };
+    for (line, plugin) in policy.unknown_plugins() {
+        tracing::warn!(
+            agent,
+            plugin = %plugin,
+            at = %format!("{shown}:{line}"),
+            "{shown}:{line}: unknown data plugin {plugin:?}: this rule never matches; \
+             the file's other rules apply"
+        );
+    }
+    Loaded::Ready(policy.with_groups(Arc::new(groups)))
+}
+
+/// A file's text; `None` when it does not exist.
+fn read_text(path: &Path) -> Result<Option<String>, String> {
+    let shown = path.display();
+    match std::fs::read(path) {
+        Ok(bytes) => String::from_utf8(bytes)
+            .map(Some)
+            .map_err(|_| format!("{shown}: not UTF-8 text")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("{shown}: {e}")),
     }
 }
 
@@ -603,9 +836,10 @@ impl Policies {
         let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
         let source = files.entry(name.to_string()).or_insert_with(|| {
             let path = settings.dir.join(format!("{name}.policy"));
+            let groups = settings.dir.join(GROUPS_FILE);
             let agent = name.to_string();
-            let watched = Watched::new(vec![path], move |paths| {
-                Ok::<_, std::convert::Infallible>(load(&paths[0], &agent))
+            let watched = Watched::new(vec![path, groups], move |paths| {
+                Ok::<_, std::convert::Infallible>(load(&paths[0], &paths[1], &agent))
             });
             Arc::new(match watched {
                 Ok(watched) => Source::Files(watched),
@@ -953,10 +1187,9 @@ mod tests {
                 "carriage return",
             ),
             // Bad conditions.
-            ("allow\talice\t*\trole=web and x\t*", 1, "4-field form"),
             ("allow\talice\t*\t(role=web", 1, "expression"),
             ("#\nallow\t*\t*\t=web\t*", 2, "fact"),
-            ("allow\t*\t*\t*\t/(/", 1, "class"),
+            ("allow\t*\t*\t*\t/(/", 1, "invalid regular expression /(/"),
         ];
         for (text, line, message) in cases {
             let err = Policy::parse(text, "x.policy").unwrap_err();
@@ -991,6 +1224,73 @@ mod tests {
             assert_eq!(err.line, line, "{err}");
             let err = Policy::parse(&format!("{bad}{good}"), "t.policy").unwrap_err();
             assert_eq!(err.line, 1, "{err}");
+        }
+    }
+
+    #[test]
+    fn upstream_forms() {
+        let cases = [
+            // `/regex/` callers, unanchored as in Choria; one with an `=`
+            // is also matched against Choria's `choria=<name>`.
+            ("allow\t/^ops\\./\t*\t*\t*", "ops.alice", "x", true),
+            ("allow\t/^ops\\./\t*\t*\t*", "alice.ops", "x", false),
+            ("allow\tbob /ali/\t*\t*\t*", "alice", "x", true),
+            ("allow\t/^choria=al/\t*\t*\t*", "alice", "x", true),
+            ("allow\t/^al=/\t*\t*\t*", "alice", "x", false),
+            // A compound expression in either of the 5-field form's fields.
+            ("allow\t*\t*\trole=web and cores>4\tbase", "a", "b", true),
+            ("allow\t*\t*\trole=web and cores>8\tbase", "a", "b", false),
+            (
+                "allow\t*\t*\t*\tbase and nosuch or role::web",
+                "a",
+                "b",
+                true,
+            ),
+            ("allow\t*\t*\t*\tnosuch and base or other", "a", "b", false),
+            ("allow\t*\t*\trole=web\tnot nosuch", "a", "b", true),
+            ("allow\t*\t*\trole=web\t/^role::/ and base", "a", "b", true),
+            // An unknown data plugin: that rule never matches, the others apply.
+            (
+                "deny\t*\t*\tnosuch('x').y=1\nallow\t*\t*\t*\t*",
+                "a",
+                "b",
+                true,
+            ),
+            ("allow\t*\t*\tnosuch().y=1\t*", "a", "b", false),
+            ("allow\t*\t*\t*\tbase and nosuch().y=1", "a", "b", false),
+        ];
+        for (text, caller, action, expected) in cases {
+            assert_eq!(
+                allowed(text, caller, action),
+                expected,
+                "{text:?} {caller} {action}"
+            );
+        }
+        let policy =
+            Policy::parse("allow\t*\t*\t*\n\ndeny\t*\t*\tx and nosuch().y=1", "t").unwrap();
+        assert_eq!(policy.unknown_plugins(), vec![(3, "nosuch".to_string())]);
+    }
+
+    #[test]
+    fn upstream_form_mistakes() {
+        let cases = [
+            ("allow\t//\t*\t*\t*", "write `*`"),
+            ("allow\t/ops\t*\t*\t*", "ends with `/`"),
+            ("allow\t/\t*\t*\t*", "ends with `/`"),
+            ("allow\t/(/\t*\t*\t*", "caller \"/(/\""),
+            (
+                "allow\t*\t*\t*\trole=web",
+                "a fact comparison where a class belongs",
+            ),
+            ("allow\t*\t*\t*\tbase and (", "expression"),
+            (
+                "allow\t*\t*\t*\tfstat('/x').nosuch=1",
+                "a property of fstat",
+            ),
+        ];
+        for (text, message) in cases {
+            let err = Policy::parse(text, "x.policy").unwrap_err();
+            assert!(err.problem.to_string().contains(message), "{text:?}: {err}");
         }
     }
 

@@ -16,6 +16,7 @@ mod monitor;
 mod nats_py;
 mod output;
 mod pipes;
+mod policy_upstream;
 mod processes;
 mod puppet_ca;
 mod runall;

@@ -64,6 +64,19 @@ pub const DATA_PLUGINS: &[(&str, &[&str])] = &[
     ("collective", &["member"]),
     ("process", &["exists", "count", "pids"]),
     ("sysctl", &["value"]),
+    (
+        "puppet",
+        &[
+            "applying",
+            "daemon_present",
+            "disable_message",
+            "enabled",
+            "idling",
+            "lastrun",
+            "since_lastrun",
+            "status",
+        ],
+    ),
 ];
 
 /// A parsed `-S` expression.

@@ -47,6 +47,7 @@ use serde_json::{json, Map, Value};
 
 use super::command::{self, Finished, Invocation, RunError};
 use crate::agent::{ready, ActionError, ActionFuture, ActionResult, Agent};
+use crate::data::{DataError, Properties};
 use crate::Node;
 
 const NOT_INSTALLED: &str = "puppet is not installed on this node";
@@ -268,6 +269,17 @@ impl Agent for Puppet {
             },
             other => ready(Err(ActionError::unknown_action("puppet", other))),
         }
+    }
+
+    /// `puppet()`: what `status` says, from the same files.
+    fn data(&self, argument: &str) -> Option<Result<Properties, DataError>> {
+        let status = installed(&self.paths)
+            .map(|()| State::read(&self.paths).to_json())
+            .map_err(|e| DataError::Unavailable {
+                plugin: "puppet",
+                reason: e.message,
+            });
+        Some(status.and_then(|status| crate::data::puppet(argument, &status)))
     }
 }
 

@@ -295,3 +295,131 @@ fn process_still_finds_this_test_promptly() {
     assert_eq!(r["exists"], true);
     assert!(r["pids"].as_array().is_some_and(|p| p.contains(&json!(me))));
 }
+
+/// A node built from a real config whose puppet agent reads its state
+/// below `dir` (`plugin.puppet.command` is any existing file: only the
+/// files are read), trusting the shared test CA.
+fn puppet_node(dir: &Path, command: &str) -> muster_server::Node {
+    let config = dir.join("server.cfg");
+    std::fs::write(
+        &config,
+        format!(
+            "identity = node1\nplugin.security.ssldir = {}\nplugin.puppet.command = {command}\n\
+             plugin.puppet.statedir = {d}/state\nplugin.puppet.rundir = {d}/run\n\
+             plugin.puppet.publicdir = {d}/public\n",
+            muster_testkit::TestPki::shared().ssldir().root().display(),
+            d = dir.display(),
+        ),
+    )
+    .expect("write config");
+    let config = muster_server::ServerConfig::load(&config).expect("config");
+    let authority = muster_pki::Authority::load(&config.security.ssldir).expect("the test CA");
+    muster_server::Node::from_config(&config, std::sync::Arc::new(authority)).expect("node")
+}
+
+/// `puppet()` answers MCollective's properties from the files the puppet
+/// agent's `status` reads (Puppet's disable lock, the daemon's pidfile,
+/// `last_run_summary.yaml`), and agrees with `status`; `-S` expressions
+/// and policies evaluate it through the node.
+#[tokio::test]
+async fn puppet_data_plugin_answers_from_the_agents_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    for sub in ["state", "run", "public"] {
+        std::fs::create_dir(d.join(sub)).expect("mkdir");
+    }
+    let node = puppet_node(d, "/bin/sh");
+    let query =
+        |node: &muster_server::Node| node.query_data("puppet", "").expect("puppet() answers");
+
+    // Never run, enabled, no daemon.
+    let fresh = query(&node);
+    let mut names: Vec<&str> = fresh.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    assert_eq!(names, data::PUPPET_PROPERTIES, "{fresh:?}");
+    assert_eq!(fresh["enabled"], true);
+    assert_eq!(fresh["applying"], false);
+    assert_eq!(fresh["daemon_present"], false);
+    assert_eq!(fresh["idling"], false);
+    assert_eq!(fresh["status"], "stopped");
+    assert_eq!(fresh["lastrun"], 0);
+    assert_eq!(fresh["disable_message"], "");
+
+    // Disabled with a message, a daemon (this test's own pid), a run 100 s ago.
+    std::fs::write(
+        d.join("state/agent_disabled.lock"),
+        r#"{"disabled_message":"kernel upgrade"}"#,
+    )
+    .expect("lock");
+    std::fs::write(d.join("run/agent.pid"), std::process::id().to_string()).expect("pid");
+    let last_run = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+        - 100;
+    std::fs::write(
+        d.join("public/last_run_summary.yaml"),
+        format!("---\ntime:\n  last_run: {last_run}\n"),
+    )
+    .expect("summary");
+    let now = query(&node);
+    assert_eq!(now["enabled"], false, "{now:?}");
+    assert_eq!(now["disable_message"], "kernel upgrade");
+    assert_eq!(now["daemon_present"], true);
+    assert_eq!(now["idling"], true);
+    assert_eq!(now["status"], "disabled");
+    assert_eq!(now["lastrun"], last_run);
+    assert!(
+        now["since_lastrun"].as_u64().is_some_and(|s| s >= 100),
+        "{now:?}"
+    );
+
+    // The agent's own status says the same.
+    let alice = muster_testkit::TestPki::shared().credential("alice.mcollective");
+    let status = muster_testkit::ask(&node, &alice, "puppet", "status", json!({})).await;
+    assert_eq!(
+        status.statuscode,
+        muster_protocol::StatusCode::Ok,
+        "{status:?}"
+    );
+    for name in [
+        "enabled",
+        "applying",
+        "daemon_present",
+        "idling",
+        "status",
+        "lastrun",
+    ] {
+        assert_eq!(status.data[name], now[name], "{name}");
+    }
+
+    // `-S` expressions (and so policies) evaluate it through the node.
+    let holds = |text: &str| {
+        muster_protocol::Compound::parse(text)
+            .expect("parses")
+            .expr
+            .eval(&node)
+            .expect("evaluates")
+    };
+    assert!(holds(
+        "puppet().enabled=false and puppet().since_lastrun>=100"
+    ));
+    assert!(holds("puppet().disable_message=/kernel/"));
+    assert!(!holds("puppet().idling=false"));
+
+    // Enabled again: the lock is gone.
+    std::fs::remove_file(d.join("state/agent_disabled.lock")).expect("unlock");
+    assert!(holds("puppet().enabled=true and puppet().status=idling"));
+}
+
+#[test]
+fn puppet_data_plugin_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = puppet_node(dir.path(), "/bin/sh");
+    let err = node.query_data("puppet", "x").unwrap_err().to_string();
+    assert_eq!(err, "puppet('x'): puppet() takes no argument");
+    // Without Puppet there is nothing to report: the node does not match.
+    let node = puppet_node(dir.path(), "/nonexistent/bin/puppet");
+    let err = node.query_data("puppet", "").unwrap_err().to_string();
+    assert!(err.contains("puppet is not installed"), "{err}");
+}

@@ -558,3 +558,568 @@ async fn a_file_broken_and_fixed_while_the_node_runs() {
     assert_eq!(status(&node, &s.bob, "inventory").await, DENY);
     assert!(!logs.take().iter().any(|l| l.starts_with("ERROR")));
 }
+
+/// The upstream policy fixtures, ported to `tests/fixtures/actionpolicy`:
+/// `mcollective/` from puppetlabs/mcollective-actionpolicy-auth's spec,
+/// `choria/` from choria-io/go-choria's `providers/agent/mcorpc/testdata`
+/// (with its `policies/groups`). Upstream file `exampleN` is the policy of
+/// agent `exampleN` here.
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/actionpolicy")
+}
+
+/// A real node reading `facts` and `classes`, whose puppet agent keeps
+/// its state below `puppet` (disabled when `puppet_disabled`): the
+/// [`NodeView`](muster_protocol::NodeView) a policy is decided against.
+fn node_reading(facts: &Path, classes: &Path, puppet: &Path, puppet_disabled: bool) -> Node {
+    let state = puppet.join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let lock = state.join("agent_disabled.lock");
+    if puppet_disabled {
+        std::fs::write(&lock, r#"{"disabled_message":"maintenance"}"#).unwrap();
+    } else {
+        let _ = std::fs::remove_file(&lock);
+    }
+    // Choria's "missing classes file" case: a node without classes.
+    let classes = if classes.exists() {
+        format!("classesfile = {}", classes.display())
+    } else {
+        String::new()
+    };
+    let config = puppet.join("server.cfg");
+    std::fs::write(
+        &config,
+        format!(
+            "identity = node1\nplugin.yaml = {}\n{classes}\nplugin.security.ssldir = {}\n\
+             plugin.puppet.command = /bin/sh\nplugin.puppet.statedir = {}\n\
+             plugin.puppet.rundir = {}\nplugin.puppet.publicdir = {}\n",
+            facts.display(),
+            TestPki::shared().ssldir().root().display(),
+            state.display(),
+            puppet.join("run").display(),
+            puppet.join("public").display(),
+        ),
+    )
+    .unwrap();
+    let config = ServerConfig::load(&config).unwrap();
+    let authority = Authority::load(&config.security.ssldir).unwrap();
+    Node::from_config(&config, Arc::new(authority)).unwrap()
+}
+
+/// One upstream case: agent (the fixture), caller, action, facts file,
+/// classes file, whether Puppet is disabled, and the verdict.
+type Case = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    bool,
+    bool,
+);
+
+/// Decides every case against the suite's fixtures, through a real node
+/// (facts, classes and the puppet agent's `puppet()` read from files) and
+/// the suite's policy directory with its groups file.
+fn decide_upstream(suite: &str, cases: &[Case]) {
+    let dir = fixtures().join(suite);
+    let puppet = tempfile::tempdir().unwrap();
+    let policies = Policies::new(
+        Settings {
+            dir: dir.join("policies"),
+            default_policy: None,
+            allow_unconfigured: false,
+        },
+        cases.iter().map(|c| c.0),
+    );
+    let mut failures = Vec::new();
+    for &(agent, caller, action, facts, classes, disabled, allowed) in cases {
+        let node = node_reading(
+            &dir.join(facts),
+            &dir.join(classes),
+            puppet.path(),
+            disabled,
+        );
+        let decision = policies.check(agent, caller, action, &node);
+        if decision.allowed != allowed {
+            failures.push(format!(
+                "{suite}/{agent}: {caller} {action} (facts {facts}, classes {classes}, \
+                 puppet disabled {disabled}): expected allowed={allowed}, got {decision:?}"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// MCollective's actionpolicy spec, case by case (its callers `uid=500`
+/// are certificate `500` here: what follows the `=` is the name).
+#[test]
+fn upstream_mcollective_fixtures() {
+    let (c, a) = ("rspec_caller", "rspec_action");
+    let (none, rspec) = ("facts/none.yaml", "classes/rspec.txt");
+    let no_classes = "classes/none.txt";
+    let cases: &[Case] = &[
+        ("default_allow", c, a, none, no_classes, false, true),
+        ("default_deny", c, a, none, no_classes, false, false),
+        ("example1", c, a, none, no_classes, false, true),
+        ("example2", "500", a, none, no_classes, false, true),
+        ("example2", "501", a, none, no_classes, false, false),
+        ("example3", c, "rspec", none, no_classes, false, true),
+        ("example3", c, "notrspec", none, no_classes, false, false),
+        (
+            "example4",
+            c,
+            a,
+            "facts/foo_bar.yaml",
+            no_classes,
+            false,
+            true,
+        ),
+        (
+            "example4",
+            c,
+            a,
+            "facts/foo_notbar.yaml",
+            no_classes,
+            false,
+            false,
+        ),
+        ("example5", c, a, none, rspec, false, true),
+        ("example5", c, a, none, no_classes, false, false),
+        ("example6", "500", "rspec", none, no_classes, false, true),
+        (
+            "example6", "501", "notrspec", none, no_classes, false, false,
+        ),
+        (
+            "example7",
+            "500",
+            a,
+            "facts/foo_bar.yaml",
+            no_classes,
+            false,
+            true,
+        ),
+        (
+            "example7",
+            "501",
+            a,
+            "facts/foo_notbar.yaml",
+            no_classes,
+            false,
+            false,
+        ),
+        ("example8", "500", a, none, rspec, false, true),
+        ("example8", "500", a, none, no_classes, false, false),
+        (
+            "example9",
+            "500",
+            "rspec",
+            "facts/foo_bar.yaml",
+            no_classes,
+            false,
+            true,
+        ),
+        (
+            "example9",
+            "501",
+            "notrspec",
+            "facts/foo_notbar.yaml",
+            no_classes,
+            false,
+            false,
+        ),
+        ("example10", "500", "rspec", none, rspec, false, true),
+        (
+            "example10",
+            "501",
+            "notrspec",
+            none,
+            no_classes,
+            false,
+            false,
+        ),
+        // A space where the first tab belongs: MCollective skips the line
+        // (default deny), muster refuses the file; both deny.
+        (
+            "example11",
+            "500",
+            "rspec",
+            "facts/foo_bar.yaml",
+            rspec,
+            false,
+            false,
+        ),
+        // A compound expression in the 5-field form's facts field.
+        (
+            "example12",
+            "500",
+            "rspec",
+            "facts/foo_bar_bar_foo.yaml",
+            rspec,
+            false,
+            true,
+        ),
+        (
+            "example12",
+            "500",
+            "rspec",
+            "facts/foo_bar.yaml",
+            rspec,
+            false,
+            false,
+        ),
+        // `one and two or three` in the classes field: an expression.
+        (
+            "example13",
+            "500",
+            "rspec",
+            "facts/foo_bar.yaml",
+            "classes/one_two.txt",
+            false,
+            true,
+        ),
+        (
+            "example13",
+            "500",
+            "rspec",
+            "facts/foo_bar.yaml",
+            "classes/one.txt",
+            false,
+            false,
+        ),
+        // `foo=bar and one or (two and one)`, two absent.
+        (
+            "example14",
+            "500",
+            "rspec",
+            "facts/foo_bar.yaml",
+            "classes/one.txt",
+            false,
+            true,
+        ),
+        (
+            "example14",
+            "500",
+            "rspec",
+            none,
+            "classes/one.txt",
+            false,
+            false,
+        ),
+        // The README's puppet policy, every line.
+        (
+            "example15",
+            "500",
+            "anything",
+            none,
+            no_classes,
+            false,
+            true,
+        ),
+        (
+            "example15",
+            "600",
+            "restart",
+            "facts/acme_production.yaml",
+            "classes/acme_devserver.txt",
+            false,
+            true,
+        ),
+        (
+            "example15",
+            "600",
+            "restart",
+            "facts/acme_production.yaml",
+            no_classes,
+            false,
+            false,
+        ),
+        (
+            "example15",
+            "600",
+            "status",
+            "facts/acme_production.yaml",
+            no_classes,
+            false,
+            true,
+        ),
+        (
+            "example15",
+            "600",
+            "status",
+            "facts/other_production.yaml",
+            no_classes,
+            false,
+            false,
+        ),
+        (
+            "example15",
+            "700",
+            "restart",
+            "facts/acme_development.yaml",
+            no_classes,
+            false,
+            true,
+        ),
+        (
+            "example15",
+            "700",
+            "restart",
+            "facts/acme_production.yaml",
+            no_classes,
+            true,
+            true,
+        ),
+        (
+            "example15",
+            "700",
+            "restart",
+            "facts/acme_production.yaml",
+            no_classes,
+            false,
+            false,
+        ),
+        (
+            "example15",
+            "700",
+            "status",
+            "facts/acme_development.yaml",
+            no_classes,
+            false,
+            false,
+        ),
+        (
+            "example15",
+            "800",
+            "status",
+            "facts/acme_development.yaml",
+            no_classes,
+            false,
+            false,
+        ),
+    ];
+    decide_upstream("mcollective", cases);
+}
+
+/// go-choria's actionpolicy tests, case by case (its caller
+/// `choria=ginkgo.mcollective` is certificate `ginkgo.mcollective`).
+#[test]
+fn upstream_choria_fixtures() {
+    let (g, t) = ("ginkgo.mcollective", "test");
+    let (facts, classes) = ("facts.json", "classes.txt");
+    let (bar, baz) = ("foo_bar_facts.json", "foo_baz_facts.json");
+    let classes_2 = "classes_2.txt";
+    let cases: &[Case] = &[
+        ("default_allow", g, t, facts, classes, false, true),
+        ("default_deny", g, t, facts, classes, false, false),
+        ("example1", g, t, facts, classes, false, true),
+        ("example2", g, t, facts, classes, false, true),
+        ("example2", "other", t, facts, classes, false, false),
+        // The `/^up=/` caller.
+        ("example2", "up=bob", t, facts, classes, false, true),
+        ("example3", g, t, facts, classes, false, true),
+        ("example3", g, "other", facts, classes, false, false),
+        ("example4", g, t, bar, classes, false, true),
+        ("example4", g, t, baz, classes, false, false),
+        ("example5", g, t, facts, classes, false, true),
+        ("example5", g, t, facts, classes_2, false, false),
+        ("example6", g, t, facts, classes, false, true),
+        ("example6", g, "other", facts, classes, false, false),
+        ("example6", "other", t, facts, classes, false, false),
+        ("example7", g, t, bar, classes, false, true),
+        ("example7", g, t, baz, classes, false, false),
+        ("example7", "other", t, bar, classes, false, false),
+        ("example8", g, t, facts, classes, false, true),
+        ("example8", g, t, facts, classes_2, false, false),
+        ("example8", g, t, facts, "missing", false, false),
+        ("example8", "other", t, facts, classes, false, false),
+        ("example9", g, t, bar, classes, false, true),
+        ("example9", "other", t, bar, classes, false, false),
+        ("example9", g, t, baz, classes, false, false),
+        ("example9", g, "other", bar, classes, false, false),
+        ("example10", g, t, facts, classes, false, true),
+        ("example10", "other", t, facts, classes, false, false),
+        ("example10", g, "other", facts, classes, false, false),
+        ("example10", g, t, facts, classes_2, false, false),
+        ("example11", g, t, bar, classes, false, true),
+        ("example11", "other", t, bar, classes, false, false),
+        ("example11", g, "other", bar, classes, false, false),
+        ("example11", g, t, baz, classes, false, false),
+        ("example11", g, t, bar, classes_2, false, false),
+        // Compound lines: Choria skips them (deny); MCollective, and
+        // muster, evaluate them. Where the facts do not hold both deny.
+        ("example12", g, t, facts, classes, false, false),
+        ("example13", g, t, facts, classes, false, false),
+        ("example13", g, t, bar, classes, false, true),
+        ("example14", g, t, facts, classes, false, true),
+        ("example14", g, t, facts, classes_2, false, false),
+        ("example15", g, t, facts, classes, false, true),
+        ("example15", "other", t, facts, classes, false, false),
+        ("example15", "two.mcollective", t, bar, classes, false, true),
+        (
+            "example15",
+            "two.mcollective",
+            t,
+            baz,
+            classes,
+            false,
+            false,
+        ),
+        (
+            "example15",
+            "three.mcollective",
+            "enable",
+            bar,
+            classes,
+            false,
+            true,
+        ),
+        (
+            "example15",
+            "three.mcollective",
+            "disable",
+            bar,
+            classes,
+            false,
+            true,
+        ),
+        (
+            "example15",
+            "three.mcollective",
+            "status",
+            bar,
+            classes,
+            false,
+            true,
+        ),
+        (
+            "example15",
+            "three.mcollective",
+            "other",
+            bar,
+            classes,
+            false,
+            false,
+        ),
+        (
+            "example15",
+            "three.mcollective",
+            "status",
+            baz,
+            classes,
+            false,
+            false,
+        ),
+        // No `environment` fact: the expression is false either way.
+        (
+            "example15",
+            "four.mcollective",
+            "restart",
+            facts,
+            classes,
+            true,
+            false,
+        ),
+        ("example16", "500", t, facts, classes, false, true),
+        ("example16", "600", t, facts, classes, false, true),
+        ("example16", "700", t, facts, classes, false, true),
+        ("example16", g, t, facts, classes, false, false),
+        // `policies/groups`: sysadmin and app_admin.
+        ("example17", "sa1", t, facts, classes, false, true),
+        ("example17", "aa1", t, facts, classes, false, true),
+        ("example17", "cert=sa2", t, facts, classes, false, true),
+        ("example17", g, t, facts, classes, false, false),
+        ("example17", "rspec", t, facts, classes, false, false),
+    ];
+    decide_upstream("choria", cases);
+}
+
+/// `/regex/` callers and the groups file decide signed requests (the
+/// caller is the certificate name); a groups file that changes applies
+/// after the watch interval, and one that breaks denies every agent with
+/// a policy file, naming its line.
+#[tokio::test]
+async fn regex_callers_and_the_groups_file() {
+    let s = Setup::new();
+    let groups = s.policies().join("groups");
+    std::fs::write(&groups, "# on call\nops alice.mcollective\n").unwrap();
+    s.write_policy(
+        "rpcutil",
+        "policy default deny\nallow\tops\tping\t*\t*\nallow\t/^b.b\\.mcollective$/\tinventory\t*\t*\n",
+    );
+    let logs = Logs::default();
+    let _logs = tracing::subscriber::set_default(logs.clone());
+    let node = s.node("").unwrap();
+    assert_eq!(status(&node, &s.alice, "ping").await, OK);
+    assert_eq!(status(&node, &s.alice, "inventory").await, DENY);
+    assert_eq!(status(&node, &s.bob, "ping").await, DENY);
+    assert_eq!(status(&node, &s.bob, "inventory").await, OK);
+
+    // bob joins ops (the file grows, so the watch sees the change).
+    std::fs::write(
+        &groups,
+        "# on call\nops alice.mcollective cert=bob.mcollective\n",
+    )
+    .unwrap();
+    wait_for_next_check();
+    assert_eq!(status(&node, &s.bob, "ping").await, OK);
+
+    // A broken groups file: every request to an agent with a policy file
+    // is denied, and the error names the groups file's line.
+    logs.take();
+    std::fs::write(&groups, "# on call\nops alice.mcollective\non:call bob\n").unwrap();
+    wait_for_next_check();
+    assert_eq!(status(&node, &s.alice, "ping").await, DENY);
+    assert_eq!(status(&node, &s.bob, "inventory").await, DENY);
+    let errors: Vec<String> = logs
+        .take()
+        .into_iter()
+        .filter(|l| l.starts_with("ERROR"))
+        .collect();
+    assert!(
+        errors
+            .iter()
+            .any(|l| l.contains(&format!("{}:3: ", groups.display())) && l.contains("on:call")),
+        "{errors:#?}"
+    );
+}
+
+/// A rule naming a data plugin the node does not have never matches, with
+/// a warning naming the plugin, the file and the line; the file's other
+/// rules still apply (it used to deny the whole file). The issue's
+/// `puppet().enabled=false` now parses: puppet is a data plugin.
+#[tokio::test]
+async fn an_unknown_data_plugin_fails_only_its_rule() {
+    let s = Setup::new();
+    s.write_policy(
+        "rpcutil",
+        "policy default deny\ndeny\t*\t*\tnosuch('x').state=1\n\
+         allow\tbob.mcollective\tinventory\t*\tpuppet().enabled=false\n\
+         allow\talice.mcollective\t*\t*\t*\n",
+    );
+    let logs = Logs::default();
+    let node = {
+        let _logs = tracing::subscriber::set_default(logs.clone());
+        s.node("").unwrap()
+    };
+    let file = s.policies().join("rpcutil.policy");
+    let warnings: Vec<String> = logs
+        .take()
+        .into_iter()
+        .filter(|l| l.starts_with("WARN"))
+        .collect();
+    assert!(
+        warnings
+            .iter()
+            .any(|l| l.contains(&format!("{}:2: ", file.display()))
+                && l.contains("unknown data plugin \"nosuch\"")),
+        "{warnings:#?}"
+    );
+    assert!(
+        !warnings.iter().any(|l| l.contains(":3: ")),
+        "puppet is known: {warnings:#?}"
+    );
+    assert_eq!(status(&node, &s.alice, "ping").await, OK);
+    assert_eq!(status(&node, &s.alice, "inventory").await, OK);
+    assert_eq!(status(&node, &s.bob, "ping").await, DENY);
+}

@@ -239,6 +239,8 @@ fn is_broken_pipe(error: &anyhow::Error) -> bool {
 }
 
 fn run(command: Command) -> anyhow::Result<u8> {
+    // Before the runtime's threads start.
+    muster_connector::skip_system_roots();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -479,7 +479,11 @@ async fn external(
     };
     let filter_json = serde_json::to_string(filter)
         .map_err(|e| failed(format!("cannot encode the filter: {e}")))?;
-    let mut child = tokio::process::Command::new(program)
+    let mut child = tokio::process::Command::new(program);
+    for name in muster_connector::for_children() {
+        child.env_remove(name);
+    }
+    let mut child = child
         .env("MCO_COLLECTIVE", collective)
         .env("MCO_FILTER", &filter_json)
         .stdin(Stdio::piped())

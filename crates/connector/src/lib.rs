@@ -389,6 +389,36 @@ pub async fn connect_client(
     }
 }
 
+/// Set when [`skip_system_roots`] pointed `SSL_CERT_FILE` at an empty file.
+static SKIPPED_SYSTEM_ROOTS: AtomicBool = AtomicBool::new(false);
+
+/// async-nats reads the system's root certificates (hundreds of PEM files,
+/// a few milliseconds) on every TLS connect, even though muster hands it a
+/// complete TLS config trusting only muster's CA, and it refuses to connect
+/// when one of those files is unreadable. Unless the operator set
+/// `SSL_CERT_FILE` or `SSL_CERT_DIR`, this points `SSL_CERT_FILE` at
+/// `/dev/null`, so nothing is read. Call it before any thread starts;
+/// programs muster starts get the variable removed again
+/// ([`for_children`]).
+pub fn skip_system_roots() {
+    let set = |name| std::env::var_os(name).is_some();
+    if !set("SSL_CERT_FILE") && !set("SSL_CERT_DIR") {
+        std::env::set_var("SSL_CERT_FILE", "/dev/null");
+        SKIPPED_SYSTEM_ROOTS.store(true, Ordering::SeqCst);
+    }
+}
+
+/// The environment variables to remove from a program muster starts, so
+/// it sees the environment muster was started with (see
+/// [`skip_system_roots`]).
+pub fn for_children() -> &'static [&'static str] {
+    if SKIPPED_SYSTEM_ROOTS.load(Ordering::SeqCst) {
+        &["SSL_CERT_FILE"]
+    } else {
+        &[]
+    }
+}
+
 /// Drains `client` (its subscriptions end, what it published is flushed,
 /// then it closes) and returns once its connection has taken the drain in
 /// hand, so a broker that goes away afterwards is not logged as lost.

@@ -208,6 +208,9 @@ impl Invocation {
         if self.env_clear {
             command.env_clear();
         }
+        for name in muster_connector::for_children() {
+            command.env_remove(name);
+        }
         if let Some(dir) = &self.current_dir {
             command.current_dir(dir);
         }

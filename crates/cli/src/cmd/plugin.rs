@@ -49,10 +49,11 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<u8> {
     match args.name {
         None => list(&config, &mut out)?,
         Some(name) => {
-            if let Some(ddl) =
-                muster_client::ddls::ddl_for(&config, &name).map_err(anyhow::Error::msg)?
+            if let Some((ddl, file)) =
+                muster_client::ddls::locate(&config, &name).map_err(anyhow::Error::msg)?
             {
                 agent_doc(&ddl, &mut out)?;
+                source_note(&name, file.as_deref(), &mut out)?;
             } else if let Some((_, properties)) = muster_protocol::DATA_PLUGINS
                 .iter()
                 .find(|(plugin, _)| *plugin == name)
@@ -91,6 +92,28 @@ fn list(config: &ClientConfig, out: &mut dyn Write) -> std::io::Result<()> {
         writeln!(out, "  {method:<22} {description}")?;
     }
     Ok(())
+}
+
+/// Where this client's DDL came from, and how to see which agent a node
+/// runs under that name (a built-in can be replaced by an external agent).
+fn source_note(
+    agent: &str,
+    file: Option<&std::path::Path>,
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
+    match file {
+        Some(file) => writeln!(
+            out,
+            "DDL: {} (an external agent's, from plugin.external.agents_dir)",
+            file.display()
+        )?,
+        None => writeln!(out, "DDL: built into muster")?,
+    }
+    writeln!(
+        out,
+        "Which {agent} agent a node runs (provider builtin or external, and the \
+         external program): mco rpc rpcutil agent_inventory -I NODE"
+    )
 }
 
 /// An agent's documentation in MCollective's layout.

@@ -416,7 +416,19 @@ async fn a_built_in_agent_turned_off_is_replaced_by_an_external_one() {
         )),
         "{doc}"
     );
-    assert!(doc.contains("rpcutil agent_inventory"), "{doc}");
+    assert!(doc.contains("mco plugin doc package -I NODE"), "{doc}");
+    // With a selector, the nodes say which one they run.
+    let doc = ok(&fleet.run(&["plugin", "doc", "package"]).await);
+    assert!(
+        doc.contains(&format!(
+            "NODES RUNNING package:\n   node1: external {} (DDL {}, version 9.9.9)",
+            agents.path().join("package").display(),
+            agents.path().join("package.json").display()
+        )),
+        "{doc}"
+    );
+    let doc = ok(&fleet.run(&["plugin", "doc", "service"]).await);
+    assert!(doc.contains("   node1: built-in (version "), "{doc}");
     let doc = ok(&mco(&["plugin", "doc", "service", "--config", &fleet.config]).await);
     assert!(doc.contains("DDL: built into muster"), "{doc}");
 

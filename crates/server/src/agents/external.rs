@@ -550,6 +550,8 @@ enum ExchangeError {
     ReadReply(std::io::Error),
     #[error("its reply file holds {0} bytes, more than the {MAX_REPLY} allowed")]
     ReplyTooLarge(u64),
+    #[error("its reply file was replaced by something that is not a regular file")]
+    ReplyNotFile,
 }
 
 impl Exchange {
@@ -586,17 +588,19 @@ impl Exchange {
             ])
             .current_dir(files.dir.path());
         let ended = command::run(&invocation, Instant::now() + self.timeout).await;
-        let result = self.finish(ended, &files.reply);
-        // Removing what the agent left can take a while.
-        let _ = tokio::task::spawn_blocking(move || drop(files)).await;
-        result
+        let succeeded = self.finish(ended);
+        // Reading the reply and removing what the agent left are file work.
+        tokio::task::spawn_blocking(move || {
+            let reply = succeeded.and_then(|()| read_reply(&files.reply));
+            drop(files);
+            reply
+        })
+        .await
+        .map_err(|e| ExchangeError::Lost(std::io::Error::other(e)))?
     }
 
-    fn finish(
-        &self,
-        ended: Result<Finished, RunError>,
-        reply: &Path,
-    ) -> Result<Vec<u8>, ExchangeError> {
+    /// Logs the run's output; `Ok` when it exited 0, so its reply counts.
+    fn finish(&self, ended: Result<Finished, RunError>) -> Result<(), ExchangeError> {
         let done = match ended {
             Err(RunError::Start(source)) => {
                 return Err(ExchangeError::Start {
@@ -615,13 +619,7 @@ impl Exchange {
         if !done.success() {
             return Err(ExchangeError::Failed(failure(&done)));
         }
-        let size = std::fs::metadata(reply)
-            .map_err(ExchangeError::ReadReply)?
-            .len();
-        if size > MAX_REPLY {
-            return Err(ExchangeError::ReplyTooLarge(size));
-        }
-        std::fs::read(reply).map_err(ExchangeError::ReadReply)
+        Ok(())
     }
 
     /// Stdout at info and stderr at warn (Choria logs them at info and
@@ -644,6 +642,27 @@ impl Exchange {
             }
         }
     }
+}
+
+/// The reply file's contents: a regular file (not a link to a device
+/// that never ends) of at most [`MAX_REPLY`] bytes.
+fn read_reply(reply: &Path) -> Result<Vec<u8>, ExchangeError> {
+    use std::io::Read;
+    let meta = std::fs::symlink_metadata(reply).map_err(ExchangeError::ReadReply)?;
+    if !meta.is_file() {
+        return Err(ExchangeError::ReplyNotFile);
+    }
+    if meta.len() > MAX_REPLY {
+        return Err(ExchangeError::ReplyTooLarge(meta.len()));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(reply)
+        .and_then(|file| file.take(MAX_REPLY + 1).read_to_end(&mut bytes))
+        .map_err(ExchangeError::ReadReply)?;
+    if bytes.len() as u64 > MAX_REPLY {
+        return Err(ExchangeError::ReplyTooLarge(bytes.len() as u64));
+    }
+    Ok(bytes)
 }
 
 /// A run's temporary directory and the files in it; dropping it removes

@@ -397,6 +397,7 @@ async fn misbehaving_agents_give_clear_failed_replies() {
     dir.agent("silent", 5, &["run"], "echo 'all done, honest'");
     dir.agent("vanish", 5, &["run"], "rm \"$2\"");
     dir.agent("garbage", 5, &["run"], "echo 'this is not json' > \"$2\"");
+    dir.agent("endless", 5, &["run"], "rm \"$2\"; ln -s /dev/zero \"$2\"");
     dir.agent(
         "huge",
         5,
@@ -425,6 +426,7 @@ async fn misbehaving_agents_give_clear_failed_replies() {
         ("vanish", "cannot read its reply file: No such file or directory"),
         ("garbage", "its reply is not JSON: expected ident at line 1 column 2 (it began \"this is not json\")"),
         ("huge", "its reply file holds 1100000 bytes, more than the 1048576 allowed"),
+        ("endless", "its reply file was replaced by something that is not a regular file"),
     ];
     for (agent, why) in cases {
         let reply = f.call(agent, "run", json!({})).await;

@@ -359,6 +359,12 @@ async fn a_py_mco_agent_agent_runs_unchanged_and_its_activation_check_counts() {
     );
     let shy = fleet.run(&["rpc", "shy", "hide"]).await;
     assert!(!shy.status.success(), "{}", stdout(&shy));
+    assert!(
+        stdout(&shy).contains("unknown agent \"shy\""),
+        "{}\n{}",
+        stdout(&shy),
+        stderr(&shy)
+    );
     let log = fleet.server.log();
     assert!(
         log.contains("its activation check declined"),

@@ -779,3 +779,71 @@ fn activation_settings_must_be_flags_and_are_checked_for_any_agent() {
     let report = config.check(muster_protocol::config::ConfigFile::Server);
     assert_eq!(report.errors.len(), 1, "{:?}", report.errors);
 }
+
+#[test]
+fn output_is_logged_bounded_and_ruby_ddls_are_warned_about_once() {
+    let dir = AgentDir::new();
+    dir.agent(
+        "noisy",
+        10,
+        &["run"],
+        "i=1\nwhile [ $i -le 300 ]; do echo \"line $i\"; i=$((i+1)); done\n\
+         echo 'a word on stderr' >&2\necho '{\"data\": {\"answer\": 1}}' > \"$2\"",
+    );
+    std::fs::write(
+        dir.path().join("legacy.ddl"),
+        "metadata :name => \"legacy\"\n",
+    )
+    .expect("ddl");
+    // A Ruby DDL with its JSON one beside it is not worth a word.
+    std::fs::write(
+        dir.path().join("noisy.ddl"),
+        "metadata :name => \"noisy\"\n",
+    )
+    .expect("ddl");
+    let (reply, logs) = muster_testkit::Logs::capturing(|| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        // Loaded twice, as a reload does: still one warning.
+        let _ = load(&[dir.path()]).expect("loads");
+        let f = Fixture::new(&[dir.path()]);
+        runtime.block_on(f.call("noisy", "run", json!({})))
+    });
+    assert_eq!(reply.statuscode, StatusCode::Ok, "{reply:?}");
+    assert_eq!(reply.data, json!({"answer": 1}));
+
+    let warnings = logs.at(tracing::Level::WARN);
+    let ruby: Vec<&String> = warnings
+        .iter()
+        .filter(|l| l.contains("mco plugin ddl2json"))
+        .collect();
+    assert_eq!(ruby.len(), 1, "{warnings:#?}");
+    assert!(ruby[0].contains("legacy.ddl"), "{}", ruby[0]);
+    assert!(
+        warnings
+            .iter()
+            .any(|l| l.contains("stderr: a word on stderr")),
+        "{warnings:#?}"
+    );
+    let infos = logs.at(tracing::Level::INFO);
+    assert!(
+        infos.iter().any(|l| l.contains("stdout: line 300")),
+        "{infos:#?}"
+    );
+    assert!(
+        !infos.iter().any(|l| l.contains("stdout: line 100 ")),
+        "{infos:#?}"
+    );
+    assert!(
+        infos.iter().any(|l| l.contains("stdout: line 101 ")),
+        "{infos:#?}"
+    );
+    assert!(
+        warnings
+            .iter()
+            .any(|l| l.contains("stdout: 100 earlier lines not logged")),
+        "{warnings:#?}"
+    );
+}

@@ -33,35 +33,53 @@ pub enum DdlFileError {
 
 /// The DDL of `agent`, if the client knows one.
 pub fn ddl_for(config: &ClientConfig, agent: &str) -> Result<Option<Ddl>, DdlFileError> {
-    if let Some(ddl) = ddl::builtin(agent) {
-        return Ok(Some(ddl.clone()));
-    }
-    if !muster_protocol::subject::is_valid_name(agent) || agent.contains(['/', '.']) {
-        return Ok(None);
-    }
-    for dir in &config.agent_dirs {
-        let path = dir.join(format!("{agent}.json"));
-        if path.is_file() {
-            return read(&path).map(Some);
-        }
-    }
-    Ok(None)
+    Ok(locate(config, agent)?.map(|(ddl, _)| ddl))
 }
 
-/// Every DDL the client knows, sorted by agent name.
+/// The DDL of `agent` and the file it came from (`None`: built into
+/// muster). A DDL file in `plugin.external.agents_dir` comes first, so an
+/// external agent that replaces a built-in one on the nodes (see
+/// `plugin.<agent>.activate_agent`) is validated and documented by its
+/// own DDL.
+pub fn locate(
+    config: &ClientConfig,
+    agent: &str,
+) -> Result<Option<(Ddl, Option<PathBuf>)>, DdlFileError> {
+    if muster_protocol::subject::is_valid_name(agent) && !agent.contains(['/', '.']) {
+        for dir in &config.agent_dirs {
+            for path in [
+                dir.join(format!("{agent}.json")),
+                dir.join(agent).join(format!("{agent}.json")),
+            ] {
+                if path.is_file() {
+                    return read(&path).map(|ddl| Some((ddl, Some(path))));
+                }
+            }
+        }
+    }
+    Ok(ddl::builtin(agent).map(|ddl| (ddl.clone(), None)))
+}
+
+/// Every DDL the client knows, sorted by agent name; a DDL file wins over
+/// the built-in DDL of the same name, as in [`locate`].
 pub fn all_ddls(config: &ClientConfig) -> Vec<Ddl> {
-    let mut ddls: Vec<Ddl> = ddl::builtin_names()
-        .into_iter()
-        .filter_map(ddl::builtin)
-        .cloned()
-        .collect();
+    let mut ddls: Vec<Ddl> = Vec::new();
     for dir in &config.agent_dirs {
         let Ok(entries) = std::fs::read_dir(dir) else {
             continue;
         };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.extension().is_some_and(|e| e == "json") {
+        let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+        paths.sort();
+        for path in paths {
+            let path = match path.file_name() {
+                Some(name) if path.is_dir() => {
+                    let mut file = name.to_os_string();
+                    file.push(".json");
+                    path.join(file)
+                }
+                _ => path,
+            };
+            if path.extension().is_some_and(|e| e == "json") && path.is_file() {
                 match read(&path) {
                     Ok(ddl) if !ddls.iter().any(|d| d.metadata.name == ddl.metadata.name) => {
                         ddls.push(ddl)
@@ -70,6 +88,11 @@ pub fn all_ddls(config: &ClientConfig) -> Vec<Ddl> {
                     Err(e) => tracing::warn!("{e}"),
                 }
             }
+        }
+    }
+    for ddl in ddl::builtin_names().into_iter().filter_map(ddl::builtin) {
+        if !ddls.iter().any(|d| d.metadata.name == ddl.metadata.name) {
+            ddls.push(ddl.clone());
         }
     }
     ddls.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));

@@ -67,6 +67,22 @@ impl ActionError {
     }
 }
 
+/// Where an agent's code comes from: `rpcutil agent_inventory` reports
+/// it, so an operator can see whether a node runs muster's own agent or
+/// an external one that replaced it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// Compiled into muster.
+    Builtin,
+    /// An external agent (docs/external-agents.md).
+    External {
+        /// The program that runs its actions.
+        executable: std::path::PathBuf,
+        /// Its JSON DDL.
+        ddl: std::path::PathBuf,
+    },
+}
+
 /// A set of actions a node can run.
 pub trait Agent: Send + Sync + 'static {
     /// What the agent's actions take and give. The node validates every
@@ -84,6 +100,11 @@ pub trait Agent: Send + Sync + 'static {
     /// workers, and may read files.
     fn data(&self, _argument: &str) -> Option<Result<Properties, DataError>> {
         None
+    }
+
+    /// Where its code comes from; built in unless it says otherwise.
+    fn origin(&self) -> Origin {
+        Origin::Builtin
     }
 }
 

@@ -253,6 +253,36 @@ impl Node {
             .collect()
     }
 
+    /// What `rpcutil agent_inventory` answers: each agent's DDL metadata,
+    /// its `agent` name and `provider` (`builtin` or `external`), and for
+    /// an external agent its `executable` and `ddl` files.
+    pub fn agent_inventory(&self) -> Vec<Value> {
+        self.agents
+            .iter()
+            .map(|(name, agent)| {
+                let mut entry = serde_json::to_value(&agent.ddl().metadata)
+                    .unwrap_or_else(|_| Value::Object(Default::default()));
+                if let Value::Object(map) = &mut entry {
+                    map.insert("agent".into(), Value::from(name.as_str()));
+                    match agent.origin() {
+                        crate::agent::Origin::Builtin => {
+                            map.insert("provider".into(), "builtin".into());
+                        }
+                        crate::agent::Origin::External { executable, ddl } => {
+                            map.insert("provider".into(), "external".into());
+                            map.insert(
+                                "executable".into(),
+                                executable.display().to_string().into(),
+                            );
+                            map.insert("ddl".into(), ddl.display().to_string().into());
+                        }
+                    }
+                }
+                entry
+            })
+            .collect()
+    }
+
     /// The subjects this node listens on: its own, and a broadcast
     /// subject per agent, in each of its collectives.
     pub fn subjects(&self) -> Vec<String> {

@@ -3,8 +3,11 @@
 
 use std::io::Write;
 
-use muster_client::ClientConfig;
+use muster_client::{Call, ClientConfig};
 use muster_protocol::ddl::{Ddl, Display};
+use serde_json::Value;
+
+use crate::args::Common;
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct Args {
@@ -12,9 +15,10 @@ pub(crate) struct Args {
     pub command: String,
     /// An agent or data plugin to document; all are listed without one
     pub name: Option<String>,
-    /// Client config file (for the directories of external agent DDLs)
-    #[arg(long, short = 'c', value_name = "FILE")]
-    pub config: Option<std::path::PathBuf>,
+    /// With selectors (-I, -F, -C, -S ...), the matching nodes are asked
+    /// which agent of that name they run
+    #[command(flatten)]
+    pub common: Common,
 }
 
 const DISCOVERY_METHODS: &[(&str, &str)] = &[
@@ -44,15 +48,19 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<u8> {
             args.command
         );
     }
-    let config = ClientConfig::load(args.config.as_deref())?;
+    let config = ClientConfig::load(args.common.config.as_deref())?;
     let mut out = std::io::stdout();
     match args.name {
         None => list(&config, &mut out)?,
         Some(name) => {
-            if let Some(ddl) =
-                muster_client::ddls::ddl_for(&config, &name).map_err(anyhow::Error::msg)?
+            if let Some((ddl, file)) =
+                muster_client::ddls::locate(&config, &name).map_err(anyhow::Error::msg)?
             {
                 agent_doc(&ddl, &mut out)?;
+                source_note(&name, file.as_deref(), &mut out)?;
+                if !args.common.plan()?.0.is_empty() {
+                    return nodes_running(&args.common, config, &name, &mut out).await;
+                }
             } else if let Some((_, properties)) = muster_protocol::DATA_PLUGINS
                 .iter()
                 .find(|(plugin, _)| *plugin == name)
@@ -91,6 +99,88 @@ fn list(config: &ClientConfig, out: &mut dyn Write) -> std::io::Result<()> {
         writeln!(out, "  {method:<22} {description}")?;
     }
     Ok(())
+}
+
+/// Asks the selected nodes (`rpcutil agent_inventory`) which `agent`
+/// each runs: muster's built-in one, or an external program (and where).
+async fn nodes_running(
+    common: &Common,
+    config: ClientConfig,
+    agent: &str,
+    out: &mut dyn Write,
+) -> anyhow::Result<u8> {
+    let (filter, _) = common.plan()?;
+    let client = crate::args::connect(config).await?;
+    let call = Call::new("rpcutil", "agent_inventory").with_filter(filter);
+    let Some(outcome) = super::rpc::discover_and_call(&client, common, call).await? else {
+        return Ok(super::EXIT_NO_NODES);
+    };
+    writeln!(out, "\nNODES RUNNING {agent}:")?;
+    let mut lines: Vec<String> = outcome
+        .responses
+        .iter()
+        .map(|response| {
+            let node = response.identity();
+            if !response.reply.statuscode.is_ok() {
+                return format!("   {node}: {}", response.reply.statusmsg);
+            }
+            let entry = response.reply.data["agents"]
+                .as_array()
+                .and_then(|agents| agents.iter().find(|a| a["agent"] == agent));
+            format!("   {node}: {}", describe(entry))
+        })
+        .collect();
+    lines.sort();
+    for line in lines {
+        writeln!(out, "{line}")?;
+    }
+    for node in &outcome.missing {
+        writeln!(out, "   {node}: no answer")?;
+    }
+    Ok(super::rpc::exit_code(&outcome))
+}
+
+/// One node's `agent_inventory` entry for the agent, in words.
+fn describe(entry: Option<&Value>) -> String {
+    let Some(entry) = entry else {
+        return "does not run it".to_string();
+    };
+    let text = |key: &str| entry[key].as_str().unwrap_or("").to_string();
+    match text("provider").as_str() {
+        "external" => format!(
+            "external {} (DDL {}, version {})",
+            text("executable"),
+            text("ddl"),
+            text("version")
+        ),
+        "builtin" => format!("built-in (version {})", text("version")),
+        _ => format!(
+            "version {} (the node does not say which kind)",
+            text("version")
+        ),
+    }
+}
+
+/// Where this client's DDL came from, and how to see which agent a node
+/// runs under that name (a built-in can be replaced by an external agent).
+fn source_note(
+    agent: &str,
+    file: Option<&std::path::Path>,
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
+    match file {
+        Some(file) => writeln!(
+            out,
+            "DDL: {} (an external agent's, from plugin.external.agents_dir)",
+            file.display()
+        )?,
+        None => writeln!(out, "DDL: built into muster")?,
+    }
+    writeln!(
+        out,
+        "Which {agent} agent a node runs (provider builtin or external, and the \
+         external program): mco plugin doc {agent} -I NODE"
+    )
 }
 
 /// An agent's documentation in MCollective's layout.

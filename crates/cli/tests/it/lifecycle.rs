@@ -17,16 +17,23 @@ const MCO: &str = env!("CARGO_BIN_EXE_mco");
 const SLEEPER: &str = r#"#!/usr/bin/env python3
 import json, os, signal, sys, time
 here = os.path.dirname(os.path.abspath(sys.argv[0]))
+request_file, reply_file, protocol = sys.argv[1:4]
+def reply(answer):
+    with open(reply_file, "w") as f:
+        json.dump(answer, f)
+if protocol == "io.choria.mcorpc.external.v1.activation_request":
+    reply({"activate": True})
+    sys.exit(0)
 def stop(_signum, _frame):
     open(os.path.join(here, "stopped"), "w").write("TERM\n")
-    print(json.dumps({"statuscode": 1, "statusmsg": "interrupted by SIGTERM"}))
+    reply({"statuscode": 1, "statusmsg": "interrupted by SIGTERM", "data": {}})
     sys.exit(0)
 signal.signal(signal.SIGTERM, stop)
-request = json.load(sys.stdin)
+request = json.load(open(request_file))
 seconds = int(request["data"]["seconds"])
 open(os.path.join(here, "started"), "w").write(str(os.getpid()))
 time.sleep(seconds)
-print(json.dumps({"data": {"slept": seconds}}))
+reply({"statuscode": 0, "statusmsg": "OK", "data": {"slept": seconds}})
 "#;
 
 const SLEEPER_DDL: &str = r#"{

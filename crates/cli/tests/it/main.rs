@@ -5,6 +5,7 @@ mod agents;
 mod apps;
 mod batching;
 mod chaining;
+mod choria_agents;
 mod config;
 mod ddl_types;
 mod discovery;

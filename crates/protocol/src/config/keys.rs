@@ -135,10 +135,32 @@ pub struct Key {
     pub section: Section,
 }
 
-/// The key named `name`, if muster reads one by that name.
+/// The key named `name`, if muster reads one by that name. A row whose
+/// name has an `<agent>` part (`plugin.<agent>.activate_agent`) stands
+/// for that key of every agent.
 pub fn lookup(name: &str) -> Option<&'static Key> {
-    KEYS.iter().find(|key| key.name == name)
+    KEYS.iter()
+        .find(|key| key.name == name)
+        .or_else(|| KEYS.iter().find(|key| matches_pattern(key.name, name)))
 }
+
+/// Whether `name` is `pattern` with its `<agent>` part an agent name.
+fn matches_pattern(pattern: &str, name: &str) -> bool {
+    let (Some((before, after)), false) = (pattern.split_once(AGENT), name.contains('<')) else {
+        return false;
+    };
+    name.strip_prefix(before)
+        .and_then(|rest| rest.strip_suffix(after))
+        .is_some_and(|agent| {
+            agent.starts_with(|c: char| c.is_ascii_lowercase())
+                && agent
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        })
+}
+
+/// The placeholder for an agent's name in a per-agent key.
+const AGENT: &str = "<agent>";
 
 const fn key(
     name: &'static str,
@@ -203,6 +225,8 @@ pub const KEYS: &[Key] = &[
     key("plugin.facter.command", Server, Command, "facter", "the facter program when factsource = facter", "/opt/puppetlabs/bin/facter", Facts),
     key("plugin.facter.refresh_interval", Server, Number, "300", "seconds between facter runs", "600", Facts),
     // Agents
+    key("activate_agents", Server, Flag, "true", "whether agents run unless plugin.<agent>.activate_agent says otherwise (rpcutil always runs)", "false", Agents),
+    key("plugin.<agent>.activate_agent", Server, Flag, "activate_agents", "0 turns the built-in <agent> off, so an external agent of that name can take its place; with no built-in of that name, the external agent", "0", Agents),
     key("plugin.external.agents_dir", Both, Paths, "", "directories with external agents (executable plus <agent>.json DDL)", "/etc/muster/agents", Agents),
     key("plugin.filemgr.allowed_paths", Server, AbsPaths, "anywhere", "directories filemgr may touch and remove in", "/tmp, /var/tmp", Agents),
     key("plugin.package.provider", Server, OneOf(&["apt", "dnf", "yum"]), "from the OS family", "package tool family", "apt", Agents),
@@ -307,3 +331,33 @@ pub const IGNORED: &[(&str, &str)] = &[
         "PuppetDB discovery is not configured from client.cfg",
     ),
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_agent_rows_stand_for_every_agent_name() {
+        for name in [
+            "plugin.package.activate_agent",
+            "plugin.my_agent2.activate_agent",
+        ] {
+            let key = lookup(name).unwrap_or_else(|| panic!("{name}"));
+            assert_eq!(key.name, "plugin.<agent>.activate_agent");
+            assert_eq!(key.kind, Flag);
+        }
+        for name in [
+            "plugin..activate_agent",
+            "plugin.Package.activate_agent",
+            "plugin.a.b.activate_agent",
+            "plugin.package.activate_agents",
+            "plugin.2x.activate_agent",
+        ] {
+            assert!(lookup(name).is_none(), "{name}");
+        }
+        assert_eq!(
+            lookup("plugin.<agent>.activate_agent").map(|k| k.name),
+            Some("plugin.<agent>.activate_agent")
+        );
+    }
+}

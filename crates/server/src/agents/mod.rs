@@ -36,15 +36,43 @@ pub enum AgentsError {
     External(#[from] LoadError),
 }
 
-/// The agents a real node runs besides rpcutil, as its config sets them up.
-/// A broken agent setting is an error naming its line.
+/// The agents a real node runs besides rpcutil, as its config sets them
+/// up: each built-in agent unless `plugin.<agent>.activate_agent` (or
+/// `activate_agents`) turns it off, then the external agents, one of which
+/// may take the place of a built-in turned off. A broken agent setting is
+/// an error naming its line.
 pub fn for_config(config: &ServerConfig) -> Result<Vec<Arc<dyn Agent>>, AgentsError> {
     let settings = &config.settings;
     let mut agents: Vec<Arc<dyn Agent>> = Vec::new();
-    agents.extend(external::load_all(settings)?);
-    agents.push(Arc::new(filemgr::Filemgr::from_settings(settings)?));
-    agents.push(Arc::new(package::Package::from_settings(settings)?));
-    agents.push(Arc::new(service::Service::from_settings(settings)?));
-    agents.push(Arc::new(puppet::Puppet::from_settings(settings)?));
+    let on = |name: &str| -> Result<bool, ConfigError> {
+        let on = external::activated(settings, name)?;
+        if !on {
+            tracing::info!("the built-in {name} agent is turned off (plugin.{name}.activate_agent or activate_agents)");
+        }
+        Ok(on)
+    };
+    if on("filemgr")? {
+        agents.push(Arc::new(filemgr::Filemgr::from_settings(settings)?));
+    }
+    if on("package")? {
+        agents.push(Arc::new(package::Package::from_settings(settings)?));
+    }
+    if on("service")? {
+        agents.push(Arc::new(service::Service::from_settings(settings)?));
+    }
+    if on("puppet")? {
+        agents.push(Arc::new(puppet::Puppet::from_settings(settings)?));
+    }
+    if settings.line("plugin.rpcutil.activate_agent").is_some() {
+        tracing::warn!("plugin.rpcutil.activate_agent is ignored: rpcutil always runs");
+    }
+    let plugin_d = match &config.file {
+        Some(file) => file
+            .parent()
+            .unwrap_or_else(|| std::path::Path::new("."))
+            .join("plugin.d"),
+        None => std::path::PathBuf::from(external::DEFAULT_PLUGIN_D),
+    };
+    agents.extend(external::load_all(settings, &plugin_d)?);
     Ok(agents)
 }

@@ -32,7 +32,7 @@ impl Agent for Rpcutil {
             "get_fact" => get_fact(node, &request.data),
             "get_data" => get_data(node, &request.data),
             "get_facts" => get_facts(node, &request.data),
-            "agent_inventory" => Ok(json!({ "agents": node.agent_metadata() })),
+            "agent_inventory" => Ok(json!({ "agents": node.agent_inventory() })),
             "collective_info" => Ok(json!({
                 "main_collective": node.main_collective(),
                 "collectives": node.collectives(),

@@ -124,3 +124,50 @@ async fn client_cfg_picks_the_discovery_method_and_its_source() {
         "{err}"
     );
 }
+
+/// `mco` points `SSL_CERT_FILE` at an empty file for itself (so its TLS
+/// connects skip the system's root certificates), but the programs it
+/// starts see the environment the operator gave it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn programs_mco_starts_see_the_operators_environment() {
+    let broker = TestBroker::start(BrokerKind::Embedded).await;
+    let caller = Caller::new("tester");
+    let config = caller.client_config(&broker.url());
+    let dir = tempfile::tempdir().expect("temp dir");
+    let program = dir.path().join("discover.sh");
+    std::fs::write(
+        &program,
+        "#!/bin/sh\ncat >/dev/null\n\
+         if [ -z \"${SSL_CERT_FILE+set}\" ]; then echo unset; \
+         elif [ \"$SSL_CERT_FILE\" = /etc/operator-bundle.pem ]; then echo kept; \
+         else echo changed; fi\n",
+    )
+    .expect("write program");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755))
+            .expect("chmod program");
+    }
+    for (given, expected) in [
+        (None, "unset\n"),
+        (Some("/etc/operator-bundle.pem"), "kept\n"),
+    ] {
+        let mut command = tokio::process::Command::new(MCO);
+        command
+            .args(["find", "--config"])
+            .arg(&config)
+            .arg("--discovery-program")
+            .arg(&program)
+            .env_remove("SSL_CERT_DIR");
+        match given {
+            Some(file) => command.env("SSL_CERT_FILE", file),
+            None => command.env_remove("SSL_CERT_FILE"),
+        };
+        let out = tokio::time::timeout(std::time::Duration::from_secs(30), command.output())
+            .await
+            .expect("mco find ends")
+            .expect("mco runs");
+        assert!(out.status.success(), "{given:?}: {}", stderr(&out));
+        assert_eq!(stdout(&out), expected, "{given:?}");
+    }
+}

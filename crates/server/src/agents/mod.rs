@@ -41,6 +41,7 @@ pub enum AgentsError {
 pub fn for_config(config: &ServerConfig) -> Result<Vec<Arc<dyn Agent>>, AgentsError> {
     let settings = &config.settings;
     let mut agents: Vec<Arc<dyn Agent>> = Vec::new();
+    agents.push(Arc::new(rpcutil::ConfiguredRpcutil::new(settings.clone())));
     agents.extend(external::load_all(settings)?);
     agents.push(Arc::new(filemgr::Filemgr::from_settings(settings)?));
     agents.push(Arc::new(package::Package::from_settings(settings)?));

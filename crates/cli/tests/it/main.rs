@@ -6,6 +6,7 @@ mod apps;
 mod batching;
 mod chaining;
 mod config;
+mod ddl2json;
 mod discovery;
 mod discovery_config;
 mod interrupt;

@@ -22,6 +22,7 @@ mod service;
 pub(crate) use command::{stoppable, StopSignal};
 pub use external::LoadError;
 pub use puppet::Puppet;
+pub(crate) use rpcutil::ConfiguredRpcutil;
 pub use rpcutil::Rpcutil;
 pub use service::Service;
 
@@ -41,7 +42,6 @@ pub enum AgentsError {
 pub fn for_config(config: &ServerConfig) -> Result<Vec<Arc<dyn Agent>>, AgentsError> {
     let settings = &config.settings;
     let mut agents: Vec<Arc<dyn Agent>> = Vec::new();
-    agents.push(Arc::new(rpcutil::ConfiguredRpcutil::new(settings.clone())));
     agents.extend(external::load_all(settings)?);
     agents.push(Arc::new(filemgr::Filemgr::from_settings(settings)?));
     agents.push(Arc::new(package::Package::from_settings(settings)?));

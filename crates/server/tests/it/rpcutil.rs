@@ -1,20 +1,26 @@
 //! rpcutil's `get_config_item` on a node built from a `server.cfg`, through
 //! `Node::handle` so the DDL's input checks run as in production.
 
+use muster_protocol::config::Config;
 use muster_protocol::StatusCode;
+use muster_server::{Node, ServerConfig};
 use serde_json::{json, Value};
 
-/// A node running the rpcutil that `for_config` builds from `settings`.
+/// Asks a node built from `settings` (as `mco server` builds it).
 async fn ask(settings: &str, inputs: Value) -> muster_protocol::Reply {
-    let agent = muster_testkit::agent_from(settings, "rpcutil").expect("valid settings");
-    let (node, caller) = muster_testkit::node_with(agent);
+    let text = format!("identity = node01\n{settings}\n");
+    let config = Config::parse(&text).expect("valid settings");
+    let config = ServerConfig::from_config(&config).expect("valid settings");
+    let pki = muster_testkit::TestPki::shared();
+    let node = Node::from_config(&config, pki.authority()).expect("a node");
+    let caller = pki.credential("alice.mcollective");
     muster_testkit::ask(&node, &caller, "rpcutil", "get_config_item", inputs).await
 }
 
 const SETTINGS: &str = "plugin.security.max_ttl = 120\n\
      plugin.package.provider = apt\n\
-     rpcaudit = yes\n\
-     plugin.yaml = /etc/muster/a.yaml, /etc/muster/b.yaml\n\
+     plugin.rpcaudit.redact_defaults = no\n\
+     collectives = mcollective, eu_collective\n\
      plugin.nats.servers = nats://ops:hunter2@broker1:4222\n\
      plugin.nats.user = ops\n\
      plugin.nats.password = hunter2";
@@ -24,11 +30,8 @@ async fn get_config_item_answers_the_effective_setting_typed_by_its_kind() {
     for (item, value) in [
         ("plugin.security.max_ttl", json!(120)),
         ("plugin.package.provider", json!("apt")),
-        ("rpcaudit", json!(true)),
-        (
-            "plugin.yaml",
-            json!(["/etc/muster/a.yaml", "/etc/muster/b.yaml"]),
-        ),
+        ("plugin.rpcaudit.redact_defaults", json!(false)),
+        ("collectives", json!(["mcollective", "eu_collective"])),
         ("identity", json!("node01")),
         // Not set: the default the daemon uses.
         ("plugin.security.replay_cache_size", json!(100000)),

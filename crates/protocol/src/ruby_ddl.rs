@@ -326,6 +326,32 @@ fn tokenize(text: &str) -> Vec<Token> {
                 }
                 i = j;
             }
+            // `%w[a b]` and `%i[a b]`: arrays of words.
+            '%' if matches!(chars.get(i + 1), Some('w' | 'W' | 'i' | 'I'))
+                && matches!(chars.get(i + 2), Some('[' | '(' | '{' | '<')) =>
+            {
+                let close = match chars[i + 2] {
+                    '[' => ']',
+                    '(' => ')',
+                    '{' => '}',
+                    _ => '>',
+                };
+                let Some(len) = chars[i + 3..].iter().position(|c| *c == close) else {
+                    push(&mut tokens, Tok::Junk("an unterminated %w list".into()));
+                    break;
+                };
+                let words: String = chars[i + 3..i + 3 + len].iter().collect();
+                line += words.matches('\n').count();
+                push(&mut tokens, Tok::Punct("[".into()));
+                for (n, word) in words.split_whitespace().enumerate() {
+                    if n > 0 {
+                        push(&mut tokens, Tok::Punct(",".into()));
+                    }
+                    push(&mut tokens, Tok::Str(vec![Part::Text(word.into())]));
+                }
+                push(&mut tokens, Tok::Punct("]".into()));
+                i += len + 4;
+            }
             '=' if chars.get(i + 1) == Some(&'>') => {
                 push(&mut tokens, Tok::Rocket);
                 i += 2;
@@ -828,13 +854,14 @@ impl Converter<'_> {
             ("metadata", Context::Top, _) => match args() {
                 Ok(args) if args.positional.is_empty() => {
                     self.kept(statement.line, statement.end_line, &args.kept);
-                    const KEYS: [&str; 7] = [
+                    const KEYS: [&str; 8] = [
                         "name",
                         "description",
                         "author",
                         "license",
                         "version",
                         "url",
+                        "provider",
                         "timeout",
                     ];
                     let metadata: Vec<(String, Value)> = KEYS
@@ -1536,6 +1563,27 @@ end
             converted.json["actions"][0]["output"]["o"]["display_as"],
             "O"
         );
+    }
+
+    #[test]
+    fn ruby_19_hashes_and_word_arrays_are_read() {
+        let ddl = "metadata(name: \"x\", timeout: 3)\n\
+                   action \"clean\", description: \"Clean\" do\n\
+                     input :mode, prompt: \"Mode\", description: \"M\", type: :list,\n\
+                           optional: true, list: %w[all metadata\n  dbcache]\n\
+                     summarize { }\n\
+                   end\n";
+        let converted = convert(ddl).expect("converts");
+        let action = &converted.json["actions"][0];
+        assert_eq!(action["description"], "Clean");
+        assert_eq!(action["display"], "failed");
+        assert_eq!(
+            action["input"]["mode"]["list"],
+            json!(["all", "metadata", "dbcache"])
+        );
+        // A brace block is not the DSL's form: named, not guessed at.
+        assert_eq!(converted.skipped.len(), 1, "{:?}", converted.skipped);
+        assert_eq!(converted.skipped[0].line, 6);
     }
 
     #[test]

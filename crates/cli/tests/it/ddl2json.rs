@@ -165,6 +165,75 @@ async fn choria_package_ddl_converts_every_action() {
     }
 }
 
+/// Objects compared whatever their key order; arrays of actions by name.
+fn same(ours: &Value, theirs: &Value, at: &str) {
+    match (ours, theirs) {
+        (Value::Object(a), Value::Object(b)) => {
+            let keys = |m: &Map<String, Value>| {
+                let mut k: Vec<String> = m.keys().cloned().collect();
+                k.sort();
+                k
+            };
+            assert_eq!(keys(a), keys(b), "{at}");
+            for (key, value) in a {
+                same(value, &b[key], &format!("{at}.{key}"));
+            }
+        }
+        _ => assert_eq!(ours, theirs, "{at}"),
+    }
+}
+
+#[tokio::test]
+async fn a_conversion_agrees_with_the_json_choria_ships_beside_the_ddl() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (out, json) = convert("scout.ddl", dir.path()).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        !stderr(&out).contains("left out") && !stderr(&out).contains("kept"),
+        "{}",
+        stderr(&out)
+    );
+    // Compared as JSON: scout's `array` inputs are for the DDL engine to
+    // accept (the CLI warns when muster's loader refuses a conversion).
+    let ours: Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("written")).expect("JSON");
+    let theirs: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("scout.json")).expect("scout.json"))
+            .expect("JSON");
+    same(&ours["metadata"], &theirs["metadata"], "metadata");
+    let theirs_actions = theirs["actions"].as_array().expect("actions");
+    for action in ours["actions"].as_array().expect("actions") {
+        let name = action["action"].as_str().expect("a name");
+        let upstream = theirs_actions
+            .iter()
+            .find(|a| a["action"] == name)
+            .unwrap_or_else(|| panic!("{name} is not in Choria's JSON"));
+        for key in ["display", "description", "input", "output"] {
+            same(&action[key], &upstream[key], &format!("{name}.{key}"));
+        }
+        // Upstream's two files word the formats differently; the shape
+        // (output name, then {"format": ...}) is the same.
+        let shape = |a: &Value| -> Vec<(Value, Value, bool)> {
+            a["aggregate"]
+                .as_array()
+                .map(|list| {
+                    list.iter()
+                        .map(|x| {
+                            (
+                                x["function"].clone(),
+                                x["args"][0].clone(),
+                                x["args"][1]["format"].is_string(),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        assert_eq!(shape(action), shape(upstream), "{name}.aggregate");
+    }
+    assert_eq!(theirs_actions.len(), 5);
+}
+
 #[tokio::test]
 async fn existing_json_is_kept_and_stdout_is_an_option() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -15,6 +15,7 @@ mod lifecycle;
 mod monitor;
 mod nats_py;
 mod output;
+mod package_actions;
 mod pipes;
 mod processes;
 mod puppet_ca;

@@ -129,7 +129,8 @@ See docs/security.md.")]
     #[command(after_help = "Examples:
   mco plugin doc                 # every agent, data plugin and discovery method
   mco plugin doc package         # one agent's actions, inputs and outputs
-  mco plugin doc fstat           # a data plugin for -S")]
+  mco plugin doc fstat           # a data plugin for -S
+  mco plugin ddl2json agent/foo.ddl   # an MCollective Ruby DDL to agent/foo.json")]
     Plugin(cmd::plugin::Args),
     /// List applications, built in and on PATH, or show one's usage: mco help [APP]
     #[command(after_help = "Examples:

@@ -27,6 +27,7 @@ mod envelope;
 mod filter;
 pub mod identity;
 mod message;
+pub mod ruby_ddl;
 pub mod subject;
 pub mod suggest;
 pub mod time;

@@ -10,7 +10,7 @@ use muster_protocol::{subject, Envelope, EnvelopeError, NodeView, Reply, Request
 use serde_json::{json, Map, Value};
 
 use crate::agent::Agent;
-use crate::agents::{AgentsError, Rpcutil};
+use crate::agents::{AgentsError, ConfiguredRpcutil, Rpcutil};
 use crate::audit::{self, AuditLog, OpenError};
 use crate::data::DataError;
 use crate::facts::{lookup, Classes, Facts, FactsError};
@@ -177,6 +177,7 @@ impl Node {
             classes,
             authority,
         );
+        node.add_agent(Arc::new(ConfiguredRpcutil::new(config.settings.clone())));
         for agent in crate::agents::for_config(config)? {
             node.add_agent(agent);
         }

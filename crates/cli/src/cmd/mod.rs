@@ -5,6 +5,7 @@ pub(crate) mod broker;
 pub(crate) mod ca;
 pub(crate) mod check_config;
 pub(crate) mod completion;
+pub(crate) mod ddl2json;
 pub(crate) mod demo;
 pub(crate) mod external;
 pub(crate) mod facts;

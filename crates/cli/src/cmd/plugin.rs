@@ -11,7 +11,7 @@ use crate::args::Common;
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct Args {
-    /// What to do: `doc`
+    /// What to do: `doc`, or `ddl2json` (a Ruby DDL to JSON)
     pub command: String,
     /// An agent or data plugin to document; all are listed without one
     pub name: Option<String>,
@@ -19,6 +19,11 @@ pub(crate) struct Args {
     /// which agent of that name they run
     #[command(flatten)]
     pub common: Common,
+    /// ddl2json: where the JSON goes (`-`: stdout); FILE.json beside it without one
+    pub output: Option<String>,
+    /// ddl2json: replace an existing JSON file
+    #[arg(long)]
+    pub force: bool,
 }
 
 const DISCOVERY_METHODS: &[(&str, &str)] = &[
@@ -42,9 +47,12 @@ const DISCOVERY_METHODS: &[(&str, &str)] = &[
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<u8> {
     super::init_logging("warn");
+    if args.command == "ddl2json" {
+        return super::ddl2json::run(args.name.as_deref(), args.output.as_deref(), args.force);
+    }
     if args.command != "doc" {
         anyhow::bail!(
-            "unknown plugin command {:?}; try: mco plugin doc [NAME]",
+            "unknown plugin command {:?}; try: mco plugin doc [NAME] or mco plugin ddl2json FILE.ddl",
             args.command
         );
     }

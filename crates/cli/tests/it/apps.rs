@@ -267,7 +267,7 @@ t mco pin
         lines,
         [
             "filemgr package puppet rpcutil service",
-            "get_data get_fact get_facts",
+            "get_config_item get_data get_fact get_facts",
             "start status stop",
             "package puppet",
             "ping",

@@ -22,6 +22,7 @@ mod service;
 pub(crate) use command::{stoppable, StopSignal};
 pub use external::LoadError;
 pub use puppet::Puppet;
+pub(crate) use rpcutil::ConfiguredRpcutil;
 pub use rpcutil::Rpcutil;
 pub use service::Service;
 

@@ -1,5 +1,8 @@
 //! `package`: query, install, update and remove packages with the node's
-//! own package tools.
+//! own package tools, with the whole action set of the MCollective/Choria
+//! package agent: `status`, `install`, `update`, `uninstall`, `purge`,
+//! `search`, `count`, `md5`, `checkupdates`, `refresh`, `apt_update`,
+//! `apt_checkupdates`, `yum_clean` and `yum_checkupdates`.
 //!
 //! A [`Provider`] knows one family of tools: which programs it needs, the
 //! command line of each action and how to read the query's answer. `apt`
@@ -18,9 +21,14 @@
 //! | --- | --- |
 //! | `plugin.package.provider` | `apt`, `dnf` or `yum`; detected when unset |
 //! | `plugin.package.timeout` | seconds an action may run (default: the DDL's) |
-//! | `plugin.package.dpkg_query`, `.apt_get`, `.rpm`, `.dnf`, `.yum` | the tools' paths (default: found on `PATH`) |
-//! | `plugin.package.apt_options` | extra `apt-get` arguments, space-separated |
+//! | `plugin.package.dpkg_query`, `.apt_get`, `.apt_cache`, `.rpm`, `.dnf`, `.yum` | the tools' paths (default: found on `PATH`) |
+//! | `plugin.package.apt_options` | extra `apt-get` arguments, space-separated (`-o`/`-c` ones reach `apt-cache` too) |
 //! | `plugin.package.yum_options` | extra `dnf`/`yum` arguments, space-separated |
+//! | `plugin.package.yum_clean_mode` | what `yum_clean` cleans when the request names no mode (default `all`) |
+//!
+//! The `apt_*` actions need the apt tools and the `yum_*` ones yum or dnf,
+//! whichever provider answers the package actions; on a node without them
+//! they fail with status 1, as upstream's do on the other family.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -42,6 +50,21 @@ const MAX_INPUT: usize = 128;
 
 const NO_PROVIDER: &str = "no package provider found on this node";
 
+/// What `yum clean` may clean, as upstream's DDL lists them.
+const YUM_CLEAN_MODES: [&str; 7] = [
+    "all",
+    "headers",
+    "packages",
+    "metadata",
+    "dbcache",
+    "plugins",
+    "expire-cache",
+];
+
+/// The most a listing tool (`dpkg-query -l`, `rpm -qa`, a search) may
+/// print; all of it is read, so `count` and `md5` see every package.
+const MAX_LISTING: usize = 64 * 1024 * 1024;
+
 /// MCollective's package agent.
 pub(super) struct Package {
     settings: Arc<Settings>,
@@ -54,11 +77,13 @@ struct Settings {
     timeout: Duration,
     dpkg_query: PathBuf,
     apt_get: PathBuf,
+    apt_cache: PathBuf,
     apt_options: Vec<String>,
     rpm: PathBuf,
     dnf: PathBuf,
     yum: PathBuf,
     yum_options: Vec<String>,
+    yum_clean_mode: String,
 }
 
 /// The kinds of provider this agent knows.
@@ -110,6 +135,19 @@ impl Package {
             }
             Some(seconds) => seconds,
         };
+        let yum_clean_mode = match settings.get("plugin.package.yum_clean_mode") {
+            None => "all".to_string(),
+            Some(mode) if YUM_CLEAN_MODES.contains(&mode) => mode.to_string(),
+            Some(mode) => {
+                return Err(settings.error(
+                    "plugin.package.yum_clean_mode",
+                    format!(
+                        "unknown yum clean mode {mode:?} (known: {})",
+                        YUM_CLEAN_MODES.join(", ")
+                    ),
+                ))
+            }
+        };
         let tool = |key: &str, default: &str| PathBuf::from(settings.get(key).unwrap_or(default));
         let options = |key: &str| -> Vec<String> {
             settings
@@ -123,11 +161,13 @@ impl Package {
                 timeout: Duration::from_secs(timeout),
                 dpkg_query: tool("plugin.package.dpkg_query", "dpkg-query"),
                 apt_get: tool("plugin.package.apt_get", "apt-get"),
+                apt_cache: tool("plugin.package.apt_cache", "apt-cache"),
                 apt_options: options("plugin.package.apt_options"),
                 rpm: tool("plugin.package.rpm", "rpm"),
                 dnf: tool("plugin.package.dnf", "dnf"),
                 yum: tool("plugin.package.yum", "yum"),
                 yum_options: options("plugin.package.yum_options"),
+                yum_clean_mode,
             }),
         })
     }
@@ -143,33 +183,105 @@ impl Agent for Package {
     }
 
     fn call(&self, _node: &Node, action: &str, request: &Request) -> ActionFuture {
+        let task = match Task::from_request(action, &request.data, &self.settings) {
+            Ok(task) => task,
+            Err(e) => return ready(Err(e)),
+        };
+        let settings = Arc::clone(&self.settings);
+        let action = action.to_string();
+        Box::pin(async move {
+            let at = Instant::now() + settings.timeout;
+            let provider = select(&settings, &action).await?;
+            let deadline = Deadline {
+                at,
+                timed_out: format!(
+                    "{} {action} timed out after {} s",
+                    provider.name(),
+                    settings.timeout.as_secs()
+                ),
+            };
+            match task {
+                Task::Package(change, inputs) => run(&*provider, change, &inputs, &deadline).await,
+                Task::Search(package) => search(&*provider, &package, &deadline).await,
+                Task::Count => listing(&*provider, &deadline, false).await,
+                Task::Md5 => listing(&*provider, &deadline, true).await,
+                Task::CheckUpdates => check_updates(&*provider, &deadline).await,
+                Task::Refresh => refresh(&*provider, &deadline).await,
+                Task::YumClean(mode) => {
+                    let Some(clean) = provider.clean(&mode) else {
+                        return Err(ActionError::new(
+                            StatusCode::Aborted,
+                            format!("the {} provider has no yum clean", provider.name()),
+                        ));
+                    };
+                    let done = step(&*provider, &clean, &deadline).await?;
+                    Ok(json!({ "output": done.output(), "exitcode": done.code }))
+                }
+            }
+        })
+    }
+}
+
+/// One request, its inputs checked.
+enum Task {
+    /// `status`, or a change to one package.
+    Package(Option<Change>, Inputs),
+    Search(String),
+    Count,
+    Md5,
+    /// `checkupdates`, `apt_checkupdates`, `yum_checkupdates`.
+    CheckUpdates,
+    /// `refresh`, `apt_update`.
+    Refresh,
+    YumClean(String),
+}
+
+impl Task {
+    fn from_request(
+        action: &str,
+        data: &Map<String, Value>,
+        settings: &Settings,
+    ) -> Result<Task, ActionError> {
         let change = match action {
             "status" => None,
             "install" => Some(Change::Install),
             "update" => Some(Change::Update),
             "uninstall" => Some(Change::Uninstall),
             "purge" => Some(Change::Purge),
-            other => return ready(Err(ActionError::unknown_action("package", other))),
+            "search" => return Inputs::package(data).map(Task::Search),
+            "count" => return Ok(Task::Count),
+            "md5" => return Ok(Task::Md5),
+            "checkupdates" | "apt_checkupdates" | "yum_checkupdates" => {
+                return Ok(Task::CheckUpdates)
+            }
+            "refresh" | "apt_update" => return Ok(Task::Refresh),
+            "yum_clean" => return clean_mode(data, settings).map(Task::YumClean),
+            other => return Err(ActionError::unknown_action("package", other)),
         };
-        let inputs = match Inputs::from_data(&request.data, change == Some(Change::Install)) {
-            Ok(inputs) => inputs,
-            Err(e) => return ready(Err(e)),
-        };
-        let settings = Arc::clone(&self.settings);
-        Box::pin(async move {
-            let at = Instant::now() + settings.timeout;
-            let provider = select(&settings).await?;
-            let deadline = Deadline {
-                at,
-                timed_out: format!(
-                    "{} {} timed out after {} s",
-                    provider.name(),
-                    change.map_or("status", Change::name),
-                    settings.timeout.as_secs()
-                ),
-            };
-            run(&*provider, change, &inputs, &deadline).await
-        })
+        Inputs::from_data(data, change == Some(Change::Install)).map(|i| Task::Package(change, i))
+    }
+}
+
+/// The `mode` of `yum_clean`: one of [`YUM_CLEAN_MODES`], else the
+/// configured default. A one-element list is taken as its element, as a
+/// `list` input may arrive either way.
+fn clean_mode(data: &Map<String, Value>, settings: &Settings) -> Result<String, ActionError> {
+    let mode = match data.get("mode") {
+        None | Some(Value::Null) => return Ok(settings.yum_clean_mode.clone()),
+        Some(Value::String(mode)) => mode.as_str(),
+        Some(Value::Array(items)) if items.len() == 1 && items[0].is_string() => {
+            items[0].as_str().unwrap_or_default()
+        }
+        Some(_) => return Err(ActionError::invalid("input \"mode\" must be a string")),
+    };
+    if YUM_CLEAN_MODES.contains(&mode) {
+        Ok(mode.to_string())
+    } else {
+        Err(ActionError::invalid(format!(
+            "input \"mode\" must be one of {}, got {:?}",
+            YUM_CLEAN_MODES.join(", "),
+            shown(mode)
+        )))
     }
 }
 
@@ -180,7 +292,8 @@ struct Inputs {
 }
 
 impl Inputs {
-    fn from_data(data: &Map<String, Value>, takes_version: bool) -> Result<Inputs, ActionError> {
+    /// The `package` input: a name no tool can take for an option.
+    fn package(data: &Map<String, Value>) -> Result<String, ActionError> {
         let package = match data.get("package") {
             None | Some(Value::Null) => return Err(ActionError::missing("package")),
             Some(Value::String(package)) => package.clone(),
@@ -192,6 +305,11 @@ impl Inputs {
                 shown(&package)
             )));
         }
+        Ok(package)
+    }
+
+    fn from_data(data: &Map<String, Value>, takes_version: bool) -> Result<Inputs, ActionError> {
+        let package = Inputs::package(data)?;
         let version = match data.get("version") {
             None | Some(Value::Null) => None,
             Some(_) if !takes_version => {
@@ -259,6 +377,8 @@ struct Invocation {
     program: PathBuf,
     args: Vec<String>,
     env: Vec<(&'static str, &'static str)>,
+    /// All of stdout is needed (a listing), not only its end.
+    whole: bool,
 }
 
 /// What a finished program said.
@@ -295,12 +415,47 @@ trait Provider: Send + Sync {
     fn parse(&self, answer: &Finished) -> Option<Installed>;
     /// The command that makes a change.
     fn change(&self, change: Change, package: &str, version: Option<&str>) -> Invocation;
+    /// The command that lists every package.
+    fn list(&self) -> Invocation;
+    /// The lines of the listing that are installed packages (`count`).
+    fn installed<'a>(&self, listing: &'a str) -> Vec<&'a str>;
+    /// The text `md5` digests, as upstream's provider digests it.
+    fn digested(&self, listing: &str) -> String;
+    /// The command that finds the versions a repository offers.
+    fn search(&self, package: &str) -> Invocation;
+    /// What the search found; `None` when it failed.
+    fn found(&self, answer: &Finished) -> Option<Vec<Available>>;
+    /// The command that lists available upgrades without making them.
+    fn check_updates(&self) -> Invocation;
+    /// Whether the check ran (yum exits 100 when there are updates).
+    fn updates_checked(&self, code: Option<i32>) -> bool;
+    /// The upgrades in the check's output.
+    fn outdated(&self, stdout: &str) -> Vec<Available>;
+    /// The command that refreshes the repository metadata.
+    fn refresh(&self) -> Invocation;
+    /// `yum clean <mode>`; `None` for providers without one.
+    fn clean(&self, mode: &str) -> Option<Invocation>;
+}
+
+/// A package version a repository offers.
+#[derive(Debug, Clone, PartialEq)]
+struct Available {
+    package: String,
+    version: String,
+    repo: String,
+}
+
+impl Available {
+    fn to_json(&self) -> Value {
+        json!({ "package": self.package, "version": self.version, "repo": self.repo })
+    }
 }
 
 /// Debian's dpkg and apt.
 struct Apt {
     dpkg_query: PathBuf,
     apt_get: PathBuf,
+    apt_cache: PathBuf,
     options: Vec<String>,
 }
 
@@ -323,6 +478,7 @@ impl Provider for Apt {
                 package.into(),
             ],
             env: vec![("LC_ALL", "C")],
+            whole: false,
         }
     }
 
@@ -374,13 +530,146 @@ impl Provider for Apt {
         Invocation {
             program: self.apt_get.clone(),
             args,
-            env: vec![
-                ("DEBIAN_FRONTEND", "noninteractive"),
-                ("APT_LISTCHANGES_FRONTEND", "none"),
-                ("LC_ALL", "C"),
-            ],
+            env: APT_ENV.to_vec(),
+            whole: false,
         }
     }
+
+    fn list(&self) -> Invocation {
+        Invocation {
+            program: self.dpkg_query.clone(),
+            args: vec!["--list".into()],
+            env: vec![("LC_ALL", "C")],
+            whole: true,
+        }
+    }
+
+    fn installed<'a>(&self, listing: &'a str) -> Vec<&'a str> {
+        listing.lines().filter(|l| l.starts_with("ii")).collect()
+    }
+
+    fn digested(&self, listing: &str) -> String {
+        // As upstream: the installed lines only, so a removed package's
+        // leftover configuration does not change the digest.
+        self.installed(listing).join("\n")
+    }
+
+    fn search(&self, package: &str) -> Invocation {
+        let mut args = cache_options(&self.options);
+        args.extend(["madison".into(), package.into()]);
+        Invocation {
+            program: self.apt_cache.clone(),
+            args,
+            env: vec![("LC_ALL", "C")],
+            whole: true,
+        }
+    }
+
+    fn found(&self, answer: &Finished) -> Option<Vec<Available>> {
+        if !answer.success {
+            return None;
+        }
+        // `name | version | origin Packages`; source lines end in Sources.
+        Some(
+            answer
+                .stdout
+                .lines()
+                .filter_map(|line| match line.split(" | ").collect::<Vec<_>>()[..] {
+                    [name, version, origin] if origin.trim_end().ends_with("Packages") => {
+                        Some(Available {
+                            package: name.trim().into(),
+                            version: version.trim().into(),
+                            repo: origin.trim().trim_end_matches("Packages").trim_end().into(),
+                        })
+                    }
+                    _ => None,
+                })
+                .collect(),
+        )
+    }
+
+    fn check_updates(&self) -> Invocation {
+        self.apt_get(&["--simulate", "dist-upgrade"])
+    }
+
+    fn updates_checked(&self, code: Option<i32>) -> bool {
+        code == Some(0)
+    }
+
+    fn outdated(&self, stdout: &str) -> Vec<Available> {
+        stdout.lines().filter_map(simulated_upgrade).collect()
+    }
+
+    fn refresh(&self) -> Invocation {
+        self.apt_get(&["update"])
+    }
+
+    fn clean(&self, _mode: &str) -> Option<Invocation> {
+        None
+    }
+}
+
+/// What apt tools run with besides the daemon's environment.
+const APT_ENV: [(&str, &str); 3] = [
+    ("DEBIAN_FRONTEND", "noninteractive"),
+    ("APT_LISTCHANGES_FRONTEND", "none"),
+    ("LC_ALL", "C"),
+];
+
+impl Apt {
+    /// `apt-get` with the configured options, quiet, then `args`.
+    fn apt_get(&self, args: &[&str]) -> Invocation {
+        let mut all = self.options.clone();
+        all.push("-q".into());
+        all.extend(args.iter().map(|a| a.to_string()));
+        Invocation {
+            program: self.apt_get.clone(),
+            args: all,
+            env: APT_ENV.to_vec(),
+            whole: false,
+        }
+    }
+}
+
+/// The configuration options among `apt-get`'s (`-o x=y`, `-c file` and
+/// their joined forms), which `apt-cache` understands too; others, such as
+/// `--no-install-recommends`, it would refuse.
+fn cache_options(options: &[String]) -> Vec<String> {
+    let mut kept = Vec::new();
+    let mut options = options.iter();
+    while let Some(option) = options.next() {
+        match option.as_str() {
+            "-o" | "-c" | "--option" | "--config-file" => {
+                kept.push(option.clone());
+                kept.extend(options.next().cloned());
+            }
+            o if o.starts_with("-o")
+                || o.starts_with("-c")
+                || o.starts_with("--option=")
+                || o.starts_with("--config-file=") =>
+            {
+                kept.push(option.clone())
+            }
+            _ => {}
+        }
+    }
+    kept
+}
+
+/// An upgrade in `apt-get --simulate` output, read as upstream does:
+/// `Inst name [installed] (candidate origin [arch])`. New packages (no
+/// installed version in brackets) are not outdated ones.
+fn simulated_upgrade(line: &str) -> Option<Available> {
+    let rest = line.strip_prefix("Inst ")?;
+    let (package, rest) = rest.split_once(" [")?;
+    let (_, rest) = rest.split_once("] (")?;
+    let (version, rest) = rest.split_once(char::is_whitespace)?;
+    let repo = &rest[..rest.find(')')?];
+    Some(Available {
+        package: package.trim().into(),
+        version: version.trim().into(),
+        repo: repo.trim().into(),
+    })
 }
 
 /// rpm with dnf or yum, whose command lines are the same.
@@ -410,6 +699,7 @@ impl Provider for Rpm {
                 package.into(),
             ],
             env: vec![("LC_ALL", "C")],
+            whole: false,
         }
     }
 
@@ -449,8 +739,101 @@ impl Provider for Rpm {
             program: self.tool.clone(),
             args,
             env: vec![("LC_ALL", "C")],
+            whole: false,
         }
     }
+
+    fn list(&self) -> Invocation {
+        Invocation {
+            program: self.rpm.clone(),
+            args: vec!["-qa".into()],
+            env: vec![("LC_ALL", "C")],
+            whole: true,
+        }
+    }
+
+    fn installed<'a>(&self, listing: &'a str) -> Vec<&'a str> {
+        listing.lines().filter(|l| !l.is_empty()).collect()
+    }
+
+    fn digested(&self, listing: &str) -> String {
+        listing.to_string()
+    }
+
+    fn search(&self, package: &str) -> Invocation {
+        let mut invocation = self.tool(&["list", "available", package]);
+        invocation.whole = true;
+        invocation
+    }
+
+    fn found(&self, answer: &Finished) -> Option<Vec<Available>> {
+        // dnf and yum exit 1 when nothing matches.
+        let nothing = answer.code == Some(1) && answer.output().contains("No matching Packages");
+        if !answer.success && !nothing {
+            return None;
+        }
+        Some(rpm_table(&answer.stdout))
+    }
+
+    fn check_updates(&self) -> Invocation {
+        self.tool(&["check-update"])
+    }
+
+    fn updates_checked(&self, code: Option<i32>) -> bool {
+        // 100: there are updates; 0: there are none.
+        matches!(code, Some(0 | 100))
+    }
+
+    fn outdated(&self, stdout: &str) -> Vec<Available> {
+        let before_obsoletes = stdout
+            .split("\nObsoleting Packages")
+            .next()
+            .unwrap_or_default();
+        rpm_table(before_obsoletes)
+    }
+
+    fn refresh(&self) -> Invocation {
+        // As upstream: fresh metadata is fetched by the check that follows.
+        self.tool(&["clean", "metadata"])
+    }
+
+    fn clean(&self, mode: &str) -> Option<Invocation> {
+        Some(self.tool(&["clean", mode]))
+    }
+}
+
+impl Rpm {
+    /// dnf or yum with the configured options, quiet, then `args`.
+    fn tool(&self, args: &[&str]) -> Invocation {
+        let mut all = self.options.clone();
+        all.push("-q".into());
+        all.extend(args.iter().map(|a| a.to_string()));
+        Invocation {
+            program: self.tool.clone(),
+            args: all,
+            env: vec![("LC_ALL", "C")],
+            whole: false,
+        }
+    }
+}
+
+/// `name.arch  version  repo` lines of `yum list` and `yum check-update`;
+/// headings and wrapped lines have another shape and are skipped.
+fn rpm_table(text: &str) -> Vec<Available> {
+    text.lines()
+        .filter_map(
+            |line| match line.split_whitespace().collect::<Vec<_>>()[..] {
+                [package, version, repo] if package.contains('.') && !line.ends_with(':') => {
+                    Some(Available {
+                        package: package.into(),
+                        version: version.into(),
+                        repo: repo.into(),
+                    })
+                }
+                _ => None,
+            },
+        )
+        .collect()
 }
 
 fn provider(settings: &Settings, family: Family) -> Box<dyn Provider> {
@@ -458,6 +841,7 @@ fn provider(settings: &Settings, family: Family) -> Box<dyn Provider> {
         Family::Apt => Box::new(Apt {
             dpkg_query: settings.dpkg_query.clone(),
             apt_get: settings.apt_get.clone(),
+            apt_cache: settings.apt_cache.clone(),
             options: settings.apt_options.clone(),
         }),
         Family::Dnf | Family::Yum => Box::new(Rpm {
@@ -473,15 +857,30 @@ fn provider(settings: &Settings, family: Family) -> Box<dyn Provider> {
     }
 }
 
-/// The configured provider, or the first whose tools are all here; its
-/// tools resolved to full paths.
-async fn select(settings: &Settings) -> Result<Box<dyn Provider>, ActionError> {
-    let families: &[Family] = match &settings.provider {
-        Some(family) => std::slice::from_ref(family),
-        None => &Family::ALL,
-    };
+/// The providers that may answer `action`: those of its family for the
+/// `apt_*` and `yum_*` actions, else the configured one or all.
+fn families(settings: &Settings, action: &str) -> Vec<Family> {
+    if action.starts_with("apt_") {
+        vec![Family::Apt]
+    } else if action.starts_with("yum_") {
+        match settings.provider {
+            Some(family @ (Family::Dnf | Family::Yum)) => vec![family],
+            _ => vec![Family::Dnf, Family::Yum],
+        }
+    } else {
+        match settings.provider {
+            Some(family) => vec![family],
+            None => Family::ALL.to_vec(),
+        }
+    }
+}
+
+/// The first provider for `action` whose tools are all here; its tools
+/// resolved to full paths.
+async fn select(settings: &Settings, action: &str) -> Result<Box<dyn Provider>, ActionError> {
+    let families = families(settings, action);
     let mut missing = Vec::new();
-    for &family in families {
+    for &family in &families {
         let candidate = provider(settings, family);
         let mut absent = Vec::new();
         for tool in candidate.tools() {
@@ -494,14 +893,21 @@ async fn select(settings: &Settings) -> Result<Box<dyn Provider>, ActionError> {
         }
         missing.push(format!("{} needs {}", family.name(), absent.join(" and ")));
     }
-    let why = match settings.provider {
-        Some(family) => format!("plugin.package.provider is {}, but", family.name()),
-        None => "none detected:".to_string(),
+    let message = if action.starts_with("apt_") || action.starts_with("yum_") {
+        let names: Vec<&str> = families.iter().map(|f| f.name()).collect();
+        format!(
+            "cannot find {} on this node, which {action} needs ({})",
+            names.join(" or "),
+            missing.join("; ")
+        )
+    } else {
+        let why = match settings.provider {
+            Some(family) => format!("plugin.package.provider is {}, but", family.name()),
+            None => "none detected:".to_string(),
+        };
+        format!("{NO_PROVIDER} ({why} {})", missing.join("; "))
     };
-    Err(ActionError::new(
-        StatusCode::Aborted,
-        format!("{NO_PROVIDER} ({why} {})", missing.join("; ")),
-    ))
+    Err(ActionError::new(StatusCode::Aborted, message))
 }
 
 /// `tool` itself when it names a path, else the first match on `PATH`;
@@ -625,22 +1031,145 @@ fn reply(
     gone: Option<&str>,
     output: String,
 ) -> Value {
-    let (ensure, version, arch) = match installed {
-        Some(found) => (
-            found.version.as_str(),
-            found.version.as_str(),
-            found.arch.as_str(),
-        ),
-        None => (gone.unwrap_or("absent"), "", ""),
+    let (ensure, arch) = match installed {
+        Some(found) => (found.version.as_str(), found.arch.as_str()),
+        None => (gone.unwrap_or("absent"), ""),
+    };
+    let (epoch, version, release) = match installed {
+        Some(found) => split_version(&found.version),
+        None => ("", "", ""),
     };
     json!({
         "name": package,
         "ensure": ensure,
+        "epoch": epoch,
         "version": version,
+        "release": release,
         "arch": arch,
         "provider": provider.name(),
         "output": output,
     })
+}
+
+/// `[epoch:]version[-release]` in its parts, the epoch `0` when not
+/// written, as rpm and dpkg both read it (dpkg calls the release the
+/// Debian revision: what follows the last `-`).
+fn split_version(full: &str) -> (&str, &str, &str) {
+    let (epoch, rest) = match full.split_once(':') {
+        Some((epoch, rest)) if !epoch.is_empty() && epoch.bytes().all(|b| b.is_ascii_digit()) => {
+            (epoch, rest)
+        }
+        _ => ("0", full),
+    };
+    match rest.rsplit_once('-') {
+        Some((version, release)) => (epoch, version, release),
+        None => (epoch, rest, ""),
+    }
+}
+
+/// Runs `invocation`, which must succeed: on failure its exit code and
+/// output go back with status 1.
+async fn step(
+    provider: &dyn Provider,
+    invocation: &Invocation,
+    deadline: &Deadline,
+) -> Result<Finished, ActionError> {
+    let done = execute(invocation, deadline).await?;
+    if done.success {
+        return Ok(done);
+    }
+    Err(failed(provider, invocation, &done))
+}
+
+/// A tool that ran but failed: status 1, with its exit code and output.
+fn failed(provider: &dyn Provider, invocation: &Invocation, done: &Finished) -> ActionError {
+    let words: Vec<&str> = invocation
+        .args
+        .iter()
+        .map(String::as_str)
+        .filter(|a| !a.starts_with('-'))
+        .filter(|a| !a.contains('='))
+        .collect();
+    let tool = invocation
+        .program
+        .file_name()
+        .map_or_else(|| provider.name().into(), |n| n.to_string_lossy());
+    ActionError::new(
+        StatusCode::Aborted,
+        format!(
+            "{tool} {} failed ({}): {}",
+            words.join(" "),
+            exit_status(done),
+            done.output()
+        ),
+    )
+    .with_data(json!({ "exitcode": done.code, "output": done.output() }))
+}
+
+/// `search`: the versions the repositories offer.
+async fn search(
+    provider: &dyn Provider,
+    package: &str,
+    deadline: &Deadline,
+) -> Result<Value, ActionError> {
+    let invocation = provider.search(package);
+    let done = execute(&invocation, deadline).await?;
+    let Some(found) = provider.found(&done) else {
+        return Err(failed(provider, &invocation, &done));
+    };
+    Ok(json!({
+        "package_count": found.len(),
+        "available_packages": found.iter().map(Available::to_json).collect::<Vec<_>>(),
+    }))
+}
+
+/// `count` (how many packages are installed) or `md5` (a digest of their
+/// list, equal on nodes with the same packages at the same versions).
+async fn listing(
+    provider: &dyn Provider,
+    deadline: &Deadline,
+    digest: bool,
+) -> Result<Value, ActionError> {
+    use md5::{Digest, Md5};
+    let done = step(provider, &provider.list(), deadline).await?;
+    let output = if digest {
+        Md5::digest(provider.digested(&done.stdout).as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    } else {
+        // A string, as upstream's agent answers.
+        provider.installed(&done.stdout).len().to_string()
+    };
+    Ok(json!({ "output": output, "exitcode": done.code }))
+}
+
+/// `checkupdates` and the family ones: the upgrades the repositories
+/// offer, changing nothing.
+async fn check_updates(provider: &dyn Provider, deadline: &Deadline) -> Result<Value, ActionError> {
+    let invocation = provider.check_updates();
+    let done = execute(&invocation, deadline).await?;
+    if !provider.updates_checked(done.code) {
+        return Err(failed(provider, &invocation, &done));
+    }
+    let outdated: Vec<Value> = provider
+        .outdated(&done.stdout)
+        .iter()
+        .map(Available::to_json)
+        .collect();
+    Ok(json!({
+        "package_manager": provider.name(),
+        "output": done.output(),
+        "outdated_packages": outdated,
+        "exitcode": done.code,
+    }))
+}
+
+/// `refresh` and `apt_update`: fresh repository metadata, then, as
+/// upstream, the check for updates against it.
+async fn refresh(provider: &dyn Provider, deadline: &Deadline) -> Result<Value, ActionError> {
+    step(provider, &provider.refresh(), deadline).await?;
+    check_updates(provider, deadline).await
 }
 
 /// Runs a tool to completion; at the deadline its whole process group
@@ -649,11 +1178,19 @@ async fn execute(invocation: &Invocation, deadline: &Deadline) -> Result<Finishe
     let program = locate(&invocation.program)
         .await
         .unwrap_or_else(|| invocation.program.clone());
-    let tool = command::Invocation::new(&program)
+    let mut tool = command::Invocation::new(&program)
         .args(&invocation.args)
         .envs(invocation.env.iter().copied());
+    if invocation.whole {
+        tool = tool.stdout_limit(MAX_LISTING);
+    }
     let aborted = |message: String| ActionError::new(StatusCode::Aborted, message);
     match command::run(&tool, deadline.at).await {
+        Ok(done) if done.overflowed => Err(aborted(format!(
+            "{} printed more than {} MiB",
+            program.display(),
+            MAX_LISTING >> 20
+        ))),
         Ok(done) => Ok(Finished {
             success: done.success(),
             code: done.code,
@@ -730,6 +1267,7 @@ mod tests {
         let apt = Apt {
             dpkg_query: "dpkg-query".into(),
             apt_get: "apt-get".into(),
+            apt_cache: "apt-cache".into(),
             options: vec![],
         };
         let installed = apt.parse(&finished(
@@ -786,6 +1324,115 @@ mod tests {
             dnf.change(Change::Purge, "bash", None).args,
             vec!["-y", "remove", "bash"]
         );
+    }
+
+    #[test]
+    fn versions_split_into_epoch_version_and_release() {
+        assert_eq!(split_version("1.0"), ("0", "1.0", ""));
+        assert_eq!(split_version("3.2.7-1"), ("0", "3.2.7", "1"));
+        assert_eq!(split_version("2:9.0.1378-2"), ("2", "9.0.1378", "2"));
+        assert_eq!(
+            split_version("1:2.3-4-5+deb12u1"),
+            ("1", "2.3-4", "5+deb12u1")
+        );
+        assert_eq!(split_version("5.1.8-6.el9"), ("0", "5.1.8", "6.el9"));
+    }
+
+    #[test]
+    fn apt_simulations_and_madison_are_read_as_upstream_reads_them() {
+        let upgrade = simulated_upgrade(
+            "Inst emacs23 [23.1+1-4ubuntu7] (23.1+1-4ubuntu7.1 Ubuntu:10.04/lucid-updates) []",
+        );
+        assert_eq!(
+            upgrade,
+            Some(Available {
+                package: "emacs23".into(),
+                version: "23.1+1-4ubuntu7.1".into(),
+                repo: "Ubuntu:10.04/lucid-updates".into(),
+            })
+        );
+        // A new package has no installed version: not an outdated one.
+        assert_eq!(
+            simulated_upgrade("Inst libfoo1 (1.2-1 Debian:12.5/stable [amd64])"),
+            None
+        );
+        assert_eq!(simulated_upgrade("Conf emacs23 (23.1 Ubuntu [all])"), None);
+
+        let apt = Apt {
+            dpkg_query: "dpkg-query".into(),
+            apt_get: "apt-get".into(),
+            apt_cache: "apt-cache".into(),
+            options: vec![],
+        };
+        let found = apt
+            .found(&finished(
+                true,
+                "      bash | 5.2.15-2+b7 | http://deb.debian.org/debian bookworm/main amd64 Packages\n      bash | 5.2.15-2 | http://deb.debian.org/debian bookworm/main Sources\n",
+            ))
+            .expect("a search");
+        assert_eq!(
+            found,
+            vec![Available {
+                package: "bash".into(),
+                version: "5.2.15-2+b7".into(),
+                repo: "http://deb.debian.org/debian bookworm/main amd64".into(),
+            }]
+        );
+        assert_eq!(apt.found(&finished(false, "")), None);
+    }
+
+    #[test]
+    fn apt_cache_gets_only_configuration_options() {
+        let options: Vec<String> = [
+            "-o",
+            "Dir::Etc::SourceList=/x",
+            "--no-install-recommends",
+            "-oAcquire::Languages=none",
+            "-c",
+            "/etc/apt/x.conf",
+            "--option=A=b",
+            "-t",
+            "bookworm-backports",
+        ]
+        .map(String::from)
+        .into();
+        assert_eq!(
+            cache_options(&options),
+            [
+                "-o",
+                "Dir::Etc::SourceList=/x",
+                "-oAcquire::Languages=none",
+                "-c",
+                "/etc/apt/x.conf",
+                "--option=A=b"
+            ]
+        );
+    }
+
+    #[test]
+    fn yum_tables_skip_headings_and_obsoletes() {
+        let dnf = Rpm {
+            family: Family::Dnf,
+            rpm: "rpm".into(),
+            tool: "dnf".into(),
+            options: vec![],
+        };
+        let text = "\nLast metadata expiration check: 0:01:02 ago.\nbash.x86_64  5.1.8-9.el9  baseos\nObsoleting Packages\ngrub2-tools.x86_64  1:2.06-70.el9  baseos\n";
+        assert_eq!(
+            dnf.outdated(text),
+            vec![Available {
+                package: "bash.x86_64".into(),
+                version: "5.1.8-9.el9".into(),
+                repo: "baseos".into(),
+            }]
+        );
+        assert!(dnf.updates_checked(Some(100)));
+        assert!(dnf.updates_checked(Some(0)));
+        assert!(!dnf.updates_checked(Some(1)));
+        assert_eq!(dnf.installed("a-1.x86_64\n\nb-2.noarch\n").len(), 2);
+        let mut none = finished(false, "");
+        none.stderr = "Error: No matching Packages to list".into();
+        assert_eq!(dnf.found(&none), Some(vec![]));
     }
 
     #[test]

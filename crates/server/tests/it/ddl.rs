@@ -124,6 +124,7 @@ fn valid_inputs(action: &str) -> Value {
         "get_fact" => json!({"fact": "role"}),
         "get_facts" => json!({"facts": "role, os.family"}),
         "get_data" => json!({"source": "fact", "query": "role"}),
+        "get_config_item" => json!({"item": "main_collective"}),
         _ => json!({}),
     }
 }

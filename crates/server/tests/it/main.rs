@@ -12,5 +12,6 @@ mod node;
 mod package;
 mod policy;
 mod puppet;
+mod rpcutil;
 mod service;
 mod sysfacts;

@@ -18,7 +18,6 @@ use crate::policy::{self, Policies};
 use crate::replay::{Refusal, ReplayGuard};
 use crate::stats::{Rejection, Stats};
 use crate::ServerConfig;
-use muster_protocol::ddl::Metadata;
 
 /// How many (reason, signer) pairs of refusals are remembered to log the
 /// first of each at warn.
@@ -244,14 +243,6 @@ impl Node {
     /// The names of the agents it hosts, sorted.
     pub fn agent_names(&self) -> Vec<String> {
         self.agents.keys().cloned().collect()
-    }
-
-    /// The DDL metadata of every agent it hosts, by name.
-    pub fn agent_metadata(&self) -> Vec<Metadata> {
-        self.agents
-            .values()
-            .map(|a| a.ddl().metadata.clone())
-            .collect()
     }
 
     /// What `rpcutil agent_inventory` answers: each agent's DDL metadata,

@@ -480,8 +480,11 @@ async fn external(
     let filter_json = serde_json::to_string(filter)
         .map_err(|e| failed(format!("cannot encode the filter: {e}")))?;
     let mut child = tokio::process::Command::new(program);
-    for name in muster_connector::for_children() {
-        child.env_remove(name);
+    for (name, value) in muster_connector::for_children() {
+        match value {
+            Some(value) => child.env(name, value),
+            None => child.env_remove(name),
+        };
     }
     let mut child = child
         .env("MCO_COLLECTIVE", collective)

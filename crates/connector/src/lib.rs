@@ -389,34 +389,37 @@ pub async fn connect_client(
     }
 }
 
-/// Set when [`skip_system_roots`] pointed `SSL_CERT_FILE` at an empty file.
-static SKIPPED_SYSTEM_ROOTS: AtomicBool = AtomicBool::new(false);
+/// The TLS root variables as muster was started with them, once
+/// [`skip_system_roots`] has replaced them.
+static STARTED_WITH: std::sync::OnceLock<Vec<(&'static str, Option<std::ffi::OsString>)>> =
+    std::sync::OnceLock::new();
+
+/// The variables rustls-native-certs reads.
+const ROOT_VARIABLES: [&str; 2] = ["SSL_CERT_FILE", "SSL_CERT_DIR"];
 
 /// async-nats reads the system's root certificates (hundreds of PEM files,
 /// a few milliseconds) on every TLS connect, even though muster hands it a
 /// complete TLS config trusting only muster's CA, and it refuses to connect
-/// when one of those files is unreadable. Unless the operator set
-/// `SSL_CERT_FILE` or `SSL_CERT_DIR`, this points `SSL_CERT_FILE` at
-/// `/dev/null`, so nothing is read. Call it before any thread starts;
-/// programs muster starts get the variable removed again
-/// ([`for_children`]).
+/// when one of those files is unreadable. This points `SSL_CERT_FILE` at
+/// `/dev/null` and removes `SSL_CERT_DIR` for this process, so nothing is
+/// read. Call it before any thread starts; programs muster starts get the
+/// variables back as they were ([`for_children`]).
 pub fn skip_system_roots() {
-    let set = |name| std::env::var_os(name).is_some();
-    if !set("SSL_CERT_FILE") && !set("SSL_CERT_DIR") {
+    let started_with = ROOT_VARIABLES
+        .iter()
+        .map(|name| (*name, std::env::var_os(name)))
+        .collect();
+    if STARTED_WITH.set(started_with).is_ok() {
         std::env::set_var("SSL_CERT_FILE", "/dev/null");
-        SKIPPED_SYSTEM_ROOTS.store(true, Ordering::SeqCst);
+        std::env::remove_var("SSL_CERT_DIR");
     }
 }
 
-/// The environment variables to remove from a program muster starts, so
-/// it sees the environment muster was started with (see
-/// [`skip_system_roots`]).
-pub fn for_children() -> &'static [&'static str] {
-    if SKIPPED_SYSTEM_ROOTS.load(Ordering::SeqCst) {
-        &["SSL_CERT_FILE"]
-    } else {
-        &[]
-    }
+/// What a program muster starts must have set (`Some`) or removed
+/// (`None`) to see the environment muster was started with (see
+/// [`skip_system_roots`]); empty when nothing was changed.
+pub fn for_children() -> &'static [(&'static str, Option<std::ffi::OsString>)] {
+    STARTED_WITH.get().map_or(&[], Vec::as_slice)
 }
 
 /// Drains `client` (its subscriptions end, what it published is flushed,

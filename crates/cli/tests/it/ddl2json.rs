@@ -111,10 +111,17 @@ async fn choria_service_ddl_converts_with_its_loop_unrolled() {
     );
     assert!(err.contains("wrote "), "{err}");
 
-    // The converted DDL checks requests as muster does for any agent
-    // (what `service_name` accepts is the DDL engine's business).
+    // The converted DDL checks requests as Choria does: a missing input is
+    // refused, and `service_name` is the named validator, not a regex.
     let mut missing = Map::new();
     assert!(ddl.validate("restart", &mut missing).is_err());
+    let mut nginx = Map::new();
+    nginx.insert("service".into(), Value::from("nginx"));
+    ddl.validate("restart", &mut nginx)
+        .expect("service_name accepts nginx");
+    let mut hostile = Map::new();
+    hostile.insert("service".into(), Value::from("nginx; rm -rf /"));
+    assert!(ddl.validate("restart", &mut hostile).is_err());
 }
 
 #[tokio::test]
@@ -193,8 +200,8 @@ async fn a_conversion_agrees_with_the_json_choria_ships_beside_the_ddl() {
         "{}",
         stderr(&out)
     );
-    // Compared as JSON: scout's `array` inputs are for the DDL engine to
-    // accept (the CLI warns when muster's loader refuses a conversion).
+    // muster's loader takes scout's `array` inputs: no warning.
+    assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
     let ours: Value =
         serde_json::from_str(&std::fs::read_to_string(&json).expect("written")).expect("JSON");
     let theirs: Value =

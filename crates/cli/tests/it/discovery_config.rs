@@ -125,9 +125,9 @@ async fn client_cfg_picks_the_discovery_method_and_its_source() {
     );
 }
 
-/// `mco` points `SSL_CERT_FILE` at an empty file for itself (so its TLS
-/// connects skip the system's root certificates), but the programs it
-/// starts see the environment the operator gave it.
+/// `mco` points `SSL_CERT_FILE` at an empty file and drops `SSL_CERT_DIR`
+/// for itself (its TLS connects need no system root certificates), but the
+/// programs it starts see the environment the operator gave it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn programs_mco_starts_see_the_operators_environment() {
     let broker = TestBroker::start(BrokerKind::Embedded).await;
@@ -135,12 +135,12 @@ async fn programs_mco_starts_see_the_operators_environment() {
     let config = caller.client_config(&broker.url());
     let dir = tempfile::tempdir().expect("temp dir");
     let program = dir.path().join("discover.sh");
+    // One identity saying what the program saw of each variable.
     std::fs::write(
         &program,
         "#!/bin/sh\ncat >/dev/null\n\
-         if [ -z \"${SSL_CERT_FILE+set}\" ]; then echo unset; \
-         elif [ \"$SSL_CERT_FILE\" = /etc/operator-bundle.pem ]; then echo kept; \
-         else echo changed; fi\n",
+         see() { if [ -z \"$2\" ]; then echo unset; elif [ \"$3\" = \"$1\" ]; then echo kept; else echo changed; fi; }\n\
+         echo \"file-$(see /etc/operator-bundle.pem \"${SSL_CERT_FILE+set}\" \"$SSL_CERT_FILE\")-dir-$(see /etc/operator-certs \"${SSL_CERT_DIR+set}\" \"$SSL_CERT_DIR\")\"\n",
     )
     .expect("write program");
     {
@@ -148,26 +148,33 @@ async fn programs_mco_starts_see_the_operators_environment() {
         std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755))
             .expect("chmod program");
     }
-    for (given, expected) in [
-        (None, "unset\n"),
-        (Some("/etc/operator-bundle.pem"), "kept\n"),
-    ] {
+    let cases = [
+        (None, None, "file-unset-dir-unset\n"),
+        (
+            Some("/etc/operator-bundle.pem"),
+            None,
+            "file-kept-dir-unset\n",
+        ),
+        (None, Some("/etc/operator-certs"), "file-unset-dir-kept\n"),
+    ];
+    for (file, certs, expected) in cases {
         let mut command = tokio::process::Command::new(MCO);
         command
             .args(["find", "--config"])
             .arg(&config)
             .arg("--discovery-program")
-            .arg(&program)
-            .env_remove("SSL_CERT_DIR");
-        match given {
-            Some(file) => command.env("SSL_CERT_FILE", file),
-            None => command.env_remove("SSL_CERT_FILE"),
-        };
+            .arg(&program);
+        for (name, value) in [("SSL_CERT_FILE", file), ("SSL_CERT_DIR", certs)] {
+            match value {
+                Some(value) => command.env(name, value),
+                None => command.env_remove(name),
+            };
+        }
         let out = tokio::time::timeout(std::time::Duration::from_secs(30), command.output())
             .await
             .expect("mco find ends")
             .expect("mco runs");
-        assert!(out.status.success(), "{given:?}: {}", stderr(&out));
-        assert_eq!(stdout(&out), expected, "{given:?}");
+        assert!(out.status.success(), "{file:?} {certs:?}: {}", stderr(&out));
+        assert_eq!(stdout(&out), expected, "{file:?} {certs:?}");
     }
 }

@@ -208,9 +208,13 @@ impl Invocation {
         let mut command = tokio::process::Command::new(&self.program);
         if self.env_clear {
             command.env_clear();
-        }
-        for name in muster_connector::for_children() {
-            command.env_remove(name);
+        } else {
+            for (name, value) in muster_connector::for_children() {
+                match value {
+                    Some(value) => command.env(name, value),
+                    None => command.env_remove(name),
+                };
+            }
         }
         if let Some(dir) = &self.current_dir {
             command.current_dir(dir);

@@ -5,7 +5,7 @@
 //! of MCollective 2.12's plugin; `process` and `sysctl` are muster's own;
 //! `puppet()` is the puppet agent's (MCollective's `puppet_data.rb`), which
 //! the agent answers from the files its `status` action reads
-//! ([`crate::Agent::data`], [`PUPPET_PROPERTIES`]). The same plugins serve
+//! ([`crate::Agent::data`], [`puppet_properties`]). The same plugins serve
 //! `-S` filters, `rpcutil get_data` and action policies.
 //! An `Err` means the plugin could not answer on this node (permission
 //! denied, a malformed argument, a bound below exceeded): the node does not
@@ -584,20 +584,17 @@ fn process_matches(dir: &Path, name: &str) -> bool {
 
 /// The properties of MCollective's `puppet` data plugin (the puppet
 /// agent's `puppet_data.rb`), which the puppet agent answers from its
-/// `status`: `puppet().enabled=false`, `puppet().since_lastrun>3600`.
-pub const PUPPET_PROPERTIES: &[&str] = &[
-    "applying",
-    "daemon_present",
-    "disable_message",
-    "enabled",
-    "idling",
-    "lastrun",
-    "since_lastrun",
-    "status",
-];
+/// `status`: `puppet().enabled=false`, `puppet().since_lastrun>3600`. The
+/// filter language's table ([`muster_protocol::DATA_PLUGINS`]) is the list.
+pub fn puppet_properties() -> &'static [&'static str] {
+    muster_protocol::DATA_PLUGINS
+        .iter()
+        .find(|(plugin, _)| *plugin == "puppet")
+        .map_or(&[], |(_, properties)| *properties)
+}
 
 /// `puppet()`'s answer from the puppet agent's `status` output: the
-/// [`PUPPET_PROPERTIES`] of it. Like MCollective's, the plugin takes no
+/// [`puppet_properties`] of it. Like MCollective's, the plugin takes no
 /// argument (`puppet()`).
 pub(crate) fn puppet(argument: &str, status: &Value) -> Result<Properties, DataError> {
     if !argument.trim().is_empty() {
@@ -606,7 +603,7 @@ pub(crate) fn puppet(argument: &str, status: &Value) -> Result<Properties, DataE
             argument: argument.chars().take(80).collect(),
         });
     }
-    Ok(PUPPET_PROPERTIES
+    Ok(puppet_properties()
         .iter()
         .filter_map(|name| Some((name.to_string(), status.get(*name)?.clone())))
         .collect())

@@ -46,6 +46,7 @@ pub fn puppetdb_available() -> bool {
 /// A running PuppetDB, stopped when dropped.
 pub struct TestPuppetDb {
     url: String,
+    https_url: Option<String>,
     state: tempfile::TempDir,
     /// How long the start took.
     pub started_in: Duration,
@@ -56,12 +57,28 @@ impl TestPuppetDb {
     /// JVM compiles PuppetDB at every start). Panics with the script's
     /// output if it does not come up within 300 s.
     pub fn start() -> TestPuppetDb {
+        TestPuppetDb::start_with(None)
+    }
+
+    /// [`TestPuppetDb::start`], also serving HTTPS as a production
+    /// PuppetDB does on 8081: with the `puppet.test` certificate of the
+    /// Puppet CA whose ssldir is `ssldir`, wanting client certificates
+    /// from that CA ([`TestPuppetDb::https_url`]).
+    pub fn start_with(ssldir: Option<&Path>) -> TestPuppetDb {
         let state = tempfile::Builder::new()
             .prefix("pdb")
             .tempdir()
             .expect("temp dir");
         let begun = Instant::now();
-        let output = Command::new(START_SCRIPT)
+        let https_port = crate::free_port();
+        let mut command = Command::new(START_SCRIPT);
+        if let Some(ssldir) = ssldir {
+            command
+                .env("PDB_SSL_DIR", ssldir)
+                .env("PDB_SSL_PORT", https_port.to_string())
+                .env("PDB_SSL_CERTNAME", crate::PUPPET_SERVER_NAME);
+        }
+        let output = command
             .env("PDB_STATE", state.path())
             .env("PDB_PORT", crate::free_port().to_string())
             .env("PG_PORT", crate::free_port().to_string())
@@ -83,6 +100,7 @@ impl TestPuppetDb {
             .to_string();
         TestPuppetDb {
             url,
+            https_url: ssldir.map(|_| format!("https://127.0.0.1:{https_port}")),
             state,
             started_in: begun.elapsed(),
         }
@@ -91,6 +109,11 @@ impl TestPuppetDb {
     /// `http://127.0.0.1:<port>`.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// `https://127.0.0.1:<port>`, when started with an ssldir.
+    pub fn https_url(&self) -> Option<&str> {
+        self.https_url.as_deref()
     }
 
     /// PuppetDB's own log, for failure messages.

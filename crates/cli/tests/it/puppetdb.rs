@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use muster_testkit::{
-    puppetdb_available, stderr, stdout, BrokerKind, Caller, NodeSetup, ServerProcess, TestBroker,
-    TestPuppetDb,
+    puppetdb_available, stderr, stdout, BrokerKind, Caller, NodeSetup, PuppetCaMode, ServerProcess,
+    TestBroker, TestPki, TestPuppetDb,
 };
 use serde_json::{json, Value};
 
@@ -157,7 +157,12 @@ async fn puppetdb_discovery_selects_what_broadcast_selects() {
         return;
     }
     let begun = Instant::now();
-    let puppetdb = tokio::task::spawn_blocking(TestPuppetDb::start)
+    // PuppetDB also serves HTTPS with a Puppet CA's certificates, as on 8081.
+    let puppet_pki = tokio::task::spawn_blocking(|| TestPki::puppet(&[], PuppetCaMode::Openssl))
+        .await
+        .expect("Puppet CA");
+    let ssldir = puppet_pki.ssldir().root().to_path_buf();
+    let puppetdb = tokio::task::spawn_blocking(move || TestPuppetDb::start_with(Some(&ssldir)))
         .await
         .expect("start PuppetDB");
     eprintln!(
@@ -332,6 +337,26 @@ async fn puppetdb_discovery_selects_what_broadcast_selects() {
         .collect();
     senders.sort();
     assert_eq!(senders, ["web1.example", "web2.example", "web3.example"]);
+
+    // Over HTTPS: the caller's Puppet certificate, key and CA.
+    let https = puppetdb.https_url().expect("an https URL");
+    let tls_caller = Caller::with_pki("pdbtls", puppet_pki.clone());
+    let tls_config = config_for(&tls_caller, https, "plugin.puppetdb.timeout = 20\n");
+    let (ok, found, err) = find(
+        &tls_config.display().to_string(),
+        &["--dm", "puppetdb"],
+        &["-C", "httpd"],
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert_eq!(found, "web1.example\nweb2.example\nweb3.example\n");
+    // A caller of another CA: no TLS session, and the error says where.
+    let stranger = config_for(&caller, https, "plugin.puppetdb.timeout = 20\n");
+    let err = find_error(&stranger).await;
+    assert!(
+        err.contains(&format!("cannot query PuppetDB at {https}")),
+        "{err}"
+    );
 
     drop(servers);
     let stopping = Instant::now();

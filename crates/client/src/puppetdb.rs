@@ -16,7 +16,7 @@
 //! assert_eq!(
 //!     query(&filter, "mcollective", None).unwrap(),
 //!     "nodes[certname] { (certname in inventory[certname] { facts.os.family = \"RedHat\" }) \
-//!      and (certname in resources[certname] { type = \"Class\" and title = \"Httpd\" }) }"
+//!      and (certname in resources[certname] { type = \"Class\" and (title = \"Httpd\") }) }"
 //! );
 //! ```
 

@@ -139,6 +139,8 @@ pub(crate) enum Method {
     Inventory,
     /// Identities printed by --discovery-program PROG
     External,
+    /// PuppetDB, asked in PQL (plugin.puppetdb.url in client.cfg)
+    Puppetdb,
 }
 
 /// How to find the nodes (see docs/discovery.md).
@@ -201,6 +203,7 @@ fn method_name(method: Method) -> &'static str {
         Method::Flatfile => "flatfile",
         Method::Inventory => "inventory",
         Method::External => "external",
+        Method::Puppetdb => "puppetdb",
     }
 }
 
@@ -209,7 +212,7 @@ fn input_flag(method: Method) -> &'static str {
         Method::Flatfile => "--nodes",
         Method::Inventory => "--inventory",
         Method::External => "--discovery-program",
-        Method::Broadcast => "an input file",
+        Method::Broadcast | Method::Puppetdb => "an input file",
     }
 }
 
@@ -249,6 +252,11 @@ impl Common {
             anyhow::bail!(muster_client::DiscoveryError::DataPlugins {
                 method: "inventory"
             });
+        }
+        if matches!(discovery, Discovery::PuppetDb(_)) {
+            // Refuse what PQL cannot say before anything is sent.
+            muster_client::puppetdb::query(&filter, "", None)
+                .map_err(muster_client::DiscoveryError::from)?;
         }
         Ok((filter, discovery))
     }

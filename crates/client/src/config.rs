@@ -135,6 +135,9 @@ impl ClientConfig {
             .unwrap_or(100)
             .clamp(1, 60_000);
         let discovery_timeout = errors.take(config.seconds("discovery_timeout")).flatten();
+        let puppetdb_timeout = errors
+            .take(config.seconds("plugin.puppetdb.timeout"))
+            .flatten();
         errors.into_result(&warnings)?;
         let (Some(security), Some(nats_auth)) = (security, nats_auth) else {
             // Each None above recorded its error, so into_result returned.
@@ -142,6 +145,7 @@ impl ClientConfig {
                 config.error("plugin.security.certname", "inconsistent settings"),
             ));
         };
+        let puppetdb_tls = security.clone();
         Ok(ClientConfig {
             file: None,
             servers,
@@ -164,6 +168,19 @@ impl ClientConfig {
                 inventory: config.path("plugin.choria.discovery.inventory.source"),
                 program: config.path("plugin.choria.discovery.external.command"),
                 options: config.get("default_discovery_options").map(str::to_string),
+                puppetdb: crate::puppetdb::PuppetDb {
+                    url: config
+                        .get("plugin.puppetdb.url")
+                        .unwrap_or(crate::puppetdb::DEFAULT_URL)
+                        .to_string(),
+                    timeout: puppetdb_timeout,
+                    collectives_fact: match config.get("plugin.puppetdb.collectives_fact") {
+                        Some(fact) if fact.eq_ignore_ascii_case("none") => None,
+                        Some(fact) => Some(fact.to_string()),
+                        None => Some(crate::puppetdb::DEFAULT_COLLECTIVES_FACT.to_string()),
+                    },
+                    tls: Some(puppetdb_tls),
+                },
             },
             warnings,
             settings: config.clone(),
@@ -308,7 +325,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("client.cfg");
         let config = ClientConfig::from_config(&Config::default()).unwrap();
-        assert_eq!(config.discovery, crate::DiscoverySettings::default());
+        assert_eq!(
+            config.discovery,
+            crate::DiscoverySettings {
+                puppetdb: config.discovery.puppetdb.clone(),
+                ..Default::default()
+            }
+        );
+        assert_eq!(config.discovery.puppetdb.url, "https://puppet:8081");
         std::fs::write(
             &file,
             "default_discovery_method = Inventory\ndiscovery_timeout = 0.25\ndefault_discovery_options = other.json\nplugin.choria.discovery.inventory.source = inv.json\nplugin.choria.discovery.external.command = /bin/disco\n",
@@ -323,6 +347,7 @@ mod tests {
                 inventory: Some(dir.path().join("inv.json")),
                 program: Some("/bin/disco".into()),
                 options: Some("other.json".into()),
+                puppetdb: config.discovery.puppetdb.clone(),
             }
         );
         assert!(config.warnings.is_empty(), "{:?}", config.warnings);
@@ -338,7 +363,7 @@ mod tests {
         assert_eq!(
             err.to_string(),
             format!(
-                "{}:2: default_discovery_method must be one of broadcast, flatfile, inventory, external; found \"inventry\" (did you mean inventory?)",
+                "{}:2: default_discovery_method must be one of broadcast, flatfile, inventory, external, puppetdb; found \"inventry\" (did you mean inventory?)",
                 file.display()
             )
         );

@@ -7,6 +7,7 @@
 //! | [`Discovery::Flatfile`] | a file (or stdin), one identity per line | identity selectors here; the rest by each addressed node |
 //! | [`Discovery::Inventory`] | a JSON array of [`NodeRecord`]s (`mco inventory --json`) | this process, with [`Filter::evaluate`] |
 //! | [`Discovery::External`] | a program given the filter as JSON, printing identities | the program |
+//! | [`Discovery::PuppetDb`] | PuppetDB, asked in PQL ([`crate::puppetdb`]) | PuppetDB |
 //!
 //! Every method but broadcast knows the identities up front, so requests go
 //! to each node directly and the ones that do not answer are named.
@@ -46,6 +47,8 @@ pub enum Discovery {
     Inventory(PathBuf),
     /// A program that prints identities.
     External(PathBuf),
+    /// PuppetDB, asked with the filter in PQL.
+    PuppetDb(crate::puppetdb::PuppetDb),
 }
 
 /// Where a flat list of identities comes from.
@@ -127,11 +130,14 @@ pub enum DiscoveryError {
         key: Option<&'static str>,
     },
     /// A method muster does not have.
-    #[error("unknown discovery method {method:?} (broadcast, flatfile, inventory or external)")]
+    #[error("unknown discovery method {method:?} (broadcast, flatfile, inventory, external or puppetdb)")]
     UnknownMethod {
         /// The name given.
         method: String,
     },
+    /// PuppetDB could not answer, or not this filter.
+    #[error(transparent)]
+    PuppetDb(#[from] crate::puppetdb::PuppetDbError),
     /// A `--nodes` list that is not identities or muster's JSON output.
     #[error(transparent)]
     NodeList(#[from] crate::chain::NodeListError),
@@ -152,6 +158,8 @@ pub struct DiscoverySettings {
     pub inventory: Option<PathBuf>,
     /// `plugin.choria.discovery.external.command`.
     pub program: Option<PathBuf>,
+    /// `plugin.puppetdb.*` and the caller's certificate, for `--dm puppetdb`.
+    pub puppetdb: crate::puppetdb::PuppetDb,
     /// `default_discovery_options`: MCollective's one option for the
     /// default method (its file or program), below the per-method keys.
     pub options: Option<String>,
@@ -213,6 +221,7 @@ impl DiscoverySettings {
                     ))
                 }
             },
+            "puppetdb" => Discovery::PuppetDb(self.puppetdb.clone()),
             other => {
                 return Err(DiscoveryError::UnknownMethod {
                     method: other.to_string(),
@@ -246,6 +255,7 @@ impl Discovery {
             Discovery::Flatfile(_) => "flatfile",
             Discovery::Inventory(_) => "inventory",
             Discovery::External(_) => "external",
+            Discovery::PuppetDb(_) => "puppetdb",
         }
     }
 
@@ -273,6 +283,7 @@ impl Discovery {
             Discovery::Flatfile(list) => flatfile(list, filter).await?,
             Discovery::Inventory(file) => inventory(file, filter, collective).await?,
             Discovery::External(program) => external(program, filter, collective, timeout).await?,
+            Discovery::PuppetDb(puppetdb) => puppetdb.discover(filter, collective, timeout).await?,
         };
         nodes.sort();
         nodes.dedup();
@@ -605,6 +616,7 @@ mod tests {
             inventory: Some("/etc/inv.json".into()),
             program: Some("/bin/disco".into()),
             options: None,
+            ..Default::default()
         };
         // client.cfg over the default.
         assert_eq!(

@@ -15,8 +15,11 @@
 pub mod apt;
 mod logs;
 mod pki;
+pub mod puppetdb;
 
 pub use logs::Logs;
+
+pub use puppetdb::{puppetdb_available, TestPuppetDb};
 
 pub use pki::{PuppetCaMode, TestPki, PUPPET_CA_SCRIPT, PUPPET_SERVER_NAME};
 

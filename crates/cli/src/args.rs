@@ -161,6 +161,9 @@ pub(crate) struct DiscoveryFlags {
     /// Program printing identities, for --dm external (gets the filter as JSON on stdin)
     #[arg(long = "discovery-program", value_name = "PROG")]
     pub program: Option<PathBuf>,
+    /// Cross-check a broadcast against the nodes that should answer: METHOD (as client.cfg sets it up, e.g. registry or inventory), METHOD:INPUT (e.g. inventory:fleet.json) or a FILE of identities; the silent ones are named, strangers marked unexpected
+    #[arg(long = "expect", value_name = "SOURCE")]
+    pub expect: Option<String>,
 }
 
 impl DiscoveryFlags {

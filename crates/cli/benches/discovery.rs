@@ -199,6 +199,11 @@ fn main() -> anyhow::Result<()> {
          node list from a file + the request to each node, ending at the last reply. \
          registry, puppetdb: columns for the methods of issue 14's other parts."
     );
+    for (name, how) in &columns {
+        if let How::Absent(why) = how {
+            println!("{name}: {why}");
+        }
+    }
     for note in notes {
         println!("note: {note}");
     }
@@ -221,11 +226,12 @@ fn measure(
         .block_on(TestBroker::start(BrokerKind::Embedded));
     let url = broker.url();
     let caller = Caller::new("bench");
-    let spec = FleetSpec::new(
+    let mut spec = FleetSpec::new(
         vec![url.clone()],
         nodes,
         caller.pki().identity("node.fleet"),
     );
+    spec.transport = TestPki::shared().transport("node.fleet");
     let fleet = runtimes
         .fleet
         .block_on(Fleet::start(spec))

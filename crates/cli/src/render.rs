@@ -349,11 +349,17 @@ fn stats_block(
     if let Some(kept) = kept {
         line(out, "Filter Matches", kept.to_string())?;
     }
-    if let Some(method) = &outcome.discovery_method {
-        line(out, "Discovery", method.clone())?;
-    }
     if let Some(discovery) = outcome.discovery {
-        line(out, "Discovery Time", format!("{} ms", ms(discovery)))?;
+        let method = outcome
+            .discovery_method
+            .as_ref()
+            .map(|m| format!(" ({m})"))
+            .unwrap_or_default();
+        line(
+            out,
+            "Discovery Time",
+            format!("{} ms{method}", ms(discovery)),
+        )?;
     }
     line(out, "Agent Time", format!("{} ms", ms(outcome.elapsed)))?;
     line(out, "Total Time", format!("{} ms", ms(total)))?;
@@ -662,8 +668,7 @@ mod tests {
                         \x20          Nodes: 3 / 2\n\
                         \x20    Pass / Fail: 1 / 1\n\
                         \x20     No Replies: 1\n\
-                        \x20      Discovery: flatfile\n\
-                        \x20 Discovery Time: 100.00 ms\n\
+                        \x20 Discovery Time: 100.00 ms (flatfile)\n\
                         \x20     Agent Time: 35.00 ms\n\
                         \x20     Total Time: 135.00 ms\n\
                         \x20    Round Trips: min 2.00 / avg 3.00 / max 4.00 ms\n\

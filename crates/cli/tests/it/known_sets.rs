@@ -176,7 +176,7 @@ async fn a_known_set_ends_at_its_last_reply_and_names_the_stopped_node() {
         );
         assert!(!text.contains("Unexpected"), "{args:?}: {text}");
         assert!(
-            text.contains("Discovery: flatfile") || text.contains("Discovery: flatfile\n"),
+            text.contains("Discovery: flatfile, ") || text.contains(" ms (flatfile)\n"),
             "{args:?}: {text}"
         );
     }

@@ -272,6 +272,10 @@ impl Common {
         filter: &Filter,
         discovery: &Discovery,
     ) -> anyhow::Result<Vec<String>> {
+        // ping and the RPC commands handle --expect before they get here.
+        if self.discovery.expect.is_some() && discovery.is_broadcast() {
+            anyhow::bail!("--expect cross-checks the replies of mco ping or an RPC; this command does not take it");
+        }
         let discover = async {
             client
                 .discover_with(

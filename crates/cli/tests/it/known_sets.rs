@@ -272,6 +272,13 @@ async fn expect_cross_checks_a_broadcast_against_a_known_set() {
         "{}",
         stderr(&output)
     );
+    let (output, _) = mco(&["find", "--config", cfg, "--expect", &expected]).await;
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("this command does not take it"),
+        "{}",
+        stderr(&output)
+    );
     let (output, _) = mco(&[
         "ping", "--config", cfg, "--nodes", &expected, "--expect", &expected,
     ])

@@ -163,6 +163,9 @@ pub(crate) struct DiscoveryFlags {
     /// Program printing identities, for --dm external (gets the filter as JSON on stdin)
     #[arg(long = "discovery-program", value_name = "PROG")]
     pub program: Option<PathBuf>,
+    /// Cross-check a broadcast against the nodes that should answer: METHOD (as client.cfg sets it up, e.g. registry or inventory), METHOD:INPUT (e.g. inventory:fleet.json) or a FILE of identities; the silent ones are named, strangers marked unexpected
+    #[arg(long = "expect", value_name = "SOURCE")]
+    pub expect: Option<String>,
 }
 
 impl DiscoveryFlags {
@@ -277,6 +280,10 @@ impl Common {
         filter: &Filter,
         discovery: &Discovery,
     ) -> anyhow::Result<Vec<String>> {
+        // ping and the RPC commands handle --expect before they get here.
+        if self.discovery.expect.is_some() && discovery.is_broadcast() {
+            anyhow::bail!("--expect cross-checks the replies of mco ping or an RPC; this command does not take it");
+        }
         let discover = async {
             client
                 .discover_with(

@@ -99,11 +99,35 @@ pub(crate) fn ping_summary(
         )?,
         None => writeln!(out, "No responses received")?,
     }
+    if verbose {
+        if let Some(line) = discovery_line(outcome) {
+            writeln!(out, "{line}")?;
+        }
+    }
     if verbose || outcome.interrupted {
         writeln!(out, "Request ID: {}", outcome.request_id)?;
     }
     interrupted(out, outcome)?;
-    no_responses(out, &outcome.missing)
+    no_responses(out, &outcome.missing)?;
+    unexpected(out, &outcome.unexpected)
+}
+
+/// `Discovery: flatfile, 3 ms` (`-v`), when the call ran a discovery.
+fn discovery_line(outcome: &Outcome) -> Option<String> {
+    let method = outcome.discovery_method.as_deref();
+    match (method, outcome.discovery) {
+        (None, None) => None,
+        (method, time) => Some(format!(
+            "Discovery: {}{}",
+            method.unwrap_or("broadcast"),
+            time.map(|t| format!(", {} ms", ms(t))).unwrap_or_default()
+        )),
+    }
+}
+
+/// The nodes that answered without being expected (a cross-checked broadcast).
+pub(crate) fn unexpected(out: &mut dyn Write, unexpected: &[String]) -> std::io::Result<()> {
+    node_columns(out, "Unexpected replies from:", unexpected)
 }
 
 /// The addressed nodes that did not answer, by name, in columns.
@@ -277,7 +301,8 @@ pub(crate) fn rpc_stats(
     failed_nodes.sort();
     failed_nodes.dedup();
     node_columns(out, "Failed:", &failed_nodes)?;
-    no_responses(out, &outcome.missing)
+    no_responses(out, &outcome.missing)?;
+    unexpected(out, &outcome.unexpected)
 }
 
 /// MCollective's `---- rpc stats ----` block, shown with `-v`.
@@ -304,6 +329,9 @@ fn stats_block(
         format!("{} / {failed}", responded - failed),
     )?;
     line(out, "No Replies", outcome.missing.len().to_string())?;
+    if !outcome.unexpected.is_empty() {
+        line(out, "Unexpected", outcome.unexpected.len().to_string())?;
+    }
     if !outcome.impostors.is_empty() {
         let mut claimed = outcome.impostors.clone();
         claimed.sort();
@@ -322,7 +350,16 @@ fn stats_block(
         line(out, "Filter Matches", kept.to_string())?;
     }
     if let Some(discovery) = outcome.discovery {
-        line(out, "Discovery Time", format!("{} ms", ms(discovery)))?;
+        let method = outcome
+            .discovery_method
+            .as_ref()
+            .map(|m| format!(" ({m})"))
+            .unwrap_or_default();
+        line(
+            out,
+            "Discovery Time",
+            format!("{} ms{method}", ms(discovery)),
+        )?;
     }
     line(out, "Agent Time", format!("{} ms", ms(outcome.elapsed)))?;
     line(out, "Total Time", format!("{} ms", ms(total)))?;
@@ -385,7 +422,9 @@ pub(crate) fn statistics_json(outcome: &Outcome, shown: usize) -> Value {
         "succeeded": outcome.responses.len() - failed,
         "failed": failed,
         "no_responses": outcome.missing,
+        "unexpected": outcome.unexpected,
         "shown": shown,
+        "discovery_method": outcome.discovery_method,
         "discovery_ms": outcome.discovery.map(ms_number),
         "agent_ms": ms_number(outcome.elapsed),
         "total_ms": ms_number(outcome.elapsed + outcome.discovery.unwrap_or_default()),
@@ -416,9 +455,11 @@ pub(crate) fn nothing_sent() -> Outcome {
         responses: Vec::new(),
         expected: Some(Vec::new()),
         missing: Vec::new(),
+        unexpected: Vec::new(),
         bad_replies: 0,
         impostors: Vec::new(),
         discovery: None,
+        discovery_method: None,
         elapsed: Duration::ZERO,
         interrupted: false,
     }
@@ -611,9 +652,11 @@ mod tests {
             ],
             expected: Some(vec!["node01".into(), "node02".into(), "node03".into()]),
             missing: vec!["node03".into()],
+            unexpected: Vec::new(),
             bad_replies: 0,
             impostors: Vec::new(),
             discovery: Some(Duration::from_millis(100)),
+            discovery_method: Some("flatfile".into()),
             elapsed: Duration::from_millis(35),
             interrupted: false,
         };
@@ -625,7 +668,7 @@ mod tests {
                         \x20          Nodes: 3 / 2\n\
                         \x20    Pass / Fail: 1 / 1\n\
                         \x20     No Replies: 1\n\
-                        \x20 Discovery Time: 100.00 ms\n\
+                        \x20 Discovery Time: 100.00 ms (flatfile)\n\
                         \x20     Agent Time: 35.00 ms\n\
                         \x20     Total Time: 135.00 ms\n\
                         \x20    Round Trips: min 2.00 / avg 3.00 / max 4.00 ms\n\
@@ -647,6 +690,41 @@ mod tests {
         assert_eq!(stats["failed"], 1);
         assert_eq!(stats["no_responses"], json!(["node03"]));
         assert_eq!(stats["total_ms"], 135.0);
+        assert_eq!(stats["discovery_method"], "flatfile");
+        assert_eq!(stats["discovery_ms"], 100.0);
+        assert_eq!(stats["unexpected"], json!([]));
+    }
+
+    #[test]
+    fn unexpected_replies_are_named_and_counted() {
+        let mut outcome = nothing_sent();
+        outcome.responses = vec![
+            response("node01", StatusCode::Ok, 2),
+            response("stray", StatusCode::Ok, 3),
+        ];
+        outcome.cross_check(&["node01".into(), "node02".into()]);
+        assert_eq!(outcome.missing, ["node02"]);
+        assert_eq!(outcome.unexpected, ["stray"]);
+        let mut out = Vec::new();
+        rpc_stats(&mut out, &outcome, None, false, Style { colour: false }).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.ends_with(
+                "\nNo response from:\n\n    node02\n\nUnexpected replies from:\n\n    stray\n"
+            ),
+            "{text}"
+        );
+        let kept: Vec<&Response> = outcome.responses.iter().collect();
+        let mut out = Vec::new();
+        ping_summary(&mut out, &outcome, &kept, true, Style { colour: false }).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("Unexpected replies from:\n\n    stray"),
+            "{text}"
+        );
+        let stats = statistics_json(&outcome, 2);
+        assert_eq!(stats["unexpected"], json!(["stray"]));
+        assert_eq!(stats["discovered"], 2);
     }
 
     #[test]

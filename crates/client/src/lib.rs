@@ -183,6 +183,13 @@ pub struct Call {
     pub discovery: Discovery,
     /// Send directed requests to a few nodes at a time; `None`: all at once.
     pub batch: Option<Batch>,
+    /// The nodes that should answer, known from elsewhere (a registry, an
+    /// inventory) while the request is still broadcast, as a cross-check:
+    /// a broadcast waits for all of them (up to its timeout) and then for
+    /// a quiet window, the silent ones are [`Outcome::missing`] and those
+    /// that answer without being expected [`Outcome::unexpected`]. Directed
+    /// calls already know their set and ignore it.
+    pub expect: Option<Vec<String>>,
 }
 
 /// Sending a directed call to `size` nodes at a time, as MCollective's
@@ -234,6 +241,7 @@ impl Call {
             window: None,
             discovery: Discovery::Broadcast,
             batch: None,
+            expect: None,
         }
     }
 
@@ -281,6 +289,13 @@ impl Call {
         self.batch = Some(batch);
         self
     }
+
+    /// Cross-checks a broadcast against the nodes that should answer
+    /// (see [`Call::expect`]).
+    pub fn expecting(mut self, nodes: Vec<String>) -> Call {
+        self.expect = Some(nodes);
+        self
+    }
 }
 
 /// One node's reply and how long it took.
@@ -311,6 +326,10 @@ pub struct Outcome {
     pub expected: Option<Vec<String>>,
     /// Expected nodes that did not answer, sorted.
     pub missing: Vec<String>,
+    /// Nodes that answered but were not expected, sorted: a broadcast
+    /// cross-checked with [`Call::expect`] finds nodes the other source
+    /// does not know (their replies are in `responses` all the same).
+    pub unexpected: Vec<String>,
     /// Messages on the reply subject that were not valid replies.
     pub bad_replies: usize,
     /// Replies whose sender is not the node the broker delivered them
@@ -318,6 +337,10 @@ pub struct Outcome {
     pub impostors: Vec<String>,
     /// How long discovery took, when there was one.
     pub discovery: Option<Duration>,
+    /// The discovery method that chose the nodes ([`Discovery::name`]),
+    /// when the client ran one; applications that discover by themselves
+    /// set it, so the statistics can say.
+    pub discovery_method: Option<String>,
     /// From sending the request to the end of collection (with batches:
     /// from the first send to the end of the last batch, sleeps included).
     pub elapsed: Duration,
@@ -332,6 +355,32 @@ impl Outcome {
         self.responses
             .iter()
             .filter(|r| !r.reply.statuscode.is_ok())
+    }
+
+    /// Compares who answered with `expect`, the nodes that should have:
+    /// they become [`Outcome::expected`], those of them that stayed silent
+    /// [`Outcome::missing`], and those who answered without being in it
+    /// [`Outcome::unexpected`].
+    pub fn cross_check(&mut self, expect: &[String]) {
+        let answered: HashSet<&str> = self.responses.iter().map(Response::identity).collect();
+        let wanted: HashSet<&str> = expect.iter().map(String::as_str).collect();
+        let mut missing: Vec<String> = wanted
+            .iter()
+            .filter(|n| !answered.contains(*n))
+            .map(|n| n.to_string())
+            .collect();
+        missing.sort();
+        let mut unexpected: Vec<String> = answered
+            .iter()
+            .filter(|n| !wanted.contains(*n))
+            .map(|n| n.to_string())
+            .collect();
+        unexpected.sort();
+        let mut expected: Vec<String> = wanted.into_iter().map(str::to_string).collect();
+        expected.sort();
+        self.expected = Some(expected);
+        self.missing = missing;
+        self.unexpected = unexpected;
     }
 
     /// Min, max and average round trip, if anyone answered.
@@ -510,12 +559,29 @@ impl Client {
         timeout: Duration,
         window: QuietWindow,
     ) -> Result<Vec<String>, ClientError> {
+        self.discover_expecting(filter, collective, timeout, window, None)
+            .await
+    }
+
+    /// [`Client::discover`] that, given the nodes that should answer
+    /// (see [`Call::expect`]), waits for all of them (up to `timeout`)
+    /// before the quiet window may end it, so a slow expected node is
+    /// found rather than missed.
+    pub async fn discover_expecting(
+        &self,
+        filter: &Filter,
+        collective: Option<&str>,
+        timeout: Duration,
+        window: QuietWindow,
+        expect: Option<&[String]>,
+    ) -> Result<Vec<String>, ClientError> {
         let mut ping = Call::new("rpcutil", "ping")
             .with_filter(filter.clone())
             .with_targets(Targets::Broadcast)
             .with_timeout(timeout);
         ping.collective = collective.map(str::to_string);
         ping.window = Some(window);
+        ping.expect = expect.map(<[String]>::to_vec);
         let never = std::pin::pin!(std::future::pending::<()>().fuse());
         let outcome = self.send(&ping, &mut |_| {}, never).await?;
         let mut identities: Vec<String> = outcome
@@ -557,13 +623,30 @@ impl Client {
                 let nodes = match call.filter.exact_identities() {
                     Some(nodes) if call.discovery.is_broadcast() => nodes,
                     _ => {
-                        let found = self.discover_with(
-                            &call.discovery,
-                            &call.filter,
-                            call.collective.as_deref(),
-                            call.discovery_timeout,
-                            call.window.unwrap_or(self.config.window),
-                        );
+                        let found = async {
+                            match (&call.discovery, &call.expect) {
+                                (Discovery::Broadcast, Some(expect)) => {
+                                    self.discover_expecting(
+                                        &call.filter,
+                                        call.collective.as_deref(),
+                                        call.discovery_timeout,
+                                        call.window.unwrap_or(self.config.window),
+                                        Some(expect),
+                                    )
+                                    .await
+                                }
+                                _ => {
+                                    self.discover_with(
+                                        &call.discovery,
+                                        &call.filter,
+                                        call.collective.as_deref(),
+                                        call.discovery_timeout,
+                                        call.window.unwrap_or(self.config.window),
+                                    )
+                                    .await
+                                }
+                            }
+                        };
                         tokio::select! {
                             found = found => found?,
                             () = stop.as_mut() => {
@@ -576,6 +659,12 @@ impl Client {
                 let directed = call.clone().with_targets(Targets::Nodes(nodes));
                 let mut outcome = self.send(&directed, &mut on_reply, stop).await?;
                 outcome.discovery = Some(discovery);
+                outcome.discovery_method = Some(call.discovery.name().to_string());
+                // Broadcast discovery cross-checked: the expected nodes it did
+                // not find are missing too.
+                if let (true, Some(expect)) = (call.discovery.is_broadcast(), &call.expect) {
+                    outcome.cross_check(expect);
+                }
                 Ok(outcome)
             }
             // The expected set is known: address it, and stop at its last reply.
@@ -630,6 +719,7 @@ impl Client {
                 Some(all) => {
                     all.responses.extend(outcome.responses);
                     all.missing.extend(outcome.missing);
+                    all.unexpected.extend(outcome.unexpected);
                     all.bad_replies += outcome.bad_replies;
                     all.impostors.extend(outcome.impostors);
                     all.interrupted |= outcome.interrupted;
@@ -639,6 +729,7 @@ impl Client {
         let mut outcome = combined.expect("more nodes than one batch holds");
         outcome.expected = Some(nodes.clone());
         outcome.missing.sort();
+        outcome.unexpected.sort();
         outcome.elapsed = started.elapsed();
         Ok(outcome)
     }
@@ -735,9 +826,18 @@ impl Client {
             + call
                 .timeout
                 .unwrap_or_else(|| ddls::call_timeout(&self.config, &call.agent));
+        // Directed: ends when every addressed node has answered. Broadcast
+        // with an expected set: waits for those, then for a quiet window.
+        let directed = expected.is_some();
+        let cross_check = match (&expected, &call.expect) {
+            (None, Some(expect)) => Some(expect),
+            _ => None,
+        };
         let wanted: Option<HashSet<&str>> = expected
             .as_ref()
+            .or(cross_check)
             .map(|n| n.iter().map(String::as_str).collect());
+        let mut answered = 0;
         let mut arrivals = Arrivals::new(sent);
         let mut seen: HashSet<String> = HashSet::new();
         let mut responses = Vec::new();
@@ -746,17 +846,18 @@ impl Client {
         let mut no_responders = 0;
         let mut interrupted = false;
         'collect: loop {
-            if let Some(wanted) = &wanted {
-                if seen.len() + no_responders >= wanted.len() {
-                    break;
-                }
+            let all_in = wanted
+                .as_ref()
+                .is_some_and(|w| answered + no_responders >= w.len());
+            if directed && all_in {
+                break;
             }
-            let deadline = match wanted {
-                Some(_) => hard,
-                None => call
-                    .window
+            let deadline = if directed || (wanted.is_some() && !all_in) {
+                hard
+            } else {
+                call.window
                     .unwrap_or(self.config.window)
-                    .deadline(&arrivals, hard),
+                    .deadline(&arrivals, hard)
             };
             let next = tokio::time::timeout_at(deadline.into(), replies.next());
             let first = tokio::select! {
@@ -783,8 +884,9 @@ impl Client {
                 if message.status == Some(async_nats::StatusCode::NO_RESPONDERS) {
                     // Nobody listens on that subject: for a broadcast, nobody
                     // at all; for directed requests, one absent node.
-                    no_responders += 1;
-                    if wanted.is_none() && responses.is_empty() {
+                    if directed {
+                        no_responders += 1;
+                    } else if responses.is_empty() {
                         break 'collect;
                     }
                     continue;
@@ -824,8 +926,10 @@ impl Client {
                     continue;
                 }
                 if let Some(wanted) = &wanted {
-                    if !wanted.contains(reply.sender.as_str()) {
-                        tracing::debug!(node = %reply.sender, "reply from a node that was not addressed");
+                    if wanted.contains(reply.sender.as_str()) {
+                        answered += 1;
+                    } else {
+                        tracing::debug!(node = %reply.sender, "reply from a node that was not expected");
                     }
                 }
                 arrivals.record(now);
@@ -839,29 +943,25 @@ impl Client {
         }
         let elapsed = sent.elapsed();
         let _ = replies.unsubscribe().await;
-        let missing = match &expected {
-            Some(nodes) => {
-                let mut missing: Vec<String> = nodes
-                    .iter()
-                    .filter(|n| !seen.contains(*n))
-                    .cloned()
-                    .collect();
-                missing.sort();
-                missing
-            }
-            None => Vec::new(),
-        };
-        Ok(Outcome {
+        let mut outcome = Outcome {
             request_id: request.id,
             responses,
-            expected,
-            missing,
+            expected: None,
+            missing: Vec::new(),
+            unexpected: Vec::new(),
             bad_replies,
             impostors,
             discovery: None,
+            discovery_method: None,
             elapsed,
             interrupted,
-        })
+        };
+        if let Some(nodes) = expected.as_ref().or(cross_check) {
+            outcome.cross_check(nodes);
+        }
+        // A directed call keeps its addressing order.
+        outcome.expected = expected.or(outcome.expected);
+        Ok(outcome)
     }
 }
 
@@ -874,8 +974,10 @@ impl Outcome {
             expected: None,
             missing: Vec::new(),
             bad_replies: 0,
+            unexpected: Vec::new(),
             impostors: Vec::new(),
             discovery: Some(discovery),
+            discovery_method: None,
             elapsed: Duration::ZERO,
             interrupted: true,
         }

@@ -25,8 +25,10 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<u8> {
 /// `-t`, 2 s by default, like MCollective's discovery). When the nodes are
 /// known (exact `-I` names, or another discovery method such as
 /// `--nodes`), pings exactly those, directly, stops at the last reply,
-/// and lists those that do not answer. Lines (or `--jsonl` objects) print as
-/// replies arrive.
+/// and lists those that do not answer. With `--expect`, the broadcast
+/// waits for the expected nodes (up to `-t`), then for quiet, and names
+/// both the silent expected nodes and the unexpected ones that answered.
+/// Lines (or `--jsonl` objects) print as replies arrive.
 pub(crate) async fn ping(
     client: &Client,
     common: &Common,
@@ -35,6 +37,8 @@ pub(crate) async fn ping(
 ) -> anyhow::Result<u8> {
     let discovery = common.discovery.discovery(&client.config().discovery)?;
     let reply_filter = common.reply_filter()?;
+    let started = std::time::Instant::now();
+    let expect = super::rpc::expected_nodes(client, common, &filter, &discovery).await?;
     let targets = if discovery.is_broadcast() {
         Targets::Broadcast
     } else {
@@ -46,6 +50,8 @@ pub(crate) async fn ping(
         }
         Targets::Nodes(nodes)
     };
+    // The time to learn the node list (or, with --expect, the expected set).
+    let discovered = (expect.is_some() || !discovery.is_broadcast()).then(|| started.elapsed());
     // A broadcast is a discovery: 2 s at most, as MCollective's. A known
     // set waits as the DDL says, and ends when the last node answers.
     let timeout = match targets {
@@ -58,6 +64,7 @@ pub(crate) async fn ping(
         .with_targets(targets);
     call.timeout = timeout;
     call.collective = common.selectors.target.clone();
+    call.expect = expect.map(|(_, nodes)| nodes);
     let text = !common.json && !common.jsonl;
     let outcome = client
         .call_until(
@@ -80,6 +87,11 @@ pub(crate) async fn ping(
         )
         .await?;
     super::interrupt::exit_on_next();
+    let mut outcome = outcome;
+    outcome.discovery = outcome.discovery.or(discovered);
+    if !named {
+        outcome.discovery_method = Some(discovery.name().to_string());
+    }
     let kept = render::kept(&outcome, "rpcutil", "ping", reply_filter.as_ref());
     if common.json {
         render::machine_output(out, common, "rpcutil", "ping", &outcome, &kept)?;

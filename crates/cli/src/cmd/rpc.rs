@@ -156,14 +156,40 @@ pub(crate) async fn discover_and_call(
     call.discovery_timeout = common.discovery_timeout()?;
     let started = std::time::Instant::now();
     let mut discovered = None;
-    let nodes = match call.filter.exact_identities() {
-        Some(nodes) if discovery.is_broadcast() => nodes,
+    let expect = expected_nodes(client, common, &call.filter, &discovery).await?;
+    let nodes = match (call.filter.exact_identities(), &expect) {
+        (Some(nodes), None) if discovery.is_broadcast() => nodes,
+        (_, Some((_, expect))) => {
+            // Broadcast discovery that waits for the expected nodes.
+            let found = client.discover_expecting(
+                &call.filter,
+                common.selectors.target.as_deref(),
+                call.discovery_timeout,
+                client.config().window,
+                Some(expect),
+            );
+            let found = async { found.await.context("broadcast discovery failed") };
+            let nodes = super::interrupt::unless_interrupted("discovery", found).await?;
+            discovered = Some(started.elapsed());
+            nodes
+        }
         _ => {
             let nodes = common.discover(client, &call.filter, &discovery).await?;
             discovered = Some(started.elapsed());
             nodes
         }
     };
+    let method = discovered.map(|_| discovery.name().to_string());
+    if nodes.is_empty() {
+        if let Some((source, expect)) = &expect {
+            eprintln!(
+                "No request sent, we did not discover any nodes; {} expected from {source}: {}",
+                expect.len(),
+                expect.join(", ")
+            );
+            return Ok(None);
+        }
+    }
     if nodes.is_empty() {
         eprintln!("No request sent, we did not discover any nodes.");
         return Ok(None);
@@ -190,7 +216,65 @@ pub(crate) async fn discover_and_call(
     super::interrupt::exit_on_next();
     let mut outcome = outcome?;
     outcome.discovery = outcome.discovery.or(discovered);
+    outcome.discovery_method = outcome.discovery_method.or(method);
+    if let Some((_, expect)) = &expect {
+        outcome.cross_check(expect);
+    }
     Ok(Some(outcome))
+}
+
+/// The nodes `--expect SOURCE` says should answer a broadcast, and where
+/// they came from (the method's name); `None` without `--expect`. SOURCE is
+/// a method set up in client.cfg (`registry`, `inventory`), `METHOD:INPUT`
+/// (`inventory:fleet.json`), or else a file of identities (flatfile). The
+/// filter applies as the method applies it.
+pub(crate) async fn expected_nodes(
+    client: &Client,
+    common: &Common,
+    filter: &muster_protocol::Filter,
+    discovery: &muster_client::Discovery,
+) -> anyhow::Result<Option<(String, Vec<String>)>> {
+    let Some(source) = &common.discovery.expect else {
+        return Ok(None);
+    };
+    if !discovery.is_broadcast() {
+        anyhow::bail!(
+            "--expect cross-checks broadcast discovery; --dm {} already knows which nodes should answer",
+            discovery.name()
+        );
+    }
+    let method = expect_source(source, &client.config().discovery)?;
+    let nodes = common
+        .discover(client, filter, &method)
+        .await
+        .with_context(|| format!("--expect {source}"))?;
+    Ok(Some((method.name().to_string(), nodes)))
+}
+
+/// Reads `--expect SOURCE` (see [`expected_nodes`]).
+pub(crate) fn expect_source(
+    source: &str,
+    settings: &muster_client::DiscoverySettings,
+) -> anyhow::Result<muster_client::Discovery> {
+    use muster_client::{Discovery, DiscoveryError, NodeList};
+    let chosen = match source.split_once(':') {
+        Some((method, input)) if !method.is_empty() && !input.is_empty() => {
+            settings.choose(Some(method), Some(std::path::Path::new(input)))
+        }
+        _ => settings.choose(Some(source), None),
+    };
+    let method = match chosen {
+        Ok(method) => method,
+        // Not a method's name: a file of identities.
+        Err(DiscoveryError::UnknownMethod { .. }) => {
+            Discovery::Flatfile(NodeList::from_arg(std::path::Path::new(source)))
+        }
+        Err(e) => return Err(anyhow::anyhow!(e).context(format!("--expect {source}"))),
+    };
+    if method.is_broadcast() {
+        anyhow::bail!("--expect {source}: broadcast cannot say which nodes should answer; name a method that knows them (registry, inventory, flatfile) or a file");
+    }
+    Ok(method)
 }
 
 /// `key=value` inputs, each value kept as its literal text: the DDL types

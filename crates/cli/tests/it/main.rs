@@ -12,6 +12,7 @@ mod ddl_types;
 mod discovery;
 mod discovery_config;
 mod interrupt;
+mod known_sets;
 mod layout;
 mod lifecycle;
 mod monitor;

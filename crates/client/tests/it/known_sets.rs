@@ -86,6 +86,31 @@ async fn exact_identities_end_at_the_last_reply_and_name_the_silent() {
     let outcome = client.call(&call, |_| {}).await.expect("ping");
     assert_eq!(outcome.responses.len(), 2);
     assert_eq!(outcome.expected, None);
+    assert!(outcome.unexpected.is_empty());
+
+    // A broadcast cross-checked against a known set: everyone answers, the
+    // silent expected node is missing, the strangers are unexpected.
+    let mut call = ping(&[]).expecting(vec!["node01".into(), "ghost".into()]);
+    call.timeout = Some(Duration::from_secs(1));
+    let outcome = client.call(&call, |_| {}).await.expect("ping");
+    assert_eq!(outcome.responses.len(), 3);
+    assert_eq!(outcome.missing, ["ghost"]);
+    assert_eq!(outcome.unexpected, ["node02", "node03"]);
+    assert_eq!(
+        outcome.expected.as_deref(),
+        Some(&["ghost".to_string(), "node01".to_string()][..])
+    );
+
+    // Discovery that waits for the expected nodes, then a directed call.
+    let mut call = Call::new("rpcutil", "ping")
+        .with_timeout(Duration::from_secs(10))
+        .expecting(vec!["node02".into(), "ghost".into()]);
+    call.discovery_timeout = Duration::from_secs(1);
+    let outcome = client.call(&call, |_| {}).await.expect("rpc");
+    assert_eq!(outcome.responses.len(), 3);
+    assert_eq!(outcome.missing, ["ghost"]);
+    assert_eq!(outcome.unexpected, ["node01", "node03"]);
+    assert_eq!(outcome.discovery_method.as_deref(), Some("broadcast"));
     for task in tasks {
         task.abort();
     }

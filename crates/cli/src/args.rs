@@ -139,6 +139,8 @@ pub(crate) enum Method {
     Inventory,
     /// Identities printed by --discovery-program PROG
     External,
+    /// Nodes `mco registry` collected, filtered there
+    Registry,
 }
 
 /// How to find the nodes (see docs/discovery.md).
@@ -201,6 +203,7 @@ fn method_name(method: Method) -> &'static str {
         Method::Flatfile => "flatfile",
         Method::Inventory => "inventory",
         Method::External => "external",
+        Method::Registry => "registry",
     }
 }
 
@@ -209,7 +212,7 @@ fn input_flag(method: Method) -> &'static str {
         Method::Flatfile => "--nodes",
         Method::Inventory => "--inventory",
         Method::External => "--discovery-program",
-        Method::Broadcast => "an input file",
+        Method::Broadcast | Method::Registry => "an input file",
     }
 }
 

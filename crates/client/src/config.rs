@@ -338,7 +338,7 @@ mod tests {
         assert_eq!(
             err.to_string(),
             format!(
-                "{}:2: default_discovery_method must be one of broadcast, flatfile, inventory, external; found \"inventry\" (did you mean inventory?)",
+                "{}:2: default_discovery_method must be one of broadcast, flatfile, inventory, external, registry; found \"inventry\" (did you mean inventory?)",
                 file.display()
             )
         );

@@ -7,6 +7,7 @@
 //! | [`Discovery::Flatfile`] | a file (or stdin), one identity per line | identity selectors here; the rest by each addressed node |
 //! | [`Discovery::Inventory`] | a JSON array of [`NodeRecord`]s (`mco inventory --json`) | this process, with [`Filter::evaluate`] |
 //! | [`Discovery::External`] | a program given the filter as JSON, printing identities | the program |
+//! | [`Discovery::Registry`] | `mco registry`, from the nodes' registrations | the registry, with [`Filter::evaluate`] |
 //!
 //! Every method but broadcast knows the identities up front, so requests go
 //! to each node directly and the ones that do not answer are named.
@@ -46,6 +47,9 @@ pub enum Discovery {
     Inventory(PathBuf),
     /// A program that prints identities.
     External(PathBuf),
+    /// Asks `mco registry` (`plugin.registry.identity`), which filters the
+    /// nodes' registrations.
+    Registry,
 }
 
 /// Where a flat list of identities comes from.
@@ -127,7 +131,7 @@ pub enum DiscoveryError {
         key: Option<&'static str>,
     },
     /// A method muster does not have.
-    #[error("unknown discovery method {method:?} (broadcast, flatfile, inventory or external)")]
+    #[error("unknown discovery method {method:?} (broadcast, flatfile, inventory, external or registry)")]
     UnknownMethod {
         /// The name given.
         method: String,
@@ -183,6 +187,7 @@ impl DiscoverySettings {
         };
         Ok(match method {
             "broadcast" => Discovery::Broadcast,
+            "registry" => Discovery::Registry,
             "flatfile" => match input.or(self.default_option(method)) {
                 Some(path) => Discovery::Flatfile(NodeList::from_arg(path)),
                 None => return Err(missing("--nodes FILE", Some("default_discovery_options"))),
@@ -246,6 +251,7 @@ impl Discovery {
             Discovery::Flatfile(_) => "flatfile",
             Discovery::Inventory(_) => "inventory",
             Discovery::External(_) => "external",
+            Discovery::Registry => "registry",
         }
     }
 
@@ -267,6 +273,12 @@ impl Discovery {
             Discovery::Broadcast => {
                 return Err(DiscoveryError::Read {
                     source_name: "broadcast discovery".into(),
+                    reason: "it needs a connected client".into(),
+                })
+            }
+            Discovery::Registry => {
+                return Err(DiscoveryError::Read {
+                    source_name: "registry discovery".into(),
                     reason: "it needs a connected client".into(),
                 })
             }
@@ -292,6 +304,14 @@ impl Client {
     ) -> Result<Vec<String>, ClientError> {
         match discovery {
             Discovery::Broadcast => self.discover(filter, collective, timeout, window).await,
+            Discovery::Registry => {
+                let collective = collective.unwrap_or(&self.config().main_collective);
+                // Boxed: the query is itself a call, which may discover.
+                let query: std::pin::Pin<
+                    Box<dyn std::future::Future<Output = Result<Vec<String>, ClientError>> + '_>,
+                > = Box::pin(crate::registry::discover(self, filter, collective, timeout));
+                query.await
+            }
             other => {
                 let collective = collective.unwrap_or(&self.config().main_collective);
                 Ok(other.known_nodes(filter, collective, timeout).await?)

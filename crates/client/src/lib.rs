@@ -92,6 +92,7 @@ mod config;
 pub mod ddls;
 pub mod discovery;
 pub mod limit;
+pub mod registry;
 pub mod runall;
 mod window;
 

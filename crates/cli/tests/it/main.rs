@@ -22,5 +22,6 @@ mod pipes;
 mod policy_upstream;
 mod processes;
 mod puppet_ca;
+mod registry;
 mod runall;
 mod terminal;

@@ -245,6 +245,39 @@ async fn the_registry_learns_real_nodes_selects_like_broadcast_and_ages_one_out(
         stdout(&ping)
     );
 
+    // mco inventory reads the nodes the registry selects.
+    let inventory = mco(&[
+        "inventory",
+        "--config",
+        c,
+        "--dm",
+        "registry",
+        "-C",
+        "mysql",
+    ])
+    .await;
+    assert!(inventory.status.success(), "{}", stderr(&inventory));
+    assert!(
+        stdout(&inventory).contains("Inventory for db1:"),
+        "{}",
+        stdout(&inventory)
+    );
+    assert!(
+        !stdout(&inventory).contains("web1"),
+        "{}",
+        stdout(&inventory)
+    );
+
+    // Its counters: nothing refused from real nodes.
+    let status = mco(&[
+        "rpc", "registry", "status", "--config", c, "-I", "registry", "--json",
+    ])
+    .await;
+    assert!(status.status.success(), "{}", stderr(&status));
+    let text = stdout(&status);
+    assert!(text.contains(r#""store": "ok""#), "{text}");
+    assert!(text.contains(r#""total": 0"#), "{text}");
+
     // Stopped, cache1 is aged out after 2 of its 1 s intervals.
     nix_kill(&mut cache1);
     wait_for_find(
@@ -307,4 +340,101 @@ async fn a_corrupt_store_keeps_the_collector_running_and_queries_say_so() {
         "{}",
         stdout(&status)
     );
+}
+
+/// `mco fleet` registering every `interval` seconds, killed when dropped.
+struct RegisteringFleet(Child);
+
+impl RegisteringFleet {
+    fn start(url: &str, caller: &Caller, nodes: usize, interval: u64) -> RegisteringFleet {
+        caller.pki().issue("node.fleet");
+        let child = Command::new(MCO)
+            .args(["fleet", "--nodes", &nodes.to_string(), "--server", url])
+            .args([
+                "--certname",
+                "node.fleet",
+                "--registerinterval",
+                &interval.to_string(),
+            ])
+            .arg("--ssldir")
+            .arg(caller.pki().ssldir().root())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cannot start mco fleet");
+        RegisteringFleet(child)
+    }
+}
+
+impl Drop for RegisteringFleet {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A simulated fleet registers through its `node.fleet` certificate, and
+/// the registry selects what broadcast selects from it; with `nodes` of
+/// 10 000 this is the measurement quoted in docs/discovery.md.
+async fn fleet_registers_and_registry_matches_broadcast(nodes: usize, interval: u64, report: bool) {
+    let broker = TestBroker::start(BrokerKind::Embedded).await;
+    let url = broker.url();
+    let caller = Caller::new("registrar");
+    let c = caller.client_config(&url).display().to_string();
+    let c = c.as_str();
+    let registry = RegistryProcess::start(&url, caller.pki(), |_| {});
+    let _fleet = RegisteringFleet::start(&url, &caller, nodes, interval);
+    let deadline = Instant::now() + Duration::from_secs(30 + 2 * interval);
+    loop {
+        let found = mco(&["find", "--config", c, "--dm", "registry"]).await;
+        if stdout(&found).lines().count() == nodes {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the registry knows {} of {nodes} nodes: {}\n{}",
+            stdout(&found).lines().count(),
+            stderr(&found),
+            registry.log()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    for filter in [
+        &["-F", "role=db"][..],
+        &["-C", "redis", "-F", "memorysize_mb>=8192"],
+        &["-S", "(role::web or redis) and os.family=Debian"],
+        &["-I", "/^node0*1/"],
+    ] {
+        let mut broadcast = vec!["find", "--config", c, "--dt", "30"];
+        broadcast.extend_from_slice(filter);
+        let mut registered = broadcast.clone();
+        registered.extend_from_slice(&["--dm", "registry"]);
+        let started = Instant::now();
+        let by_broadcast = mco(&broadcast).await;
+        let broadcast_time = started.elapsed();
+        let started = Instant::now();
+        let by_registry = mco(&registered).await;
+        let registry_time = started.elapsed();
+        assert!(by_registry.status.success(), "{}", stderr(&by_registry));
+        assert_eq!(stdout(&by_registry), stdout(&by_broadcast), "{filter:?}");
+        if report {
+            println!(
+                "{nodes} nodes, mco find {filter:?}: {} selected; broadcast {:.0} ms, --dm registry {:.0} ms (whole process)",
+                stdout(&by_registry).lines().count(),
+                broadcast_time.as_secs_f64() * 1000.0,
+                registry_time.as_secs_f64() * 1000.0
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_simulated_fleet_registers_and_the_registry_selects_like_broadcast() {
+    fleet_registers_and_registry_matches_broadcast(20, 1, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: 10 000 simulated nodes; run with --ignored --nocapture"]
+async fn bench_registry_discovery_of_10000_simulated_nodes() {
+    fleet_registers_and_registry_matches_broadcast(10_000, 10, true).await;
 }

@@ -156,6 +156,14 @@ async fn the_registry_learns_real_nodes_selects_like_broadcast_and_ages_one_out(
         &["base", "redis"],
         &[],
     );
+    // No collector yet: the error says what to check.
+    let none = mco(&["find", "--config", c, "--dm", "registry", "--dt", "0.5"]).await;
+    assert!(!none.status.success());
+    assert!(
+        stderr(&none).contains("is mco registry running"),
+        "{}",
+        stderr(&none)
+    );
     let registry = RegistryProcess::start(&url, pki, |_| {});
 
     let everyone = "cache1\ndb1\nweb1\nweb2\n";

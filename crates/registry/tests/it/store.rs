@@ -46,9 +46,11 @@ fn records_survive_a_restart_and_the_files_are_private() {
     registry.learn(record("web2", 0), 100);
     assert_eq!(registry.expire(100 + 181 + 1), ["web1", "web2"]);
     registry.learn(record("web3", 0), 300);
-    drop(registry);
     let mode =
         |p: &std::path::Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+    // SQLite's write-ahead log, while open, is as private as the store.
+    assert_eq!(mode(&path.with_extension("db-wal")), 0o600);
+    drop(registry);
     assert_eq!(mode(&path), 0o600);
     assert_eq!(mode(path.parent().expect("dir")), 0o700);
 

@@ -141,6 +141,8 @@ pub(crate) enum Method {
     External,
     /// PuppetDB, asked in PQL (plugin.puppetdb.url in client.cfg)
     Puppetdb,
+    /// Nodes `mco registry` collected, filtered there
+    Registry,
 }
 
 /// How to find the nodes (see docs/discovery.md).
@@ -207,6 +209,7 @@ fn method_name(method: Method) -> &'static str {
         Method::Inventory => "inventory",
         Method::External => "external",
         Method::Puppetdb => "puppetdb",
+        Method::Registry => "registry",
     }
 }
 
@@ -215,7 +218,7 @@ fn input_flag(method: Method) -> &'static str {
         Method::Flatfile => "--nodes",
         Method::Inventory => "--inventory",
         Method::External => "--discovery-program",
-        Method::Broadcast | Method::Puppetdb => "an input file",
+        Method::Broadcast | Method::Puppetdb | Method::Registry => "an input file",
     }
 }
 

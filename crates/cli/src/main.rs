@@ -98,6 +98,12 @@ enum Command {
                             Check a file first: mco server --check-config /etc/muster/server.cfg"
     )]
     Server(cmd::server::Args),
+    /// Collect the nodes' registrations and answer --dm registry
+    #[command(
+        after_help = "Example: mco registry --config /etc/muster/registry.cfg\n\
+                            See docs/discovery.md, \"Registry\"."
+    )]
+    Registry(cmd::registry::Args),
     /// Check client.cfg without connecting: every error with its line, or the effective settings
     #[command(after_help = "Examples:
   mco check-config
@@ -258,6 +264,7 @@ fn run(command: Command) -> anyhow::Result<u8> {
             Command::Filemgr(args) => cmd::filemgr::run(args).await,
             Command::Puppet(args) => cmd::puppet::run(args).await,
             Command::Server(args) => cmd::server::run(args).await,
+            Command::Registry(args) => cmd::registry::run(args).await,
             Command::Broker(args) => cmd::broker::run(args).await,
             Command::Ca(args) => cmd::ca::run(args),
             Command::Fleet(args) => cmd::fleet::run(args).await,

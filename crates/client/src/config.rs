@@ -363,7 +363,7 @@ mod tests {
         assert_eq!(
             err.to_string(),
             format!(
-                "{}:2: default_discovery_method must be one of broadcast, flatfile, inventory, external, puppetdb; found \"inventry\" (did you mean inventory?)",
+                "{}:2: default_discovery_method must be one of broadcast, flatfile, inventory, external, puppetdb, registry; found \"inventry\" (did you mean inventory?)",
                 file.display()
             )
         );

@@ -8,6 +8,7 @@
 //! | [`Discovery::Inventory`] | a JSON array of [`NodeRecord`]s (`mco inventory --json`) | this process, with [`Filter::evaluate`] |
 //! | [`Discovery::External`] | a program given the filter as JSON, printing identities | the program |
 //! | [`Discovery::PuppetDb`] | PuppetDB, asked in PQL ([`crate::puppetdb`]) | PuppetDB |
+//! | [`Discovery::Registry`] | `mco registry`, from the nodes' registrations | the registry, with [`Filter::evaluate`] |
 //!
 //! Every method but broadcast knows the identities up front, so requests go
 //! to each node directly and the ones that do not answer are named.
@@ -49,6 +50,9 @@ pub enum Discovery {
     External(PathBuf),
     /// PuppetDB, asked with the filter in PQL.
     PuppetDb(crate::puppetdb::PuppetDb),
+    /// Asks `mco registry` (`plugin.registry.identity`), which filters the
+    /// nodes' registrations.
+    Registry,
 }
 
 /// Where a flat list of identities comes from.
@@ -130,7 +134,7 @@ pub enum DiscoveryError {
         key: Option<&'static str>,
     },
     /// A method muster does not have.
-    #[error("unknown discovery method {method:?} (broadcast, flatfile, inventory, external or puppetdb)")]
+    #[error("unknown discovery method {method:?} (broadcast, flatfile, inventory, external, puppetdb or registry)")]
     UnknownMethod {
         /// The name given.
         method: String,
@@ -191,6 +195,7 @@ impl DiscoverySettings {
         };
         Ok(match method {
             "broadcast" => Discovery::Broadcast,
+            "registry" => Discovery::Registry,
             "flatfile" => match input.or(self.default_option(method)) {
                 Some(path) => Discovery::Flatfile(NodeList::from_arg(path)),
                 None => return Err(missing("--nodes FILE", Some("default_discovery_options"))),
@@ -256,6 +261,7 @@ impl Discovery {
             Discovery::Inventory(_) => "inventory",
             Discovery::External(_) => "external",
             Discovery::PuppetDb(_) => "puppetdb",
+            Discovery::Registry => "registry",
         }
     }
 
@@ -277,6 +283,12 @@ impl Discovery {
             Discovery::Broadcast => {
                 return Err(DiscoveryError::Read {
                     source_name: "broadcast discovery".into(),
+                    reason: "it needs a connected client".into(),
+                })
+            }
+            Discovery::Registry => {
+                return Err(DiscoveryError::Read {
+                    source_name: "registry discovery".into(),
                     reason: "it needs a connected client".into(),
                 })
             }
@@ -303,6 +315,14 @@ impl Client {
     ) -> Result<Vec<String>, ClientError> {
         match discovery {
             Discovery::Broadcast => self.discover(filter, collective, timeout, window).await,
+            Discovery::Registry => {
+                let collective = collective.unwrap_or(&self.config().main_collective);
+                // Boxed: the query is itself a call, which may discover.
+                let query: std::pin::Pin<
+                    Box<dyn std::future::Future<Output = Result<Vec<String>, ClientError>> + '_>,
+                > = Box::pin(crate::registry::discover(self, filter, collective, timeout));
+                query.await
+            }
             other => {
                 let collective = collective.unwrap_or(&self.config().main_collective);
                 Ok(other.known_nodes(filter, collective, timeout).await?)

@@ -93,6 +93,7 @@ pub mod ddls;
 pub mod discovery;
 pub mod limit;
 pub mod puppetdb;
+pub mod registry;
 pub mod runall;
 mod window;
 

@@ -181,6 +181,20 @@ pub async fn run(
         tracing::warn!("{warning}");
     }
     tracing::info!("serving: {}", config.summary(&node.agent_names()));
+    let registration = crate::registration::settings(&config);
+    let start_registering = |node: &Arc<Node>, splay: bool| {
+        registration.map(|(interval, config_splay)| {
+            let task = crate::registration::spawn(
+                node.clone(),
+                client.clone(),
+                signer.clone(),
+                interval,
+                splay && config_splay,
+            );
+            AbortOnDrop(task)
+        })
+    };
+    let mut registering = start_registering(&node, true);
     let stop = StopSignal::new();
     let mut soft_shutdown_timeout = config.soft_shutdown_timeout;
     let mut tasks = JoinSet::new();
@@ -218,6 +232,7 @@ pub async fn run(
                 Some(Control::Reload) => {
                     if let Some(fresh) = reload(&config, &authority).await {
                         node = Arc::new(fresh.0.succeeding(&node));
+                        registering = start_registering(&node, false);
                         soft_shutdown_timeout = fresh.1.soft_shutdown_timeout;
                         reloaded(&fresh.1);
                     }
@@ -228,6 +243,7 @@ pub async fn run(
     }
     // Unsubscribes: nothing new is taken from here on.
     drop(messages);
+    drop(registering);
     tracing::info!(
         running = tasks.len(),
         "shutting down: no new requests; running ones get {} s (soft_shutdown_timeout)",
@@ -261,6 +277,15 @@ pub async fn run(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// A task stopped when its handle goes (the registration publisher).
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Waits for every task, at most `wait`; a second stop stops waiting.

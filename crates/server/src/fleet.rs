@@ -51,6 +51,9 @@ pub struct FleetSpec {
     pub signer: Arc<Credential>,
     /// How the fleet's connections reach the broker (the simulator credential).
     pub transport: muster_connector::Transport,
+    /// Every node registers this often (splayed), as `registerinterval`
+    /// makes a real node do; `None`: no registration.
+    pub register: Option<Duration>,
 }
 
 impl FleetSpec {
@@ -66,6 +69,7 @@ impl FleetSpec {
             authority: identity.authority,
             signer: Arc::new(identity.credential),
             transport: muster_connector::Transport::default(),
+            register: None,
         }
     }
 }
@@ -103,6 +107,15 @@ impl Fleet {
             .await?;
             for node in chunk {
                 tasks.push(serve(node.clone(), client.clone(), spec.signer.clone()).await?);
+            }
+            if let Some(interval) = spec.register {
+                tasks.push(crate::registration::spawn_many(
+                    chunk.to_vec(),
+                    client.clone(),
+                    spec.signer.clone(),
+                    interval,
+                    true,
+                ));
             }
             client.flush().await.map_err(|e| DaemonError::Subscribe {
                 subject: "(flush)".into(),

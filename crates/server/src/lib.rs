@@ -40,6 +40,7 @@ pub mod facts;
 pub mod fleet;
 pub mod node;
 pub mod policy;
+pub mod registration;
 mod replay;
 pub mod stats;
 pub mod sysfacts;

@@ -18,7 +18,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<u8> {
     let (filter, discovery) = common.plan()?;
     let nodes = match &discovery {
         // Only broadcast needs the fleet; the others work offline.
-        Discovery::Broadcast => {
+        Discovery::Broadcast | Discovery::Registry => {
             let client = common.connect().await?;
             common.discover(&client, &filter, &discovery).await?
         }

@@ -23,6 +23,9 @@ pub(crate) struct Args {
     /// Identity prefix; nodes are PREFIX01, PREFIX02, ...
     #[arg(long, default_value = "node")]
     pub prefix: String,
+    /// Every node sends a signed registration this often (seconds), for mco registry
+    #[arg(long, value_name = "SECONDS")]
+    pub registerinterval: Option<u64>,
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<u8> {
@@ -47,6 +50,10 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<u8> {
     let tls = identity.client_tls()?;
     let mut spec = FleetSpec::new(vec![args.server.clone()], args.nodes, identity);
     spec.prefix = args.prefix;
+    spec.register = args
+        .registerinterval
+        .filter(|&s| s > 0)
+        .map(std::time::Duration::from_secs);
     spec.transport = muster_connector::Transport {
         tls: Some(tls),
         auth: Default::default(),

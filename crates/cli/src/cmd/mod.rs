@@ -20,6 +20,7 @@ pub(crate) mod package;
 pub(crate) mod ping;
 pub(crate) mod plugin;
 pub(crate) mod puppet;
+pub(crate) mod registry;
 pub(crate) mod rpc;
 pub(crate) mod server;
 pub(crate) mod service;

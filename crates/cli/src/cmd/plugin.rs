@@ -43,6 +43,10 @@ const DISCOVERY_METHODS: &[(&str, &str)] = &[
         "external",
         "Identities printed by a program (--discovery-program PROG)",
     ),
+    (
+        "registry",
+        "Nodes' registrations, filtered by mco registry (plugin.registry.identity)",
+    ),
 ];
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<u8> {

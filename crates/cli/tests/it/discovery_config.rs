@@ -117,7 +117,7 @@ async fn client_cfg_picks_the_discovery_method_and_its_source() {
     let err = stderr(&out);
     assert!(
         err.contains(&format!(
-            "{}:{line}: default_discovery_method must be one of broadcast, flatfile, inventory, external, puppetdb; \
+            "{}:{line}: default_discovery_method must be one of broadcast, flatfile, inventory, external, puppetdb, registry; \
              found \"inventry\" (did you mean inventory?)",
             bad.display()
         )),

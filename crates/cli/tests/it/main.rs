@@ -24,5 +24,6 @@ mod policy_upstream;
 mod processes;
 mod puppet_ca;
 mod puppetdb;
+mod registry;
 mod runall;
 mod terminal;

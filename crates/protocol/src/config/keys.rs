@@ -198,7 +198,7 @@ pub const KEYS: &[Key] = &[
     key("max_agent_processes", Server, Number, "8", "agent actions a node runs at once; more are answered busy", "8", Core),
     key("soft_shutdown_timeout", Server, Number, "60", "seconds running requests get to finish when the daemon stops", "60", Core),
     key("ttl", Client, Number, "60", "seconds a request stays valid after it is sent", "60", Core),
-    key("default_discovery_method", Client, OneOf(&["broadcast", "flatfile", "inventory", "external", "puppetdb"]), "broadcast", "how nodes are found when no --dm, --nodes, --inventory or --discovery-program is given", "inventory", Core),
+    key("default_discovery_method", Client, OneOf(&["broadcast", "flatfile", "inventory", "external", "puppetdb", "registry"]), "broadcast", "how nodes are found when no --dm, --nodes, --inventory or --discovery-program is given", "inventory", Core),
     key("default_discovery_options", Client, Text, "", "MCollective's option for the default method: the node file (flatfile), inventory file (inventory) or program (external); the plugin.choria.discovery.* keys win", "/etc/muster/nodes.txt", Core),
     key("discovery_timeout", Client, Seconds, "2", "seconds discovery may take at most when --dt is not given (decimals allowed)", "1.5", Core),
     key("plugin.choria.discovery.inventory.source", Client, Path, "", "the inventory file (as mco inventory --json writes) for inventory discovery without --inventory", "/etc/muster/inventory.json", Core),
@@ -227,6 +227,12 @@ pub const KEYS: &[Key] = &[
     key("classesfile", Server, Path, "", "the configuration manager's classes file, one class per line", "/opt/puppetlabs/puppet/cache/state/classes.txt", Facts),
     key("plugin.facter.command", Server, Command, "facter", "the facter program when factsource = facter", "/opt/puppetlabs/bin/facter", Facts),
     key("plugin.facter.refresh_interval", Server, Number, "300", "seconds between facter runs", "600", Facts),
+    // Registration
+    key("registerinterval", Server, Number, "0", "seconds between the node's signed registration messages; 0: none are sent", "300", Facts),
+    key("registration_splay", Server, Flag, "false", "wait a random time up to registerinterval before the first registration", "true", Facts),
+    key("plugin.registry.store", Server, Path, "registry.db beside the config file", "mco registry: the SQLite file it keeps registrations in (created 0600, its directory 0700)", "/var/lib/muster/registry.db", Facts),
+    key("plugin.registry.expire_intervals", Server, Number, "3", "mco registry: a node silent for this many of its registerintervals is dropped", "5", Facts),
+    key("plugin.registry.identity", Client, Name, "registry", "the identity (certificate name) of the mco registry that --dm registry asks", "registry.example.net", Core),
     // Agents
     key("activate_agents", Server, Flag, "true", "whether agents run unless plugin.<agent>.activate_agent says otherwise (rpcutil always runs)", "false", Agents),
     key("plugin.<agent>.activate_agent", Server, Flag, "activate_agents", "0 turns the built-in <agent> off, so an external agent of that name can take its place; with no built-in of that name, the external agent", "0", Agents),
@@ -318,12 +324,8 @@ pub const IGNORED: &[(&str, &str)] = &[
     ("max_log_size", "rotate logfile with logrotate"),
     ("direct_addressing", "directed requests are always on"),
     (
-        "registerinterval",
-        "muster nodes do not send registration messages yet",
-    ),
-    (
         "registration",
-        "muster nodes do not send registration messages yet",
+        "muster always sends its own signed record (registerinterval)",
     ),
     ("fact_cache_time", "fact files are re-read when they change"),
     ("color", "colour follows the terminal and NO_COLOR"),

@@ -1,0 +1,5 @@
+//! muster-registry's integration tests, one binary.
+
+mod bench;
+mod refusals;
+mod store;

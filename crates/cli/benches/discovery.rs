@@ -13,14 +13,20 @@
 //!   node records filtered here), then the request to each node, ending at
 //!   the last reply: no quiet window anywhere.
 //!
+//! - **registry**: the node list from `mco registry` (its collector runs
+//!   here, the simulated nodes register with it), then the request to each;
+//! - **puppetdb** (with `--puppetdb`, where PuppetDB is installed): a real
+//!   PuppetDB started for the run, every node's facts stored in it, asked in
+//!   PQL, then the request to each node. Loading the facts takes about a
+//!   minute per 1 000 nodes, so it runs for sizes up to 1 000.
+//!
 //! A cell is "time to a complete answer": from the start (discovery
 //! included) until the call ended with every node's reply, median / min.
 //! A bare NATS fan-out (N plain subscribers answering one publish) on the
-//! same broker is the floor. Methods that need a service (registry,
-//! PuppetDB) join the table by adding a column to `methods()`.
+//! same broker is the floor.
 //!
 //! ```text
-//! cargo bench -p muster-cli --bench discovery [-- --nodes 1000,10000 --runs 3]
+//! cargo bench -p muster-cli --bench discovery [-- --nodes 1000,10000 --runs 3 --puppetdb]
 //! ```
 
 use std::path::Path;
@@ -30,12 +36,21 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use futures::StreamExt;
 use muster_client::{Call, Client, ClientConfig, Discovery, NodeList, NodeRecord, Targets};
+use muster_server::daemon::Control;
 use muster_server::fleet::{Fleet, FleetSpec};
-use muster_testkit::{BrokerKind, Caller, TestBroker, TestPki};
+use muster_testkit::{BrokerKind, Caller, TestBroker, TestPki, TestPuppetDb};
 use tokio::runtime::Runtime;
+use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinHandle;
 
-const RERUN: &str = "cargo bench -p muster-cli --bench discovery [-- --nodes 1000,10000 --runs 3]";
+const RERUN: &str =
+    "cargo bench -p muster-cli --bench discovery [-- --nodes 1000,10000 --runs 3 --puppetdb]";
+/// The largest fleet whose facts are loaded into PuppetDB (one stored
+/// command per node).
+const PUPPETDB_MAX_NODES: usize = 1000;
+/// How often the simulated nodes register; the first registration comes
+/// within one interval (splayed).
+const REGISTER_INTERVAL: Duration = Duration::from_secs(2);
 /// How the fleet simulator groups nodes on connections; the baseline does the same.
 const PER_CONNECTION: usize = 100;
 /// Generous: 10 000 simulated nodes share the machine with the client.
@@ -45,6 +60,8 @@ const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(10);
 struct Options {
     nodes: Vec<usize>,
     runs: usize,
+    /// Start a PuppetDB for the puppetdb column.
+    puppetdb: bool,
 }
 
 impl Options {
@@ -52,6 +69,7 @@ impl Options {
         let mut options = Options {
             nodes: vec![1000, 10_000],
             runs: 3,
+            puppetdb: false,
         };
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
@@ -72,6 +90,7 @@ impl Options {
                     let runs = args.next().context("--runs needs a number")?;
                     options.runs = runs.parse().with_context(|| format!("--runs {runs:?}"))?;
                 }
+                "--puppetdb" => options.puppetdb = true,
                 // cargo passes `--bench` to every bench target.
                 "--bench" => {}
                 other => bail!("unknown argument {other:?}; usage: {RERUN}"),
@@ -117,12 +136,13 @@ enum How {
     BroadcastPing,
     /// Discover with this method, then call each node directly.
     Discover(Discovery),
-    /// Not measurable here yet (the method or its service is missing).
-    Absent(&'static str),
+    /// Not measured in this run, and why.
+    Absent(String),
 }
 
-/// The table's columns. The fleet's node list and inventory are in `files`.
-fn methods(files: &Path) -> Vec<(&'static str, How)> {
+/// The table's columns. The fleet's node list and inventory are in `files`;
+/// `puppetdb` is the PuppetDB holding the fleet's facts, if one runs.
+fn methods(files: &Path, puppetdb: Result<&str, &str>) -> Vec<(&'static str, How)> {
     vec![
         ("broadcast ping", How::BroadcastPing),
         ("broadcast rpc", How::Discover(Discovery::Broadcast)),
@@ -134,8 +154,19 @@ fn methods(files: &Path) -> Vec<(&'static str, How)> {
             "inventory",
             How::Discover(Discovery::Inventory(files.join("inventory.json"))),
         ),
-        ("registry", How::Absent("not in this build")),
-        ("puppetdb", How::Absent("not in this build")),
+        ("registry", How::Discover(Discovery::Registry)),
+        (
+            "puppetdb",
+            match puppetdb {
+                Ok(url) => How::Discover(Discovery::PuppetDb(muster_client::puppetdb::PuppetDb {
+                    url: url.to_string(),
+                    // The simulated nodes' facts have no collectives fact.
+                    collectives_fact: None,
+                    ..Default::default()
+                })),
+                Err(why) => How::Absent(why.to_string()),
+            },
+        ),
     ]
 }
 
@@ -166,25 +197,46 @@ impl Runtimes {
 }
 
 fn main() -> anyhow::Result<()> {
-    let options = Options::parse()?;
+    let mut options = Options::parse()?;
+    // Smallest first, so a PuppetDB row never follows a larger one.
+    options.nodes.sort_unstable();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let runtimes = Runtimes::new()?;
     let files = tempfile::tempdir().context("temp dir")?;
-    let columns = methods(files.path());
     println!("muster discovery benchmark ({cores} cores) — re-run: {RERUN}");
     println!(
         "time to a complete answer (rpcutil ping on every node, discovery included), median / min of {} runs after one warm-up; embedded broker, security on",
         options.runs
     );
+    let puppetdb = if !options.puppetdb {
+        Err("add --puppetdb to measure it (starts a PuppetDB; about a minute per 1 000 nodes)")
+    } else if !muster_testkit::puppetdb_available() {
+        Err("PuppetDB and PostgreSQL 15 are not installed (see .ci/run)")
+    } else {
+        let started = Instant::now();
+        let db = TestPuppetDb::start();
+        println!(
+            "PuppetDB started in {:.0} s",
+            started.elapsed().as_secs_f64()
+        );
+        Ok(db)
+    };
     println!();
     let mut header = format!("{:>6}  {:<20}", "nodes", "bare fan-out");
-    for (name, _) in &columns {
+    for (name, _) in methods(files.path(), Err("")) {
         header.push_str(&format!("  {name:<20}"));
     }
     println!("{}", header.trim_end());
     let mut notes = Vec::new();
     for &nodes in &options.nodes {
-        match measure(&runtimes, files.path(), &columns, nodes, options.runs) {
+        let puppetdb = match &puppetdb {
+            Ok(_) if nodes > PUPPETDB_MAX_NODES => Err(format!(
+                "loading {nodes} nodes' facts into PuppetDB would take too long"
+            )),
+            Ok(db) => Ok(db),
+            Err(why) => Err(why.to_string()),
+        };
+        match measure(&runtimes, files.path(), puppetdb, nodes, options.runs) {
             Ok((cells, mut row_notes)) => {
                 println!("{}", cells.trim_end());
                 notes.append(&mut row_notes);
@@ -196,35 +248,32 @@ fn main() -> anyhow::Result<()> {
     println!(
         "broadcast ping = `mco ping` (ends when replies go quiet); broadcast rpc = discovery \
          broadcast (ends at quiet) + the request to each found node; flatfile, inventory = the \
-         node list from a file + the request to each node, ending at the last reply. \
-         registry, puppetdb: columns for the methods of issue 14's other parts."
+         node list from a file, registry = from `mco registry`, puppetdb = from PuppetDB in PQL; \
+         each + the request to each node, ending at the last reply."
     );
-    for (name, how) in &columns {
-        if let How::Absent(why) = how {
-            println!("{name}: {why}");
-        }
-    }
     for note in notes {
         println!("note: {note}");
     }
     Ok(())
 }
 
-/// One row: a fresh broker and fleet of `nodes`, every column measured on it.
+/// One row: a fresh broker, registry collector and fleet of `nodes`, every
+/// column measured on it.
 fn measure(
     runtimes: &Runtimes,
     files: &Path,
-    columns: &[(&'static str, How)],
+    puppetdb: Result<&TestPuppetDb, String>,
     nodes: usize,
     runs: usize,
 ) -> anyhow::Result<(String, Vec<String>)> {
-    for name in ["bench.mcollective", "node.fleet"] {
+    for name in ["bench.mcollective", "node.fleet", "registry"] {
         TestPki::shared().issue(name);
     }
     let mut broker = runtimes
         .broker
         .block_on(TestBroker::start(BrokerKind::Embedded));
     let url = broker.url();
+    let (stop_registry, registry) = start_registry(runtimes, files, &url, nodes)?;
     let caller = Caller::new("bench");
     let mut spec = FleetSpec::new(
         vec![url.clone()],
@@ -232,6 +281,7 @@ fn measure(
         caller.pki().identity("node.fleet"),
     );
     spec.transport = TestPki::shared().transport("node.fleet");
+    spec.register = Some(REGISTER_INTERVAL);
     let fleet = runtimes
         .fleet
         .block_on(Fleet::start(spec))
@@ -253,37 +303,64 @@ fn measure(
             }
         }
     );
-    let measured = runtimes.client.block_on(async {
+    let measured = (|| {
         let config = ClientConfig::load(Some(&caller.client_config(&url)))
             .context("loading the client config")?;
-        let client = Client::connect(config)
-            .await
+        let client = runtimes
+            .client
+            .block_on(Client::connect(config))
             .context("connecting the client")?;
-        write_files(&client, files, &identities).await?;
-        let mut cells = Vec::new();
-        for (name, how) in columns {
-            let cell = match time_method(&client, how, nodes, runs).await {
-                Ok(Timed { spread, fewest }) => {
-                    if fewest < nodes {
-                        notes.push(format!(
-                            "{nodes} {name}: a run got only {fewest} of {nodes} replies"
-                        ));
+        let records = runtimes
+            .client
+            .block_on(write_files(&client, files, &identities))?;
+        let puppetdb = match &puppetdb {
+            Ok(db) => {
+                load_puppetdb(db, &records).context("loading the facts into PuppetDB")?;
+                Ok(db.url())
+            }
+            Err(why) => Err(why.as_str()),
+        };
+        runtimes.client.block_on(registered(&client, nodes))?;
+        let columns = methods(files, puppetdb);
+        let cells = runtimes.client.block_on(async {
+            let mut cells = Vec::new();
+            for (name, how) in &columns {
+                let cell = match time_method(&client, how, nodes, runs).await {
+                    Ok(Timed { spread, fewest }) => {
+                        if fewest < nodes {
+                            notes.push(format!(
+                                "{nodes} {name}: a run got only {fewest} of {nodes} replies"
+                            ));
+                        }
+                        spread.map_or_else(|| "-".to_string(), |s| s.to_string())
                     }
-                    spread.map_or_else(|| "-".to_string(), |s| s.to_string())
-                }
-                Err(e) => {
-                    notes.push(format!("{nodes} {name}: {e:#}"));
-                    "-".to_string()
-                }
-            };
-            cells.push(cell);
+                    Err(e) => {
+                        notes.push(format!("{nodes} {name}: {e:#}"));
+                        "-".to_string()
+                    }
+                };
+                cells.push(cell);
+            }
+            cells
+        });
+        for (name, how) in &columns {
+            if let How::Absent(why) = how {
+                notes.push(format!("{nodes} {name}: {why}"));
+            }
         }
-        client.close().await;
-        anyhow::Ok(cells)
-    });
+        runtimes.client.block_on(client.close());
+        anyhow::Ok((cells, records))
+    })();
     runtimes.fleet.block_on(fleet.stop());
+    let _ = stop_registry.send(Control::Stop);
+    let _ = runtimes.broker.block_on(registry);
     runtimes.broker.block_on(broker.stop());
-    for cell in measured? {
+    let (cells, records) = measured?;
+    if let Ok(db) = puppetdb {
+        // Deactivated, so the next row's PQL finds only its own fleet.
+        unload_puppetdb(db, &records).context("deactivating the nodes in PuppetDB")?;
+    }
+    for cell in cells {
         row.push_str(&format!("  {cell:<20}"));
     }
     Ok((row, notes))
@@ -291,7 +368,11 @@ fn measure(
 
 /// The fleet's identities as a node list, and its records as the
 /// inventory `mco inventory --json` would write (asked of each node).
-async fn write_files(client: &Client, files: &Path, identities: &[String]) -> anyhow::Result<()> {
+async fn write_files(
+    client: &Client,
+    files: &Path,
+    identities: &[String],
+) -> anyhow::Result<Vec<NodeRecord>> {
     std::fs::write(files.join("nodes.txt"), identities.join("\n") + "\n")
         .context("writing the node list")?;
     let call = Call::new("rpcutil", "inventory")
@@ -313,7 +394,95 @@ async fn write_files(client: &Client, files: &Path, identities: &[String]) -> an
         files.join("inventory.json"),
         serde_json::to_vec(&records).context("encoding the inventory")?,
     )
-    .context("writing the inventory")
+    .context("writing the inventory")?;
+    Ok(records)
+}
+
+/// The running collector.
+type Collector = JoinHandle<Result<(), muster_registry::collector::CollectorError>>;
+
+/// Starts `mco registry`'s collector for this row (a fresh store) on the
+/// broker's runtime; send [`Control::Stop`] to end it.
+fn start_registry(
+    runtimes: &Runtimes,
+    files: &Path,
+    url: &str,
+    nodes: usize,
+) -> anyhow::Result<(UnboundedSender<Control>, Collector)> {
+    let path = files.join(format!("registry-{nodes}.cfg"));
+    std::fs::write(
+        &path,
+        format!(
+            "identity = registry\ncollectives = mcollective\nplugin.nats.servers = {url}\n\
+             plugin.security.ssldir = {}\nplugin.registry.store = {}\n",
+            TestPki::shared().ssldir().root().display(),
+            files.join(format!("registry-{nodes}.db")).display(),
+        ),
+    )
+    .context("writing the registry config")?;
+    let config = muster_server::ServerConfig::load(&path)
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .context("loading the registry config")?;
+    let (stop, control) = tokio::sync::mpsc::unbounded_channel();
+    let task = runtimes
+        .broker
+        .spawn(muster_registry::collector::run(config, control));
+    Ok((stop, task))
+}
+
+/// Waits (at most two intervals and a minute) until the registry knows
+/// every node.
+async fn registered(client: &Client, nodes: usize) -> anyhow::Result<()> {
+    let status = Call::new("registry", "status")
+        .with_targets(Targets::Nodes(vec!["registry".to_string()]))
+        .with_timeout(Duration::from_secs(5));
+    let deadline = Instant::now() + 2 * REGISTER_INTERVAL + Duration::from_secs(60);
+    let mut known = 0;
+    while Instant::now() < deadline {
+        let outcome = client
+            .call(&status, |_| {})
+            .await
+            .context("registry status")?;
+        known = outcome
+            .responses
+            .first()
+            .and_then(|r| r.reply.data.get("known"))
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0) as usize;
+        if known >= nodes {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    bail!("the registry knows {known} of {nodes} nodes after a minute")
+}
+
+/// Stores every node's facts in PuppetDB, four commands at a time.
+fn load_puppetdb(db: &TestPuppetDb, records: &[NodeRecord]) -> anyhow::Result<()> {
+    in_parallel(records, |record| {
+        db.replace_facts(&record.identity, &record.facts)
+    })
+}
+
+/// Deactivates every node in PuppetDB, four commands at a time.
+fn unload_puppetdb(db: &TestPuppetDb, records: &[NodeRecord]) -> anyhow::Result<()> {
+    in_parallel(records, |record| db.deactivate(&record.identity))
+}
+
+fn in_parallel(records: &[NodeRecord], each: impl Fn(&NodeRecord) + Sync) -> anyhow::Result<()> {
+    let chunk = records.len().div_ceil(4).max(1);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = records
+            .chunks(chunk)
+            .map(|part| scope.spawn(|| part.iter().for_each(&each)))
+            .collect();
+        for worker in workers {
+            if worker.join().is_err() {
+                bail!("a PuppetDB command failed (its message is above)");
+            }
+        }
+        Ok(())
+    })
 }
 
 struct Timed {

@@ -19,7 +19,7 @@ pub mod puppetdb;
 
 pub use logs::Logs;
 
-pub use puppetdb::{puppetdb_available, TestPuppetDb};
+pub use puppetdb::{puppetdb_available, puppetdb_installed, TestPuppetDb};
 
 pub use pki::{PuppetCaMode, TestPki, PUPPET_CA_SCRIPT, PUPPET_SERVER_NAME};
 

@@ -23,13 +23,19 @@ pub const TIER_ENV: &str = "MUSTER_PUPPETDB_TIER";
 const JAR: &str = "/usr/share/puppetdb/puppetdb.jar";
 const INITDB: &str = "/usr/lib/postgresql/15/bin/initdb";
 
+/// Whether Debian's PuppetDB and PostgreSQL 15 are installed (what
+/// [`TestPuppetDb::start`] runs), whatever the tier's switch says.
+pub fn puppetdb_installed() -> bool {
+    Path::new(JAR).is_file() && Path::new(INITDB).is_file()
+}
+
 /// Whether the PuppetDB tier runs: only with [`TIER_ENV`] set (PuppetDB
 /// takes a minute to start, so the main suite leaves it to the tier,
 /// which `.ci/run` runs after it). With the variable set, PuppetDB and
 /// PostgreSQL 15 missing is a failure; without it, the test says it
 /// skipped.
 pub fn puppetdb_available() -> bool {
-    let found = Path::new(JAR).is_file() && Path::new(INITDB).is_file();
+    let found = puppetdb_installed();
     if std::env::var_os(TIER_ENV).is_none() {
         eprintln!(
             "SKIPPED: the PuppetDB tier runs with {TIER_ENV}=1 (PuppetDB {}; README.md)",

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use muster_pki::nats_config::{Cluster, LeafnodeListen, NatsConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::{free_port, wait_for_port, TestPki};
+use crate::{free_port, TestPki};
 
 /// The certificate name of every leaf site's nats-server.
 pub const LEAF_NAME: &str = "leaf.test";
@@ -48,8 +48,11 @@ impl Server {
         }
     }
 
-    /// Writes `config` (adding the monitoring listener) and starts nats-server on it.
-    async fn start(&mut self, mut config: NatsConfig) {
+    /// Writes `config` (adding the monitoring listener) and starts
+    /// nats-server on it. An error (with nats-server's log) when it exits
+    /// or does not listen within [`STARTUP`]: a port [`free_port`] handed
+    /// out may have been taken again meanwhile, and the caller retries.
+    async fn start(&mut self, mut config: NatsConfig) -> Result<(), String> {
         config.extra = format!("http: \"{}\"\n", self.monitor);
         let text = config.render().expect("nats-server config");
         std::fs::create_dir_all(&self.dir).expect("member dir");
@@ -65,8 +68,24 @@ impl Server {
             .spawn()
             .expect("cannot start nats-server");
         self.child = Some(child);
-        wait_for_port(self.client).await;
-        wait_for_port(self.monitor).await;
+        let deadline = Instant::now() + STARTUP;
+        for addr in [self.client, self.monitor] {
+            while tokio::net::TcpStream::connect(addr).await.is_err() {
+                let exited = self
+                    .child
+                    .as_mut()
+                    .and_then(|c| c.try_wait().ok().flatten());
+                if exited.is_some() || Instant::now() > deadline {
+                    self.kill();
+                    return Err(format!(
+                        "nats-server did not listen on {addr} ({exited:?}):\n{}",
+                        self.log()
+                    ));
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        Ok(())
     }
 
     fn kill(&mut self) {
@@ -110,23 +129,41 @@ impl TestCluster {
     /// every member has a route to every other.
     pub async fn start(size: usize, pki: TestPki) -> TestCluster {
         pki.issue_with(LEAF_NAME, &["127.0.0.1".into(), "localhost".into()]);
-        let dir = tempfile::tempdir().expect("temp dir");
-        let members: Vec<Server> = (0..size)
-            .map(|i| Server::ports(dir.path().join(format!("member{i}"))))
-            .collect();
-        let route_ports: Vec<u16> = (0..size).map(|_| free_port()).collect();
-        let mut cluster = TestCluster {
-            pki,
-            members,
-            route_ports,
-            dir,
-        };
-        for i in 0..size {
-            let config = cluster.member_config(i);
-            cluster.members[i].start(config).await;
+        let mut failures = Vec::new();
+        // Fresh ports for every attempt: one may be taken between
+        // free_port() and nats-server binding it.
+        for _attempt in 0..3 {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let members: Vec<Server> = (0..size)
+                .map(|i| Server::ports(dir.path().join(format!("member{i}"))))
+                .collect();
+            let route_ports: Vec<u16> = (0..size).map(|_| free_port()).collect();
+            let mut cluster = TestCluster {
+                pki: pki.clone(),
+                members,
+                route_ports,
+                dir,
+            };
+            let mut started = Ok(());
+            for i in 0..size {
+                let config = cluster.member_config(i);
+                started = cluster.members[i].start(config).await;
+                if started.is_err() {
+                    break;
+                }
+            }
+            match started {
+                Ok(()) => {
+                    cluster.wait_for_routes().await;
+                    return cluster;
+                }
+                Err(e) => {
+                    eprintln!("starting the cluster again on other ports: {e}");
+                    failures.push(e);
+                }
+            }
         }
-        cluster.wait_for_routes().await;
-        cluster
+        panic!("no cluster after 3 attempts: {}", failures.join("\n---\n"));
     }
 
     /// Member `i`'s config: the same routes list on every member, by the
@@ -142,11 +179,7 @@ impl TestCluster {
             cluster: Some(Cluster {
                 name: "muster-test".into(),
                 listen: format!("127.0.0.1:{}", self.route_ports[i]),
-                routes: self
-                    .route_ports
-                    .iter()
-                    .map(|port| format!("nats-route://localhost:{port}"))
-                    .collect(),
+                routes: self.route_urls(),
             }),
             leafnodes: Some(LeafnodeListen {
                 listen: format!("127.0.0.1:{}", member.leaf),
@@ -160,38 +193,60 @@ impl TestCluster {
     /// Waits until every running member reports a route to every other
     /// running member (nats-server's `/routez`).
     pub async fn wait_for_routes(&self) {
-        let running: Vec<&Server> = self.members.iter().filter(|m| m.child.is_some()).collect();
+        let running: Vec<usize> = (0..self.members.len())
+            .filter(|i| self.members[*i].child.is_some())
+            .collect();
         let deadline = Instant::now() + STARTUP;
-        for member in &running {
+        for &i in &running {
             loop {
-                let routes = member.monitor("/routez").await;
-                let peers = routes
-                    .as_ref()
-                    .ok()
-                    .and_then(|r| r["routes"].as_array())
-                    .map(|routes| {
-                        let mut ids: Vec<&str> = routes
-                            .iter()
-                            .filter_map(|r| r["remote_id"].as_str())
-                            .collect();
-                        ids.sort_unstable();
-                        ids.dedup();
-                        ids.len()
-                    })
-                    .unwrap_or(0);
-                if peers + 1 >= running.len() {
+                let peers = self.peers(i).await;
+                if peers.as_ref().is_ok_and(|p| p.len() + 1 >= running.len()) {
                     break;
                 }
                 assert!(
                     Instant::now() < deadline,
-                    "member on {} has routes to {peers} of {} others after {STARTUP:?}: {routes:?}\n{}",
-                    member.client,
+                    "member {i} has routes to {peers:?}, not to all {} others after {STARTUP:?}\n{}",
                     running.len() - 1,
-                    member.log()
+                    self.log(i)
                 );
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
+    }
+
+    /// The server ids member `i` has routes to (`/routez`), sorted.
+    pub async fn peers(&self, i: usize) -> Result<Vec<String>, String> {
+        let routez = self.members[i].monitor("/routez").await?;
+        let mut ids: Vec<String> = routez["routes"]
+            .as_array()
+            .map(|routes| {
+                routes
+                    .iter()
+                    .filter_map(|r| r["remote_id"].as_str())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        ids.sort();
+        ids.dedup();
+        Ok(ids)
+    }
+
+    /// Every member's route URL, by the DNS name `localhost`, as each
+    /// member's `cluster.routes` lists them.
+    pub fn route_urls(&self) -> Vec<String> {
+        self.route_ports
+            .iter()
+            .map(|port| format!("nats-route://localhost:{port}"))
+            .collect()
+    }
+
+    /// Every member's leafnode URL (`tls://127.0.0.1:PORT`).
+    pub fn leaf_urls(&self) -> Vec<String> {
+        self.members
+            .iter()
+            .map(|m| format!("tls://127.0.0.1:{}", m.leaf))
+            .collect()
     }
 
     /// How many members were started.
@@ -257,23 +312,35 @@ impl TestCluster {
     /// connects to every member's leafnode listener (member order) with
     /// the [`LEAF_NAME`] certificate. Waits until its leaf connection is up.
     pub async fn start_leaf(&self) -> TestLeaf {
-        let mut server = Server::ports(self.dir.path().join("leaf"));
-        let config = NatsConfig {
-            ssldir: self.pki.ssldir().clone(),
-            certname: LEAF_NAME.into(),
-            issued: self.pki.issued_dir(),
-            listen: server.client.to_string(),
-            max_connections: 65_536,
-            cluster: None,
-            leafnodes: None,
-            leaf_remotes: self
-                .members
-                .iter()
-                .map(|m| format!("tls://127.0.0.1:{}", m.leaf))
-                .collect(),
-            extra: String::new(),
+        let mut failures = Vec::new();
+        let mut server = None;
+        for attempt in 0..3 {
+            let mut leaf = Server::ports(self.dir.path().join(format!("leaf{attempt}")));
+            let config = NatsConfig {
+                ssldir: self.pki.ssldir().clone(),
+                certname: LEAF_NAME.into(),
+                issued: self.pki.issued_dir(),
+                listen: leaf.client.to_string(),
+                max_connections: 65_536,
+                cluster: None,
+                leafnodes: None,
+                leaf_remotes: self.leaf_urls(),
+                extra: String::new(),
+            };
+            match leaf.start(config).await {
+                Ok(()) => {
+                    server = Some(leaf);
+                    break;
+                }
+                Err(e) => {
+                    eprintln!("starting the leaf site again on other ports: {e}");
+                    failures.push(e);
+                }
+            }
+        }
+        let Some(server) = server else {
+            panic!("the leaf site did not start: {}", failures.join("\n---\n"));
         };
-        server.start(config).await;
         let deadline = Instant::now() + STARTUP;
         loop {
             let leafz = server.monitor("/leafz").await;

@@ -333,7 +333,8 @@ async fn a_request_in_flight_when_a_member_dies() {
     let config = config.display().to_string();
     ping_until(&config, &names, || logs(&nodes)).await;
 
-    // Every node is running the action when member 0 dies.
+    // Every node is running the action when member 0 dies. The call waits
+    // for fnode3 until -t: its reply has no way out.
     let call = {
         let config = config.clone();
         tokio::spawn(async move {
@@ -349,7 +350,7 @@ async fn a_request_in_flight_when_a_member_dies() {
                 "-I",
                 "fnode3",
                 "-t",
-                "15",
+                "8",
                 "--json",
                 "--config",
                 &config,
@@ -447,4 +448,82 @@ async fn a_node_on_a_leaf_site_answers_a_client_on_the_hub() {
     // And the other way: a client at the site reaches the hub's node.
     let site = caller.client_config(&leaf.url()).display().to_string();
     ping_until(&site, &["hubnode1", "leafnode1"], || leaf.log()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_of_the_ca_that_no_route_or_leaf_list_names_cannot_join() {
+    if skip() {
+        return;
+    }
+    let pki = TestPki::shared().clone();
+    pki.issue_with("intruder.test", &["127.0.0.1".into()]);
+    let cluster = TestCluster::start(2, pki.clone()).await;
+    let members_before = cluster.peers(0).await.expect("routez");
+    // A nats-server with a good certificate of the CA, but not one a
+    // route's host or the hub's leaf list names: neither as a route
+    // (which no user's permissions would hold) nor as a leaf site.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = muster_pki::nats_config::NatsConfig {
+        ssldir: pki.ssldir().clone(),
+        certname: "intruder.test".into(),
+        issued: pki.issued_dir(),
+        listen: format!("127.0.0.1:{}", muster_testkit::free_port()),
+        max_connections: 10,
+        cluster: Some(muster_pki::nats_config::Cluster {
+            name: "muster-test".into(),
+            listen: format!("127.0.0.1:{}", muster_testkit::free_port()),
+            routes: cluster.route_urls(),
+        }),
+        leafnodes: None,
+        leaf_remotes: cluster.leaf_urls(),
+        extra: String::new(),
+    }
+    .render()
+    .expect("intruder config");
+    let file = dir.path().join("intruder.conf");
+    std::fs::write(&file, config).expect("write config");
+    let log = dir.path().join("intruder.log");
+    let mut intruder = std::process::Command::new("nats-server")
+        .arg("-c")
+        .arg(&file)
+        .arg("-l")
+        .arg(&log)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start nats-server");
+    // Each member refuses the route and the leaf connection, and says so
+    // (nats-server 2.9's words).
+    let refused = |log: &str| {
+        log.contains("Router connection closed: Authentication Failure")
+            && log.contains("Leafnode connection closed: Authentication Failure")
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let intruder_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    while !(refused(&cluster.log(0)) && refused(&cluster.log(1))) {
+        if Instant::now() > deadline {
+            let _ = intruder.kill();
+            let _ = intruder.wait();
+            panic!(
+                "no refusal within 15 s\nmember 0:\n{}\nintruder:\n{}",
+                cluster.log(0),
+                intruder_log()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let peers = cluster.peers(0).await;
+    let _ = intruder.kill();
+    let _ = intruder.wait();
+    assert_eq!(
+        peers.as_ref().ok(),
+        Some(&members_before),
+        "{}",
+        cluster.log(0)
+    );
+    assert!(
+        intruder_log().contains("Leafnode Error 'Authorization Violation'"),
+        "{}",
+        intruder_log()
+    );
 }

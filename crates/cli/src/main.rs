@@ -114,7 +114,14 @@ Every client.cfg key, its default and an example: docs/configuration.md.")]
     /// Run the embedded NATS-protocol broker (TLS, client certificates required), or write its rules for nats-server
     #[command(after_help = "Examples:
   mco broker --ssldir /etc/muster/ssl --certname broker1 --listen 0.0.0.0:4222
-  mco broker nats-config --ssldir /etc/muster/ssl --certname broker1 > nats-server.conf")]
+  mco broker nats-config --ssldir /etc/muster/ssl --certname broker1 > nats-server.conf
+  mco broker nats-config --ssldir /etc/muster/ssl --certname broker1 --cluster-listen 0.0.0.0:6222 \\
+      --routes nats-route://broker1:6222,nats-route://broker2:6222,nats-route://broker3:6222 \\
+      --leafnode-listen 0.0.0.0:7422 --leaf-certnames site1-broker > nats-server.conf
+  mco broker nats-config --ssldir /etc/muster/ssl --certname site1-broker \\
+      --leaf-remote tls://broker1:7422,tls://broker2:7422 > nats-server.conf   # a leaf site
+
+Clusters and leaf sites: docs/security.md, \"nats-server\".")]
     Broker(cmd::broker::Args),
     /// A fleet CA in Puppet's ssldir layout: mco ca init|issue|revoke
     #[command(after_help = "Examples:

@@ -7,6 +7,9 @@
 //! with NATS credentials when a deployment needs them (never logged),
 //! daemons retry forever and say so in the log, clients give up after a
 //! timeout and name the URLs they tried (with any password removed).
+//! Servers are tried in the configured order, first one first: with a
+//! nats-server cluster, list the nearest member first and the others after
+//! it, and a participant moves to the next when its member goes away.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), muster_connector::ConnectError> {
@@ -242,6 +245,10 @@ async fn options(
         .name(name)
         // Replies to a broadcast can outnumber the default buffer on big fleets.
         .subscription_capacity(1 << 18)
+        // The configured order is the operator's preference (a site's own
+        // cluster member first, the others for when it is gone), as in
+        // MCollective and Choria; async-nats would shuffle it.
+        .retain_servers_order()
         .event_callback(move |event| {
             let name = for_events.clone();
             let broker = broker.clone();

@@ -92,6 +92,10 @@ pub enum PkiError {
     /// Making a certificate, key or CRL failed.
     #[error("{0}")]
     Issue(String),
+    /// Options for a nats-server configuration that could not work, e.g.
+    /// a route by IP address where members admit routes by DNS name.
+    #[error("{0}")]
+    Options(String),
 }
 
 impl PkiError {

@@ -4,7 +4,8 @@
 //! fleet CA ([`TestPki`]), the embedded broker or a real `nats-server` on
 //! an ephemeral loopback port, both with TLS and per-certificate
 //! permissions ([`TestBroker`]), a caller with a certificate and its
-//! client config ([`Caller`]), and `mco server` processes ([`ServerProcess`]).
+//! client config ([`Caller`]), `mco server` processes ([`ServerProcess`]),
+//! and a nats-server cluster with leaf sites ([`TestCluster`]).
 //!
 //! Everything in one test binary shares one CA ([`TestPki::shared`]), so
 //! a caller made anywhere is trusted by every node and broker; a test that
@@ -13,10 +14,12 @@
 //! here accepts as well.
 
 pub mod apt;
+pub mod cluster;
 mod logs;
 mod pki;
 pub mod puppetdb;
 
+pub use cluster::{TestCluster, TestLeaf};
 pub use logs::Logs;
 
 pub use puppetdb::{puppetdb_available, puppetdb_installed, TestPuppetDb};
@@ -220,6 +223,9 @@ impl TestBroker {
             issued: self.pki.issued_dir(),
             listen: self.addr.to_string(),
             max_connections: 65_536,
+            cluster: None,
+            leafnodes: None,
+            leaf_remotes: Vec::new(),
             extra: String::new(),
         };
         let text = config.render().expect("nats-server config");

@@ -8,7 +8,8 @@ use std::time::Duration;
 use anyhow::Context;
 use muster_broker::{Broker, BrokerConfig, BrokerMonitor, ConnzQuery, SubszQuery};
 use muster_monitor::{Monitor, MonitorConfig, Page, Query};
-use muster_pki::{nats_config::NatsConfig, Settings, Ssldir};
+use muster_pki::nats_config::{Cluster, LeafnodeListen, NatsConfig};
+use muster_pki::{Settings, Ssldir};
 
 #[derive(clap::Args, Debug)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -74,6 +75,42 @@ pub(crate) struct NatsArgs {
     /// Most client connections at once
     #[arg(long, default_value_t = 65_536)]
     pub max_connections: usize,
+    /// Make this server a cluster member: the address other members' routes
+    /// connect to
+    #[arg(long, value_name = "HOST:PORT")]
+    pub cluster_listen: Option<String>,
+    /// The cluster's name, the same on every member
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "muster",
+        requires = "cluster_listen"
+    )]
+    pub cluster_name: String,
+    /// Every member's route URL, the same list on every member, hosts by the
+    /// DNS names in the members' certificates (nats-route://broker2:6222,...)
+    #[arg(
+        long,
+        value_name = "URL,URL,...",
+        value_delimiter = ',',
+        requires = "cluster_listen"
+    )]
+    pub routes: Vec<String>,
+    /// Accept leaf sites on this address (a hub)
+    #[arg(long, value_name = "HOST:PORT", requires = "leaf_certnames")]
+    pub leafnode_listen: Option<String>,
+    /// The certificate names of the leaf sites' servers a hub admits
+    #[arg(
+        long,
+        value_name = "NAME,NAME,...",
+        value_delimiter = ',',
+        requires = "leafnode_listen"
+    )]
+    pub leaf_certnames: Vec<String>,
+    /// Make this server a leaf site of a hub: the hub members' leafnode URLs
+    /// (tls://hub1:7422,...), connected to with this server's certificate
+    #[arg(long, value_name = "URL,URL,...", value_delimiter = ',')]
+    pub leaf_remote: Vec<String>,
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<u8> {
@@ -90,6 +127,16 @@ fn nats_config(args: NatsArgs) -> anyhow::Result<u8> {
         issued: args.issued,
         listen: args.listen,
         max_connections: args.max_connections,
+        cluster: args.cluster_listen.map(|listen| Cluster {
+            name: args.cluster_name,
+            listen,
+            routes: args.routes,
+        }),
+        leafnodes: args.leafnode_listen.map(|listen| LeafnodeListen {
+            listen,
+            certnames: args.leaf_certnames,
+        }),
+        leaf_remotes: args.leaf_remote,
         extra: String::new(),
     };
     print!("{}", config.render()?);

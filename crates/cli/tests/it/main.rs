@@ -6,6 +6,7 @@ mod apps;
 mod batching;
 mod chaining;
 mod choria_agents;
+mod cluster;
 mod config;
 mod ddl2json;
 mod ddl_types;

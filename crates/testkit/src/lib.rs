@@ -4,7 +4,8 @@
 //! fleet CA ([`TestPki`]), the embedded broker or a real `nats-server` on
 //! an ephemeral loopback port, both with TLS and per-certificate
 //! permissions ([`TestBroker`]), a caller with a certificate and its
-//! client config ([`Caller`]), and `mco server` processes ([`ServerProcess`]).
+//! client config ([`Caller`]), `mco server` processes ([`ServerProcess`]),
+//! and a TCP proxy that adds a wide-area network's latency ([`LatencyProxy`]).
 //!
 //! Everything in one test binary shares one CA ([`TestPki::shared`]), so
 //! a caller made anywhere is trusted by every node and broker; a test that
@@ -13,10 +14,12 @@
 //! here accepts as well.
 
 pub mod apt;
+mod latency;
 mod logs;
 mod pki;
 pub mod puppetdb;
 
+pub use latency::LatencyProxy;
 pub use logs::Logs;
 
 pub use puppetdb::{puppetdb_available, TestPuppetDb};

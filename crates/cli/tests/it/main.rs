@@ -27,3 +27,4 @@ mod puppetdb;
 mod registry;
 mod runall;
 mod terminal;
+mod wan;

@@ -31,7 +31,7 @@ struct Wan {
     _caller: Caller,
     _proxies: [LatencyProxy; 2],
     _servers: Vec<ServerProcess>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     /// The default client settings (the test kit's widened window removed).
     default: String,
     /// A quiet window of two minutes: a call that finishes did not wait for it.
@@ -98,7 +98,7 @@ impl Wan {
             default: default.display().to_string(),
             patient: patient.display().to_string(),
             wide: wide.display().to_string(),
-            _dir: dir,
+            dir,
         };
         wan.wait_until_connected().await;
         wan
@@ -221,7 +221,7 @@ async fn discovery_over_a_wan(kind: BrokerKind) {
     // (c) A known set ends at its last expected reply: with a two minute
     // quiet window, finishing at all (mco runs under a 30 s bound) shows
     // it did not wait for silence, and the statistics agree.
-    let list = wan._dir.path().join("nodes.txt");
+    let list = wan.dir.path().join("nodes.txt");
     std::fs::write(&list, all().join("\n") + "\n").expect("node list");
     let list = list.display().to_string();
     let mut exact = vec!["ping", "--config", &wan.patient, "--json"];
@@ -237,7 +237,11 @@ async fn discovery_over_a_wan(kind: BrokerKind) {
         &list,
         "--json",
     ];
-    for args in [&exact[..], &flatfile[..], &rpc[..]] {
+    for (name, args) in [
+        ("ping -I", &exact[..]),
+        ("ping --nodes", &flatfile[..]),
+        ("rpc --nodes", &rpc[..]),
+    ] {
         let output = muster_testkit::run_mco(MCO, args).await;
         assert_eq!(
             output.status.code(),
@@ -261,8 +265,8 @@ async fn discovery_over_a_wan(kind: BrokerKind) {
         // bound is generous (the window would be 120 s).
         let after_last = ms(statistics, "agent_ms") - ms(&statistics["rtt_ms"], "max");
         eprintln!(
-            "{kind:?} known set {}: last reply at {} ms, ended {after_last:.1} ms later",
-            args[1], statistics["rtt_ms"]["max"]
+            "{kind:?} known set, {name}: last reply at {} ms, ended {after_last:.1} ms later",
+            statistics["rtt_ms"]["max"]
         );
         assert!(after_last < 1000.0, "{args:?}: {statistics}");
     }
@@ -302,7 +306,7 @@ async fn discovery_over_a_wan(kind: BrokerKind) {
         wanted.len(),
         document["statistics"]["quiet_window_ms"]
     );
-    let expected = wan._dir.path().join("lan-and-far.txt");
+    let expected = wan.dir.path().join("lan-and-far.txt");
     std::fs::write(&expected, wanted.join("\n") + "\n").expect("expected list");
     let expected = expected.display().to_string();
     let with_expect = [

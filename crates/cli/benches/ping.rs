@@ -651,6 +651,7 @@ fn discovery_table(
             floor: Duration::from_secs(2),
             rtt_factor: 0,
             gap_factor: 0,
+            spread_factor: 0,
         };
         let two_seconds = Duration::from_secs(2);
         client

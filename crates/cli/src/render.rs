@@ -426,6 +426,7 @@ pub(crate) fn statistics_json(outcome: &Outcome, shown: usize) -> Value {
         "shown": shown,
         "discovery_method": outcome.discovery_method,
         "discovery_ms": outcome.discovery.map(ms_number),
+        "quiet_window_ms": outcome.quiet_window.map(ms_number),
         "agent_ms": ms_number(outcome.elapsed),
         "total_ms": ms_number(outcome.elapsed + outcome.discovery.unwrap_or_default()),
         "rtt_ms": rtt,
@@ -462,6 +463,7 @@ pub(crate) fn nothing_sent() -> Outcome {
         discovery_method: None,
         elapsed: Duration::ZERO,
         interrupted: false,
+        quiet_window: None,
     }
 }
 
@@ -659,6 +661,7 @@ mod tests {
             discovery_method: Some("flatfile".into()),
             elapsed: Duration::from_millis(35),
             interrupted: false,
+            quiet_window: None,
         };
         let mut out = Vec::new();
         rpc_stats(&mut out, &outcome, None, true, Style { colour: false }).unwrap();

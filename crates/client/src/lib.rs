@@ -348,6 +348,10 @@ pub struct Outcome {
     /// The stop given to [`Client::call_until`] fired before the call
     /// ended: `responses` and `missing` are what was known at that moment.
     pub interrupted: bool,
+    /// The quiet period after the last reply that ended a broadcast, when
+    /// silence ended it (not a timeout, a known set, or a stop): how far
+    /// the adaptive [`QuietWindow`] had widened.
+    pub quiet_window: Option<Duration>,
 }
 
 impl Outcome {
@@ -846,6 +850,7 @@ impl Client {
         let mut impostors = Vec::new();
         let mut no_responders = 0;
         let mut interrupted = false;
+        let mut quiet_window = None;
         'collect: loop {
             let all_in = wanted
                 .as_ref()
@@ -853,18 +858,22 @@ impl Client {
             if directed && all_in {
                 break;
             }
-            let deadline = if directed || (wanted.is_some() && !all_in) {
-                hard
+            let (deadline, quiet) = if directed || (wanted.is_some() && !all_in) {
+                (hard, None)
             } else {
-                call.window
-                    .unwrap_or(self.config.window)
-                    .deadline(&arrivals, hard)
+                let window = call.window.unwrap_or(self.config.window);
+                (window.deadline(&arrivals, hard), window.quiet(&arrivals))
             };
             let next = tokio::time::timeout_at(deadline.into(), replies.next());
             let first = tokio::select! {
                 next = next => match next {
                     Ok(Some(message)) => message,
-                    Ok(None) | Err(_) => break,
+                    Ok(None) => break,
+                    Err(_) => {
+                        // Silence ended it only if the window closed before -t.
+                        quiet_window = quiet.filter(|_| deadline < hard);
+                        break;
+                    }
                 },
                 () = stop.as_mut() => {
                     interrupted = true;
@@ -956,6 +965,7 @@ impl Client {
             discovery_method: None,
             elapsed,
             interrupted,
+            quiet_window,
         };
         if let Some(nodes) = expected.as_ref().or(cross_check) {
             outcome.cross_check(nodes);
@@ -981,6 +991,7 @@ impl Outcome {
             discovery_method: None,
             elapsed: Duration::ZERO,
             interrupted: true,
+            quiet_window: None,
         }
     }
 }

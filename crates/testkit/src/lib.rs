@@ -5,7 +5,8 @@
 //! an ephemeral loopback port, both with TLS and per-certificate
 //! permissions ([`TestBroker`]), a caller with a certificate and its
 //! client config ([`Caller`]), `mco server` processes ([`ServerProcess`]),
-//! and a nats-server cluster with leaf sites ([`TestCluster`]).
+//! a nats-server cluster with leaf sites ([`TestCluster`]), and a TCP
+//! proxy that adds a wide-area network's latency ([`LatencyProxy`]).
 //!
 //! Everything in one test binary shares one CA ([`TestPki::shared`]), so
 //! a caller made anywhere is trusted by every node and broker; a test that
@@ -15,11 +16,13 @@
 
 pub mod apt;
 pub mod cluster;
+mod latency;
 mod logs;
 mod pki;
 pub mod puppetdb;
 
 pub use cluster::{TestCluster, TestLeaf};
+pub use latency::LatencyProxy;
 pub use logs::Logs;
 
 pub use puppetdb::{puppetdb_available, puppetdb_installed, TestPuppetDb};

@@ -28,3 +28,4 @@ mod puppetdb;
 mod registry;
 mod runall;
 mod terminal;
+mod wan;

@@ -16,6 +16,7 @@ const PATIENT: QuietWindow = QuietWindow {
     floor: Duration::from_secs(30),
     rtt_factor: 2,
     gap_factor: 4,
+    spread_factor: 8,
 };
 
 fn ping(identities: &[&str]) -> Call {

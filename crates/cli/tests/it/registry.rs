@@ -295,6 +295,42 @@ async fn the_registry_learns_real_nodes_selects_like_broadcast_and_ages_one_out(
     )
     .await;
     assert!(registry.log().contains("aged out"), "{}", registry.log());
+
+    // A node that answers but never registered: `--expect registry`
+    // keeps the ping a broadcast and names it as not expected.
+    let _stray = ServerProcess::start(
+        Path::new(MCO),
+        &url,
+        pki,
+        &NodeSetup {
+            identity: "stray1",
+            facts_yaml: "role: web\n",
+            classes: &[],
+            collectives: &[],
+            settings: "",
+        },
+    );
+    wait_for_find(
+        &["find", "--config", c],
+        "db1\nstray1\nweb1\nweb2\n",
+        &registry,
+    )
+    .await;
+    let checked = mco(&["ping", "--config", c, "--expect", "registry"]).await;
+    let text = stdout(&checked);
+    let unexpected = text
+        .split_once("Unexpected replies from:")
+        .map(|(_, names)| names.to_string());
+    assert_eq!(
+        unexpected.as_deref().map(str::trim),
+        Some("stray1"),
+        "{text}{}",
+        stderr(&checked)
+    );
+    assert!(!text.contains("No response from"), "{text}");
+    for node in ["db1", "web1", "web2"] {
+        assert!(text.contains(node), "{node}: {text}");
+    }
 }
 
 /// Stops the node for good (the process, as a crashed host would).

@@ -26,8 +26,9 @@ use crate::{names, provider, ssldir, Credential, PkiError, Ssldir};
 /// it the cache starts again empty: bounded memory, whatever peers send.
 const CACHE_LIMIT: usize = 4096;
 
-/// A raw ed25519 public key.
-type Ed25519Key = [u8; 32];
+/// An ed25519 public key, decompressed once per certificate (not once per
+/// signature: decompressing costs about as much as a batched verification).
+type Ed25519Key = ed25519_dalek::VerifyingKey;
 
 /// A certificate's verification: who, and its ed25519 key if it has one.
 type Checked = Result<(Verified, Option<Ed25519Key>), PkiError>;
@@ -199,7 +200,10 @@ impl Authority {
         }
         let verified = self.verify_chain(der)?;
         let not_after = names::not_after(der).unwrap_or(now);
-        let ed25519 = names::ed25519_key(der);
+        // A key that does not decompress is left to the single check,
+        // which refuses its signatures with webpki's reason.
+        let ed25519 = names::ed25519_key(der)
+            .and_then(|key| ed25519_dalek::VerifyingKey::from_bytes(&key).ok());
         let mut cache = lock(&self.certificates);
         if cache.len() >= CACHE_LIMIT {
             cache.clear();
@@ -429,13 +433,9 @@ fn verify_chunk(items: &[Signed<'_>], checked: &[Checked]) -> Vec<Result<Verifie
         match check {
             Err(e) => results[i] = Some(Err(PkiError::Untrusted(e.to_string()))),
             Ok((verified, Some(key))) if item.scheme == "ed25519" => {
-                match (
-                    ed25519_dalek::VerifyingKey::from_bytes(key),
-                    ed25519_dalek::Signature::from_slice(item.signature),
-                ) {
-                    (Ok(key), Ok(signature)) => batch.push((i, key, signature)),
-                    (Err(e), _) => results[i] = Some(Err(bad(verified, &e))),
-                    (_, Err(e)) => results[i] = Some(Err(bad(verified, &e))),
+                match ed25519_dalek::Signature::from_slice(item.signature) {
+                    Ok(signature) => batch.push((i, *key, signature)),
+                    Err(e) => results[i] = Some(Err(bad(verified, &e))),
                 }
             }
             Ok((verified, _)) => {

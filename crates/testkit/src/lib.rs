@@ -131,8 +131,37 @@ impl TestBroker {
             nats: None,
             dir: tempfile::tempdir().expect("temp dir"),
         };
-        broker.resume().await;
+        broker.first_start().await;
         broker
+    }
+
+    /// Starts the broker for the first time. A nats-server that finds its
+    /// port taken (`free_port` released it, and another process got it
+    /// first) exits; it gets fresh ports, up to three tries, so the test
+    /// neither fails nor talks to somebody else's server.
+    async fn first_start(&mut self) {
+        if self.kind == BrokerKind::Embedded {
+            return self.resume().await;
+        }
+        for _ in 0..2 {
+            match self.start_nats_server().await {
+                Ok(()) => return,
+                Err(why) => {
+                    eprintln!(
+                        "nats-server did not start on {} ({why}); trying another port",
+                        self.addr
+                    );
+                    self.addr.set_port(free_port());
+                }
+            }
+        }
+        if let Err(why) = self.start_nats_server().await {
+            panic!(
+                "nats-server did not start on {}: {why}\n{}",
+                self.addr,
+                self.log()
+            );
+        }
     }
 
     /// A broker with no TLS and no admission, for the benchmark's
@@ -152,7 +181,7 @@ impl TestBroker {
             nats: None,
             dir: tempfile::tempdir().expect("temp dir"),
         };
-        broker.resume().await;
+        broker.first_start().await;
         broker
     }
 
@@ -277,24 +306,58 @@ impl TestBroker {
                 }
             }
             BrokerKind::NatsServer => {
-                let log = self.dir.path().join("nats-server.log");
-                let mut command = Command::new("nats-server");
-                if self.plaintext {
-                    command.args(["-a", "127.0.0.1", "-p", &self.addr.port().to_string()]);
-                } else {
-                    command.arg("-c").arg(self.write_nats_config());
+                if let Err(why) = self.start_nats_server().await {
+                    panic!(
+                        "nats-server did not start on {}: {why}\n{}",
+                        self.addr,
+                        self.log()
+                    );
                 }
-                let child = command
-                    .arg("-l")
-                    .arg(&log)
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .spawn()
-                    .expect("cannot start nats-server");
-                self.nats = Some(child);
-                wait_for_port(self.addr).await;
             }
         }
+    }
+
+    /// Starts nats-server on `self.addr` and waits until it says it is
+    /// ready; `Err` if it exited first (its port taken, say).
+    async fn start_nats_server(&mut self) -> Result<(), String> {
+        let log = self.dir.path().join("nats-server.log");
+        // The log is appended to across restarts: this start is ready when
+        // it says so once more than before.
+        let readies = |log: &Path| {
+            std::fs::read_to_string(log).map_or(0, |text| text.matches("Server is ready").count())
+        };
+        let before = readies(&log);
+        let mut command = Command::new("nats-server");
+        if self.plaintext {
+            command.args(["-a", "127.0.0.1", "-p", &self.addr.port().to_string()]);
+        } else {
+            command.arg("-c").arg(self.write_nats_config());
+        }
+        let mut child = command
+            .arg("-l")
+            .arg(&log)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cannot start nats-server");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(format!("it exited: {status}"));
+            }
+            if readies(&log) > before {
+                break;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err("not ready after 10 s".to_string());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.nats = Some(child);
+        wait_for_port(self.addr).await;
+        Ok(())
     }
 }
 
@@ -620,5 +683,46 @@ impl Drop for ServerProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A port somebody else holds (as when `free_port` lost a race): the
+    /// nats-server exits, and the broker comes up on another port, its own.
+    #[tokio::test]
+    async fn a_nats_server_whose_port_is_taken_starts_on_another() {
+        if !nats_server_available() {
+            eprintln!("SKIPPED: nats-server is not installed");
+            return;
+        }
+        let squatter = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let taken = squatter.local_addr().expect("address");
+        let pki = TestPki::shared().clone();
+        let mut broker = TestBroker {
+            kind: BrokerKind::NatsServer,
+            addr: taken,
+            certname: pki.broker_name(),
+            pki,
+            plaintext: false,
+            embedded: None,
+            nats: None,
+            dir: tempfile::tempdir().expect("temp dir"),
+        };
+        broker.first_start().await;
+        assert_ne!(broker.addr(), taken);
+        assert!(broker.log().contains("Server is ready"), "{}", broker.log());
+        let url = broker.url();
+        let client = muster_connector::connect_client(
+            &[url],
+            "port test",
+            Duration::from_secs(5),
+            &TestPki::shared().transport(TestPki::shared().broker_name()),
+        )
+        .await;
+        assert!(client.is_ok(), "{:?}", client.err());
+        drop(squatter);
     }
 }

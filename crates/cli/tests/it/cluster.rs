@@ -7,14 +7,13 @@
 //! under `CI`). Every wait is bounded; every port is ephemeral; every
 //! process is stopped by PID.
 
+use crate::common::{json, senders, timed_mco};
 use std::path::{Path, PathBuf};
-use std::process::Output;
 use std::time::{Duration, Instant};
 
 use muster_testkit::{
     nats_server_available, stderr, stdout, Caller, NodeSetup, ServerProcess, TestCluster, TestPki,
 };
-use serde_json::Value;
 
 const MCO: &str = env!("CARGO_BIN_EXE_mco");
 
@@ -74,39 +73,12 @@ fn node(pki: &TestPki, identity: &str, servers: &str, settings: &str) -> ServerP
     )
 }
 
-/// Runs `mco` and says how long it took.
-async fn mco(args: &[&str]) -> (Output, Duration) {
-    let started = Instant::now();
-    let output = muster_testkit::run_mco(MCO, args).await;
-    (output, started.elapsed())
-}
-
-fn json(output: &Output) -> Value {
-    serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}\n{}", stdout(output), stderr(output)))
-}
-
-fn senders(document: &Value) -> Vec<String> {
-    let mut senders: Vec<String> = document["replies"]
-        .as_array()
-        .map(|replies| {
-            replies
-                .iter()
-                .filter_map(|r| r["sender"].as_str())
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default();
-    senders.sort();
-    senders
-}
-
 /// Pings (`mco ping --json`) until exactly `expected` answer, at most
 /// [`FOUND_WITHIN`]; returns how long that took.
 async fn ping_until(config: &str, expected: &[&str], why: impl Fn() -> String) -> Duration {
     let started = Instant::now();
     loop {
-        let (output, _) = mco(&["ping", "--config", config, "--json"]).await;
+        let (output, _) = timed_mco(&["ping", "--config", config, "--json"]).await;
         let found = if output.status.success() {
             senders(&json(&output))
         } else {
@@ -174,7 +146,7 @@ async fn nats_config_for_cluster_members_and_leaf_sites_is_accepted_by_nats_serv
         "tls://broker1.example.net:7422,tls://broker2.example.net:7422",
     ];
     for (name, args) in [("hub", &hub[..]), ("leaf", &leaf[..])] {
-        let (output, _) = mco(args).await;
+        let (output, _) = timed_mco(args).await;
         assert!(output.status.success(), "{name}: {}", stderr(&output));
         let text = stdout(&output);
         let file = dir.path().join(format!("{name}.conf"));
@@ -196,14 +168,14 @@ async fn nats_config_for_cluster_members_and_leaf_sites_is_accepted_by_nats_serv
     // Options that nats-server would take but that could never connect.
     let mut by_ip = hub.to_vec();
     by_ip[13] = "nats-route://10.0.0.2:6222";
-    let (output, _) = mco(&by_ip).await;
+    let (output, _) = timed_mco(&by_ip).await;
     assert_ne!(output.status.code(), Some(0));
     assert!(
         stderr(&output).contains("names an IP address"),
         "{}",
         stderr(&output)
     );
-    let (output, _) = mco(&hub[..hub.len() - 2]).await;
+    let (output, _) = timed_mco(&hub[..hub.len() - 2]).await;
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
     assert!(
         stderr(&output).contains("--leaf-certnames"),
@@ -247,7 +219,7 @@ async fn nodes_of_a_killed_member_move_to_the_others_and_answer_again() {
             );
         }
     }
-    let (rpc, _) = mco(&["rpc", "rpcutil", "ping", "--config", &config, "--json"]).await;
+    let (rpc, _) = timed_mco(&["rpc", "rpcutil", "ping", "--config", &config, "--json"]).await;
     assert_eq!(rpc.status.code(), Some(0), "{}", stderr(&rpc));
     assert_eq!(senders(&json(&rpc)), names);
 
@@ -273,7 +245,7 @@ async fn nodes_of_a_killed_member_move_to_the_others_and_answer_again() {
             "{name} did not log the loss"
         );
     }
-    let (rpc, _) = mco(&["rpc", "rpcutil", "ping", "--config", &config, "--json"]).await;
+    let (rpc, _) = timed_mco(&["rpc", "rpcutil", "ping", "--config", &config, "--json"]).await;
     assert_eq!(rpc.status.code(), Some(0), "{}", stderr(&rpc));
     assert_eq!(senders(&json(&rpc)), names);
     eprintln!(
@@ -338,7 +310,7 @@ async fn a_request_in_flight_when_a_member_dies() {
     let call = {
         let config = config.clone();
         tokio::spawn(async move {
-            mco(&[
+            timed_mco(&[
                 "rpc",
                 "sleeper",
                 "nap",
@@ -387,7 +359,7 @@ async fn a_request_in_flight_when_a_member_dies() {
     // A request sent while a node has no member is lost to it: nats-server
     // answers "no responders" for its subject, so the call ends at once
     // and names it instead of waiting for -t.
-    let (output, took) = mco(&[
+    let (output, took) = timed_mco(&[
         "rpc", "rpcutil", "ping", "-I", "fnode1", "-I", "fnode2", "-I", "fnode3", "-t", "20",
         "--config", &config,
     ])
@@ -442,7 +414,7 @@ async fn a_node_on_a_leaf_site_answers_a_client_on_the_hub() {
         format!("{}\nleaf:\n{}", logs(&nodes), leaf.log())
     })
     .await;
-    let (rpc, _) = mco(&["rpc", "rpcutil", "ping", "--config", &config, "--json"]).await;
+    let (rpc, _) = timed_mco(&["rpc", "rpcutil", "ping", "--config", &config, "--json"]).await;
     assert_eq!(rpc.status.code(), Some(0), "{}", stderr(&rpc));
     assert_eq!(senders(&json(&rpc)), ["hubnode1", "leafnode1"]);
     // And the other way: a client at the site reaches the hub's node.

@@ -5,12 +5,12 @@
 //! 30 s bound, so a call can only finish by knowing whom it waits for: at
 //! the last expected reply, or at its own `-t` when an expected node is silent.
 
+use crate::common::{json, senders, timed_mco};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use muster_testkit::{stderr, stdout, BrokerKind, Caller, NodeSetup, ServerProcess, TestBroker};
-use serde_json::Value;
 
 const MCO: &str = env!("CARGO_BIN_EXE_mco");
 
@@ -102,29 +102,6 @@ fn signal(pid: u32, name: &str) {
     assert!(status.success(), "kill -{name} {pid}");
 }
 
-/// Runs mco (within the test kit's 30 s bound) and says how long it took.
-async fn mco(args: &[&str]) -> (Output, Duration) {
-    let started = Instant::now();
-    let output = muster_testkit::run_mco(MCO, args).await;
-    (output, started.elapsed())
-}
-
-fn json(output: &Output) -> Value {
-    serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}\n{}", stdout(output), stderr(output)))
-}
-
-fn senders(document: &Value) -> Vec<String> {
-    let mut senders: Vec<String> = document["replies"]
-        .as_array()
-        .expect("replies")
-        .iter()
-        .map(|r| r["sender"].as_str().expect("sender").to_string())
-        .collect();
-    senders.sort();
-    senders
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_known_set_ends_at_its_last_reply_and_names_the_stopped_node() {
     let fleet = Fleet::start().await;
@@ -137,7 +114,7 @@ async fn a_known_set_ends_at_its_last_reply_and_names_the_stopped_node() {
     for command in [&["ping"][..], &["rpc", "rpcutil", "ping"][..]] {
         let mut args = command.to_vec();
         args.extend(["--config", cfg, "--nodes", &live, "-t", "60", "--json"]);
-        let (output, _) = mco(&args).await;
+        let (output, _) = timed_mco(&args).await;
         assert_eq!(
             output.status.code(),
             Some(0),
@@ -158,7 +135,7 @@ async fn a_known_set_ends_at_its_last_reply_and_names_the_stopped_node() {
     for command in [&["ping"][..], &["rpc", "rpcutil", "ping"][..]] {
         let mut args = command.to_vec();
         args.extend(["--config", cfg, "--nodes", &all, "-t", "3", "-v"]);
-        let (output, took) = mco(&args).await;
+        let (output, took) = timed_mco(&args).await;
         let text = stdout(&output);
         assert_eq!(
             output.status.code(),
@@ -180,7 +157,7 @@ async fn a_known_set_ends_at_its_last_reply_and_names_the_stopped_node() {
             "{args:?}: {text}"
         );
     }
-    let (output, _) = mco(&[
+    let (output, _) = timed_mco(&[
         "ping", "--config", cfg, "--nodes", &all, "-t", "3", "--json",
     ])
     .await;
@@ -198,7 +175,8 @@ async fn expect_cross_checks_a_broadcast_against_a_known_set() {
     // are expected and silent.
     let expected = fleet.list("expected.txt", &["node1", "node3", "ghost"]);
 
-    let (output, took) = mco(&["ping", "--config", cfg, "--expect", &expected, "-t", "3"]).await;
+    let (output, took) =
+        timed_mco(&["ping", "--config", cfg, "--expect", &expected, "-t", "3"]).await;
     let text = stdout(&output);
     assert_eq!(output.status.code(), Some(3), "{text}{}", stderr(&output));
     // The broadcast waited for the expected nodes until -t.
@@ -219,7 +197,7 @@ async fn expect_cross_checks_a_broadcast_against_a_known_set() {
         args.extend([
             "--config", cfg, "--expect", &expected, "-t", "3", "--dt", "3", "--json",
         ]);
-        let (output, _) = mco(&args).await;
+        let (output, _) = timed_mco(&args).await;
         assert_eq!(
             output.status.code(),
             Some(3),
@@ -248,7 +226,7 @@ async fn expect_cross_checks_a_broadcast_against_a_known_set() {
     let inventory = fleet.dir.path().join("inventory.json");
     std::fs::write(&inventory, records.to_string()).expect("inventory");
     let source = format!("inventory:{}", inventory.display());
-    let (output, _) = mco(&[
+    let (output, _) = timed_mco(&[
         "ping", "--config", cfg, "--expect", &source, "-F", "role=web", "--json",
     ])
     .await;
@@ -258,28 +236,28 @@ async fn expect_cross_checks_a_broadcast_against_a_known_set() {
     assert_eq!(statistics["unexpected"], serde_json::json!(["node2"]));
 
     // Bad sources are clear errors before anything is sent.
-    let (output, _) = mco(&["ping", "--config", cfg, "--expect", "broadcast"]).await;
+    let (output, _) = timed_mco(&["ping", "--config", cfg, "--expect", "broadcast"]).await;
     assert_eq!(output.status.code(), Some(2));
     assert!(
         stderr(&output).contains("--expect broadcast"),
         "{}",
         stderr(&output)
     );
-    let (output, _) = mco(&["ping", "--config", cfg, "--expect", "/no/such/file"]).await;
+    let (output, _) = timed_mco(&["ping", "--config", cfg, "--expect", "/no/such/file"]).await;
     assert_eq!(output.status.code(), Some(2));
     assert!(
         stderr(&output).contains("/no/such/file"),
         "{}",
         stderr(&output)
     );
-    let (output, _) = mco(&["find", "--config", cfg, "--expect", &expected]).await;
+    let (output, _) = timed_mco(&["find", "--config", cfg, "--expect", &expected]).await;
     assert_eq!(output.status.code(), Some(2));
     assert!(
         stderr(&output).contains("this command does not take it"),
         "{}",
         stderr(&output)
     );
-    let (output, _) = mco(&[
+    let (output, _) = timed_mco(&[
         "ping", "--config", cfg, "--nodes", &expected, "--expect", &expected,
     ])
     .await;

@@ -7,6 +7,7 @@ mod batching;
 mod chaining;
 mod choria_agents;
 mod cluster;
+mod common;
 mod config;
 mod ddl2json;
 mod ddl_types;

@@ -7,8 +7,8 @@
 //! Assertions are about who answered and what the statistics say, not
 //! about wall-clock time, which a loaded machine stretches.
 
+use crate::common::{json, senders};
 use std::path::Path;
-use std::process::Output;
 use std::time::{Duration, Instant};
 
 use muster_testkit::{
@@ -133,25 +133,6 @@ fn all() -> Vec<&'static str> {
     let mut all: Vec<&str> = DIRECT.iter().chain(&NEAR).chain(&FAR).copied().collect();
     all.sort();
     all
-}
-
-fn json(output: &Output) -> Value {
-    serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}\n{}", stdout(output), stderr(output)))
-}
-
-fn senders(document: &Value) -> Vec<String> {
-    let mut senders: Vec<String> = document["replies"]
-        .as_array()
-        .map(|replies| {
-            replies
-                .iter()
-                .filter_map(|r| r["sender"].as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
-    senders.sort();
-    senders
 }
 
 fn ms(statistics: &Value, key: &str) -> f64 {
